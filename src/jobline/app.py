@@ -1,0 +1,197 @@
+"""App: the functions a codebase defines, and the way to enqueue work and run workers.
+
+Each public operation comes in a pair: ``name()`` is sync, ``name_async()`` is async; the sync
+form runs the async one on a background loop (``_sync.py``), so the logic exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import psycopg
+
+from ._sync import SyncBridge
+from .db import connect
+from .db import store as store_module
+from .db.store import Store
+from .errors import InvalidInput, JoblineError
+from .functions import sql as sql_function
+from .job import Job, NewJob, new_job
+from .retry import Backoff
+from .runtime.registry import Function, Registry
+from .runtime.worker import Summary, Worker
+from .settings import Settings
+
+_ENQUEUE_OPTIONS = frozenset({"payload", "run_at", "delay", "queue", "priority", "owner", "max_attempts",
+                              "depends_on", "unique_key"})
+
+
+class App:
+    """A registry of functions plus a connection to a jobline database.
+
+    >>> app = App()
+    >>> @app.function("streak-updater", max_attempts=5, timeout=30)
+    ... def update_streaks(payload):
+    ...     return {"updated": 0}
+    >>> job = app.enqueue("streak-updater", {"day": "2026-01-31"})   # doctest: +SKIP
+    """
+
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env(database_url=database_url)
+        self.registry = Registry()
+        self._store: Store | None = None
+        self._bridge = SyncBridge()
+        self.registry.add(Function.from_handler(sql_function.NAME, sql_function.run_sql))
+
+    # -- defining functions ---------------------------------------------------------------
+
+    def function(self, name: str, *, max_attempts: int = 3, timeout: float | None = None,
+                 queue: str = "default", priority: int = 0, backoff: Backoff | None = None,
+                 backoff_base: float | None = None, backoff_factor: float | None = None,
+                 backoff_max: float | None = None, backoff_jitter: float | None = None) -> Callable:
+        """Register a sync or async handler ``f(payload)`` or ``f(payload, ctx)`` under ``name``.
+
+        ``timeout`` is in seconds. Backoff before retry n is ``base * factor ** (n - 1)`` seconds,
+        capped at ``backoff_max``, with ``±backoff_jitter`` random spread.
+        """
+        if backoff is None:
+            defaults = Backoff()
+            backoff = Backoff(
+                base=defaults.base if backoff_base is None else backoff_base,
+                factor=defaults.factor if backoff_factor is None else backoff_factor,
+                max_delay=defaults.max_delay if backoff_max is None else backoff_max,
+                jitter=defaults.jitter if backoff_jitter is None else backoff_jitter)
+
+        def register(handler: Callable) -> Callable:
+            self.registry.add(Function.from_handler(name, handler, max_attempts=max_attempts, timeout=timeout,
+                                                    queue=queue, priority=priority, backoff=backoff))
+            return handler
+
+        return register
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def open_async(self) -> Store:
+        if self._store is None:
+            url = connect.ready_database_url(self.settings)
+            store = Store(url)
+            await store.open()
+            self._store = store
+        return self._store
+
+    def open(self) -> None:
+        self._bridge.run(self.open_async(), "open")
+
+    async def close_async(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            await store.close()
+
+    def close(self) -> None:
+        self._bridge.run(self.close_async(), "close")
+        self._bridge.close()
+
+    def __enter__(self) -> App:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    async def __aenter__(self) -> App:
+        await self.open_async()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close_async()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise JoblineError("the App is not open: use `with app:` / `async with app:` or call app.open()")
+        return self._store
+
+    # -- enqueueing ---------------------------------------------------------------------------
+
+    def _new_job(self, function: str, payload: Mapping[str, Any] | None, options: Mapping[str, Any]) -> NewJob:
+        """Validate a request, taking queue, priority and max_attempts from the function's
+        registration when it is known here and the caller did not say."""
+        unknown = set(options) - _ENQUEUE_OPTIONS
+        if unknown:
+            raise InvalidInput(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        defaults = {}
+        registered = self.registry.find(function) if isinstance(function, str) else None
+        if registered is not None:
+            defaults = {"queue": registered.queue, "priority": registered.priority,
+                        "max_attempts": registered.max_attempts}
+        return new_job(function, payload, **{**defaults, **{k: v for k, v in options.items() if v is not None}})
+
+    def _new_jobs(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
+        news = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping) or "function" not in item:
+                raise InvalidInput(f"job {index} must be a mapping with a 'function' key")
+            options = {k: v for k, v in item.items() if k not in ("function", "payload")}
+            news.append(self._new_job(item["function"], item.get("payload"), options))
+        return news
+
+    async def enqueue_async(self, function: str, payload: Mapping[str, Any] | None = None, *,
+                            conn: psycopg.AsyncConnection | None = None, **options: Any) -> Job:
+        """Enqueue one job; with ``conn``, inside that connection's current transaction.
+
+        Options: run_at (datetime) or delay (seconds), queue, priority, owner, max_attempts,
+        depends_on (id or ids), unique_key.
+        """
+        new = self._new_job(function, payload, options)
+        if conn is not None:
+            return await store_module.job_insert_on(conn, new)
+        return await (await self.open_async()).job_insert(new)
+
+    def enqueue(self, function: str, payload: Mapping[str, Any] | None = None, *,
+                conn: psycopg.Connection | None = None, **options: Any) -> Job:
+        """Sync form of :meth:`enqueue_async`; ``conn`` may be your own psycopg.Connection."""
+        if isinstance(conn, psycopg.Connection):
+            return store_module.job_insert_sync(conn, self._new_job(function, payload, options))
+        return self._bridge.run(self.enqueue_async(function, payload, **options), "enqueue")
+
+    async def enqueue_many_async(self, jobs: Iterable[Mapping[str, Any]], *,
+                                 conn: psycopg.AsyncConnection | None = None) -> list[int]:
+        """Enqueue many jobs in one transaction and (for plain jobs) one COPY; returns their ids.
+        Each item is a mapping with ``function`` and the options of :meth:`enqueue_async`."""
+        news = self._new_jobs(jobs)
+        if conn is not None:
+            return await store_module.job_insert_many_on(conn, news)
+        return await (await self.open_async()).job_insert_many(news)
+
+    def enqueue_many(self, jobs: Iterable[Mapping[str, Any]], *,
+                     conn: psycopg.Connection | None = None) -> list[int]:
+        if isinstance(conn, psycopg.Connection):
+            return store_module.job_insert_many_sync(conn, self._new_jobs(jobs))
+        return self._bridge.run(self.enqueue_many_async(jobs), "enqueue_many")
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def get_job_async(self, job_id: int) -> Job:
+        return await (await self.open_async()).job_get(job_id)
+
+    def get_job(self, job_id: int) -> Job:
+        return self._bridge.run(self.get_job_async(job_id), "get_job")
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def worker_async(self, **options: Any) -> Worker:
+        """A worker for this App's functions (see :class:`jobline.runtime.worker.Worker`)."""
+        return Worker(await self.open_async(), self.registry, self.settings, **options)
+
+    async def run_worker_async(self, **options: Any) -> None:
+        worker = await self.worker_async(**options)
+        await worker.run()
+
+    async def process_async(self, limit: int | None = None, **options: Any) -> Summary:
+        """Run what is due (and becomes due meanwhile) until none is left; return a summary."""
+        worker = await self.worker_async(**options)
+        return await worker.run_until_idle(limit)
+
+    def process(self, limit: int | None = None, **options: Any) -> Summary:
+        return self._bridge.run(self.process_async(limit, **options), "process")

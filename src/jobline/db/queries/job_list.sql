@@ -1,0 +1,15 @@
+-- job_list: newest first, filtered; keyset pagination with %(before_id)s. Each row says whether
+-- a live worker (seen within %(live_seconds)s) serves its function.
+SELECT j.*,
+       EXISTS (SELECT 1 FROM jobline.workers w
+               WHERE j.function = ANY(w.functions)
+                 AND w.last_seen_at > now() - make_interval(secs => %(live_seconds)s)) AS served
+FROM jobline.jobs j
+WHERE (%(statuses)s::text[] IS NULL OR j.status = ANY(%(statuses)s::text[]))
+  AND (%(function)s::text IS NULL OR j.function = %(function)s)
+  AND (%(queue)s::text IS NULL OR j.queue = %(queue)s)
+  AND (%(owner)s::text IS NULL OR j.owner = %(owner)s)
+  AND (%(before_id)s::bigint IS NULL OR j.id < %(before_id)s)
+  AND (%(include_archived)s OR j.archived_at IS NULL)
+ORDER BY j.id DESC
+LIMIT %(limit)s

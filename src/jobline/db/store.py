@@ -1,0 +1,343 @@
+"""Store: the async data-access API, and the only code that executes jobline's SQL.
+
+Every method is named after its query file (``job_claim_many`` runs ``queries/job_claim_many.sql``).
+psycopg errors are translated here, and only here, into jobline's error types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from ..errors import Conflict, DatabaseError, InvalidInput, JobNotFound
+from ..job import Attempt, Job, NewJob
+from . import queries as q
+
+log = logging.getLogger(__name__)
+
+LISTEN_CHANNEL = "jobline_jobs"
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn psycopg errors into jobline errors with the server's message (cause kept)."""
+    try:
+        yield
+    except (pg_errors.InvalidParameterValue, pg_errors.CheckViolation, pg_errors.ForeignKeyViolation,
+            pg_errors.InvalidTextRepresentation, pg_errors.NumericValueOutOfRange,
+            pg_errors.UntranslatableCharacter, pg_errors.DatetimeFieldOverflow) as exc:
+        raise InvalidInput(_server_message(exc)) from exc
+    except pg_errors.UndefinedTable as exc:
+        raise DatabaseError(f"{_server_message(exc)}; is the schema installed? Run `jobline db migrate`") from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(_server_message(exc)) from exc
+
+
+def _server_message(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(exc).strip()
+    hint = diag.message_hint if diag is not None else None
+    return f"{message} ({hint})" if hint else message
+
+
+def insert_params(new: NewJob) -> dict[str, Any]:
+    return {
+        "function": new.function,
+        "payload": new.payload_json,
+        "run_at": new.run_at,
+        "queue": new.queue,
+        "priority": new.priority,
+        "owner": new.owner,
+        "max_attempts": new.max_attempts,
+        "depends_on": list(new.depends_on) or None,
+        "unique_key": new.unique_key,
+    }
+
+
+def _copy_text(ids: Sequence[int], jobs: Sequence[NewJob], now: dt.datetime) -> str:
+    """Rows in COPY text format. Names hold no control characters (validated) and JSON text
+    escapes its own, so only backslashes need escaping."""
+
+    def text(value: str) -> str:
+        return value.replace("\\", "\\\\")
+
+    lines = []
+    for job_id, job in zip(ids, jobs):
+        run_at = (job.run_at or now).isoformat()
+        owner = "\\N" if job.owner is None else text(job.owner)
+        lines.append(
+            f"{job_id}\t{text(job.function)}\t{text(job.payload_json)}\t{run_at}\t{text(job.queue)}"
+            f"\t{job.priority}\t{owner}\t{job.max_attempts}\n"
+        )
+    return "".join(lines)
+
+
+class Store:
+    """Async access to one jobline database through a connection pool."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, prepare: bool = True):
+        self.url = url
+        # prepare=False for transaction-mode poolers, which cannot keep prepared statements.
+        self._connect_kwargs = {"autocommit": True, "prepare_threshold": 5 if prepare else None}
+        self._pool = AsyncConnectionPool(
+            url, min_size=min_size, max_size=max_size, kwargs=self._connect_kwargs,
+            open=False, name="jobline", reconnect_timeout=0,
+        )
+
+    async def open(self) -> None:
+        with translate_errors():
+            await self._pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self, conn: psycopg.AsyncConnection | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The caller's connection when given (its transaction), else one from the pool."""
+        if conn is not None:
+            yield conn
+            return
+        with translate_errors():
+            async with self._pool.connection() as pooled:
+                yield pooled
+
+    async def connect_listener(self) -> psycopg.AsyncConnection:
+        """A dedicated connection (outside the pool) that LISTENs for new jobs."""
+        with translate_errors():
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
+            return conn
+
+    async def _fetch(self, query: str, params: dict | None = None, *, conn=None, rows=dict_row) -> list:
+        async with self.connection(conn) as c:
+            with translate_errors():
+                cur = c.cursor(row_factory=rows)
+                await cur.execute(query, params)
+                return await cur.fetchall() if cur.description else []
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    async def job_insert(self, new: NewJob, *, conn: psycopg.AsyncConnection | None = None) -> Job:
+        async with self.connection(conn) as c:
+            return await job_insert_on(c, new)
+
+    async def job_insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.AsyncConnection | None = None) -> list[int]:
+        """Enqueue many jobs in one transaction; returns their ids in order."""
+        async with self.connection(conn) as c:
+            return await job_insert_many_on(c, jobs)
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    async def job_claim_many(self, *, worker_id: str, functions: list[str], queues: list[str] | None,
+                             limit: int, lease_seconds: float) -> list[tuple]:
+        """Claimed jobs as tuples (id, function, payload, attempts, max_attempts, queue, owner)."""
+        params = {"worker_id": worker_id, "functions": functions, "queues": queues,
+                  "limit": limit, "lease_seconds": lease_seconds}
+        return await self._fetch(q.JOB_CLAIM_MANY, params, rows=tuple_row)
+
+    async def job_complete_many(self, worker_id: str, outcomes: dict[str, list]) -> list[tuple[int, str]]:
+        """Record outcomes (parallel lists keyed as in job_complete_many.sql) and settle the
+        dependants of the jobs that reached a final state; returns (id, status) of jobs updated."""
+        async with self.connection() as c:
+            with translate_errors():
+                async with c.transaction():
+                    cur = c.cursor()
+                    await cur.execute(q.JOB_COMPLETE_MANY, {"worker_id": worker_id, **outcomes})
+                    done = await cur.fetchall()
+                    await self._settle(cur, done)
+        return done
+
+    @staticmethod
+    async def _settle(cur: psycopg.AsyncCursor, done: Sequence[tuple[int, str]]) -> None:
+        succeeded = [i for i, status in done if status == "succeeded"]
+        failed = [i for i, status in done if status in ("failed", "cancelled")]
+        if succeeded or failed:
+            await cur.execute(q.JOB_SETTLE_DEPENDANTS, {"succeeded_ids": succeeded, "failed_ids": failed})
+
+    async def job_extend_leases(self, *, worker_id: str, ids: list[int], lease_seconds: float) -> set[int]:
+        rows = await self._fetch(q.JOB_EXTEND_LEASES, {"worker_id": worker_id, "ids": ids,
+                                                       "lease_seconds": lease_seconds}, rows=tuple_row)
+        return {row[0] for row in rows}
+
+    async def job_hand_back_many(self, *, worker_id: str, ids: list[int]) -> int:
+        rows = await self._fetch(q.JOB_HAND_BACK_MANY, {"worker_id": worker_id, "ids": ids})
+        return len(rows)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def job_rescue_expired(self, *, limit: int = 1000) -> list[tuple[int, str]]:
+        async with self.connection() as c:
+            with translate_errors():
+                async with c.transaction():
+                    cur = c.cursor()
+                    await cur.execute(q.JOB_RESCUE_EXPIRED, {"limit": limit})
+                    rescued = [(row[0], row[1]) for row in await cur.fetchall()]
+                    await self._settle(cur, rescued)
+        return rescued
+
+    async def job_prune_finished(self, *, succeeded_seconds: float, failed_seconds: float,
+                                 cancelled_seconds: float, limit: int = 5000) -> int:
+        async with self.connection() as c:
+            with translate_errors():
+                cur = await c.execute(q.JOB_PRUNE_FINISHED, {
+                    "succeeded_seconds": succeeded_seconds, "failed_seconds": failed_seconds,
+                    "cancelled_seconds": cancelled_seconds, "limit": limit})
+                return cur.rowcount
+
+    async def worker_register(self, *, id: str, hostname: str, pid: int, functions: list[str],
+                              queues: list[str] | None) -> None:
+        await self._fetch(q.WORKER_REGISTER, {"id": id, "hostname": hostname, "pid": pid,
+                                              "functions": functions, "queues": queues or []})
+
+    async def worker_unregister(self, id: str) -> None:
+        await self._fetch(q.WORKER_UNREGISTER, {"id": id})
+
+    async def worker_prune_dead(self, dead_seconds: float) -> None:
+        await self._fetch(q.WORKER_PRUNE_DEAD, {"dead_seconds": dead_seconds})
+
+    # -- reading and steering jobs -----------------------------------------------------------
+
+    async def job_get(self, job_id: int) -> Job:
+        rows = await self._fetch(q.JOB_GET, {"id": job_id})
+        if not rows:
+            raise JobNotFound(f"no job with id {job_id}")
+        return Job.from_row(rows[0])
+
+    async def job_list(self, *, statuses: list[str] | None = None, function: str | None = None,
+                       queue: str | None = None, owner: str | None = None, before_id: int | None = None,
+                       include_archived: bool = False, limit: int = 50,
+                       live_seconds: float = 90) -> list[tuple[Job, bool]]:
+        """Jobs newest first, each with whether a live worker serves its function."""
+        rows = await self._fetch(q.JOB_LIST, {
+            "statuses": statuses, "function": function, "queue": queue, "owner": owner,
+            "before_id": before_id, "include_archived": include_archived, "limit": limit,
+            "live_seconds": live_seconds})
+        return [(Job.from_row(row), row["served"]) for row in rows]
+
+    async def attempt_list(self, job_id: int) -> list[Attempt]:
+        rows = await self._fetch(q.ATTEMPT_LIST, {"job_id": job_id})
+        return [Attempt(**row) for row in rows]
+
+    async def _steer(self, query: str, job_id: int, action: str, allowed: str, **params) -> Job:
+        async with self.connection() as c:
+            with translate_errors():
+                async with c.transaction():
+                    cur = c.cursor(row_factory=dict_row)
+                    await cur.execute(query, {"id": job_id, **params})
+                    row = await cur.fetchone()
+                    if row is None:
+                        current = await self.job_get(job_id)  # raises JobNotFound
+                        raise Conflict(f"cannot {action} job {job_id}: it is {current.status}; "
+                                       f"only {allowed} jobs can be")
+                    job = Job.from_row(row)
+                    if job.status == "cancelled":
+                        await self._settle(cur, [(job.id, job.status)])
+        return job
+
+    async def job_retry(self, job_id: int) -> Job:
+        return await self._steer(q.JOB_RETRY, job_id, "retry", "failed or cancelled")
+
+    async def job_cancel(self, job_id: int, reason: str | None = None) -> Job:
+        return await self._steer(q.JOB_CANCEL, job_id, "cancel", "waiting, pending or running", reason=reason)
+
+    async def job_run_now(self, job_id: int) -> Job:
+        return await self._steer(q.JOB_RUN_NOW, job_id, "run now", "pending")
+
+    async def job_archive(self, job_id: int) -> Job:
+        return await self._steer(q.JOB_ARCHIVE, job_id, "archive", "finished")
+
+    async def function_list(self, live_seconds: float = 90) -> list[dict]:
+        return await self._fetch(q.FUNCTION_LIST, {"live_seconds": live_seconds})
+
+    async def job_count_due(self, functions: list[str]) -> tuple[int, int]:
+        (row,) = await self._fetch(q.JOB_COUNT_DUE, {"functions": functions})
+        return row["due"], row["running"]
+
+    async def sql_run(self, command: str, *, timeout: float | None = None, max_rows: int = 100) -> dict:
+        """Run a user's SQL command (the built-in ``sql`` function) in its own transaction."""
+        async with self.connection() as c:
+            with translate_errors():
+                async with c.transaction():
+                    cur = c.cursor()
+                    if timeout:
+                        await cur.execute("SELECT set_config('statement_timeout', %s, true)",
+                                          [f"{int(timeout * 1000)}ms"])
+                    await cur.execute(command.encode())  # bytes: psycopg sends it verbatim
+                    rows = await cur.fetchmany(max_rows) if cur.description else []
+                    return {"status": cur.statusmessage, "rowcount": cur.rowcount,
+                            "rows": [list(r) for r in rows]}
+
+
+# -- enqueue on a given connection: the pool's, or the caller's own transaction ------------
+# The async and sync forms differ only in awaiting; the statements and parameters are shared.
+
+
+async def job_insert_on(conn: psycopg.AsyncConnection, new: NewJob) -> Job:
+    with translate_errors():
+        cur = conn.cursor(row_factory=dict_row)
+        if new.is_simple:
+            await cur.execute(q.JOB_INSERT, insert_params(new))
+        else:
+            await cur.execute(q.JOB_ENQUEUE, insert_params(new))
+            await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values()))})
+        return Job.from_row(await cur.fetchone())
+
+
+async def job_insert_many_on(conn: psycopg.AsyncConnection, jobs: Sequence[NewJob]) -> list[int]:
+    if not jobs:
+        return []
+    with translate_errors():
+        async with conn.transaction():
+            cur = conn.cursor()
+            if all(job.is_simple for job in jobs):
+                await cur.execute(q.JOB_RESERVE_IDS, {"count": len(jobs)})
+                ids = [row[0] for row in await cur.fetchall()]
+                async with cur.copy(q.JOB_COPY_MANY) as copy:
+                    await copy.write(_copy_text(ids, jobs, dt.datetime.now(dt.timezone.utc)))
+                return ids
+            # Pipeline mode: every statement in one round trip, run in order (a job may
+            # depend on one enqueued just before it in the same batch).
+            async with conn.pipeline():
+                cursors = []
+                for job in jobs:
+                    cursor = conn.cursor()
+                    await cursor.execute(q.JOB_INSERT if job.is_simple else q.JOB_ENQUEUE, insert_params(job))
+                    cursors.append(cursor)
+            return [(await cursor.fetchone())[0] for cursor in cursors]
+
+
+def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
+    with translate_errors():
+        cur = conn.cursor(row_factory=dict_row)
+        if new.is_simple:
+            cur.execute(q.JOB_INSERT, insert_params(new))
+        else:
+            cur.execute(q.JOB_ENQUEUE, insert_params(new))
+            cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values()))})
+        return Job.from_row(cur.fetchone())
+
+
+def job_insert_many_sync(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> list[int]:
+    if not jobs:
+        return []
+    with translate_errors(), conn.transaction():
+        cur = conn.cursor()
+        if all(job.is_simple for job in jobs):
+            cur.execute(q.JOB_RESERVE_IDS, {"count": len(jobs)})
+            ids = [row[0] for row in cur.fetchall()]
+            with cur.copy(q.JOB_COPY_MANY) as copy:
+                copy.write(_copy_text(ids, jobs, dt.datetime.now(dt.timezone.utc)))
+            return ids
+        ids = []
+        for job in jobs:
+            cur.execute(q.JOB_INSERT if job.is_simple else q.JOB_ENQUEUE, insert_params(job))
+            ids.append(cur.fetchone()[0])
+        return ids

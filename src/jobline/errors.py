@@ -1,0 +1,80 @@
+"""Errors users can catch, and the signals a handler raises to steer its job.
+
+Every error has a stable ``code`` (used by the CLI's JSON output and, later, the HTTP API).
+Messages say what happened and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class JoblineError(Exception):
+    """Base class of every error jobline raises on purpose."""
+
+    code = "internal"
+
+
+class ConfigError(JoblineError):
+    """A JOBLINE_* setting is missing or wrong, or the embedded PostgreSQL cannot start."""
+
+    code = "config"
+
+
+class DatabaseError(JoblineError):
+    """PostgreSQL refused or failed a statement; the psycopg error is kept as ``__cause__``."""
+
+    code = "database"
+
+
+class InvalidInput(JoblineError):
+    """Something given to jobline (a name, payload, number, date) is malformed."""
+
+    code = "invalid_input"
+
+
+class NotFound(JoblineError):
+    code = "not_found"
+
+
+class FunctionNotFound(NotFound):
+    code = "function_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class Conflict(JoblineError):
+    """The request is valid but the job's state does not allow it (e.g. retrying a running job)."""
+
+    code = "conflict"
+
+
+# Handler signals: raised by a handler to decide its job's fate. They are not failures of
+# jobline, so they do not derive from JoblineError.
+
+
+class Fail(Exception):
+    """Fail the job now, without further retries."""
+
+    def __init__(self, reason: str = "failed by handler"):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryIn(Exception):
+    """Retry the job after ``seconds`` (counts as an attempt)."""
+
+    def __init__(self, seconds: float, reason: str = "retry requested by handler"):
+        if not 0 <= seconds <= 366 * 86400:
+            raise InvalidInput(f"RetryIn seconds must be between 0 and one year, got {seconds!r}")
+        super().__init__(reason)
+        self.seconds = float(seconds)
+        self.reason = reason
+
+
+class Cancel(Exception):
+    """Cancel the job (and its dependants) without running it again."""
+
+    def __init__(self, reason: str = "cancelled by handler"):
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,133 @@
+"""Executor: runs one claimed job's handler and turns what happened into an Outcome.
+
+Async handlers run on the worker's loop, sync ones in a bounded thread pool. A timeout stops
+an async handler; a sync handler cannot be interrupted, so its attempt is counted as timed out
+and its thread is left to finish on its own (documented in docs/concepts/jobs.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import datetime as dt
+import functools
+import json
+import logging
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..db.store import Store
+from ..errors import Cancel, Fail, RetryIn
+from ..job import MAX_PAYLOAD_BYTES
+from .context import JobContext
+from .registry import Function, Registry
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 64 * 1024
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    job_id: int
+    attempt: int
+    status: str             # the job's next status: succeeded, pending (retry), failed, cancelled
+    outcome: str            # the attempt's: succeeded, failed, timeout, cancelled
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    function: str
+    result: str | None = None   # JSON text
+    error: str | None = None
+    retry_in: float | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _describe(exc: BaseException, with_traceback: bool = True) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if with_traceback:
+        text += "\n\n" + "".join(traceback.format_exception(exc))
+    return text[:MAX_ERROR_CHARS]
+
+
+def first_line(error: str | None, limit: int = 200) -> str | None:
+    """The summary line of an error text (for logs and listings)."""
+    return error.strip().split("\n", 1)[0][:limit] if error and error.strip() else None
+
+
+def _encode_result(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"result is larger than the {MAX_PAYLOAD_BYTES} bytes limit")
+    return text.replace("\\u0000", "")
+
+
+class Executor:
+    def __init__(self, store: Store, registry: Registry, worker_id: str, threads: int):
+        self.store = store
+        self.registry = registry
+        self.worker_id = worker_id
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobline-handler")
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, job: tuple) -> Outcome:
+        job_id, name, payload, attempt, max_attempts, queue, owner = job
+        function = self.registry.get(name)
+        started_at = _now()
+        began = time.perf_counter()
+        try:
+            if function.timeout is None:
+                value = await self._call(function, payload, job)
+            else:
+                async with asyncio.timeout(function.timeout):
+                    value = await self._call(function, payload, job)
+            result = _encode_result(value)
+        except Fail as signal:
+            return self._outcome(job, started_at, "failed", "failed", error=signal.reason)
+        except Cancel as signal:
+            return self._outcome(job, started_at, "cancelled", "cancelled", error=signal.reason)
+        except RetryIn as signal:
+            return self._failure(job, function, started_at, signal.reason, retry_in=signal.seconds)
+        except TimeoutError as exc:
+            elapsed = time.perf_counter() - began
+            if function.timeout is not None and elapsed >= function.timeout:
+                message = f"timed out after {function.timeout:g} s"
+                return self._failure(job, function, started_at, message, outcome="timeout")
+            return self._failure(job, function, started_at, _describe(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return self._failure(job, function, started_at, _describe(exc))
+        return self._outcome(job, started_at, "succeeded", "succeeded", result=result)
+
+    async def _call(self, function: Function, payload: dict, job: tuple) -> Any:
+        args: tuple = ()
+        if function.takes_payload:
+            args = (payload,)
+        if function.wants_context:
+            job_id, name, _, attempt, max_attempts, queue, owner = job
+            args += (JobContext(job_id, attempt, max_attempts, name, queue, owner, self.worker_id, self.store),)
+        if function.is_async:
+            return await function.handler(*args)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, function.handler, *args)
+        return await loop.run_in_executor(self._threads, call)
+
+    def _failure(self, job: tuple, function: Function, started_at: dt.datetime, error: str, *,
+                 outcome: str = "failed", retry_in: float | None = None) -> Outcome:
+        attempt, max_attempts = job[3], job[4]
+        if attempt >= max_attempts:
+            return self._outcome(job, started_at, "failed", outcome, error=error)
+        delay = function.backoff.delay(attempt) if retry_in is None else retry_in
+        return self._outcome(job, started_at, "pending", outcome, error=error, retry_in=delay)
+
+    def _outcome(self, job: tuple, started_at: dt.datetime, status: str, outcome: str, **fields) -> Outcome:
+        return Outcome(job_id=job[0], attempt=job[3], status=status, outcome=outcome, function=job[1],
+                       started_at=started_at, finished_at=_now(), **fields)

@@ -1,0 +1,58 @@
+"""Service: the shape of every long-running role (start, stop, wait), with crash-restart.
+
+A role's ``run()`` loops until ``self.stopping`` is set. If it raises, the error is logged
+once and the loop restarts after a growing pause, so one bad moment (the database restarting,
+say) never kills a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    name = "service"
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.stopping.clear()
+        self._task = asyncio.create_task(self._supervise(), name=f"jobline-{self.name}")
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        await self.wait()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep unless asked to stop; True when stopping."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        return self.stopping.is_set()
+
+    async def _supervise(self) -> None:
+        pause = 0.1
+        while not self.stopping.is_set():
+            try:
+                await self.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the top of a service loop: log, pause, go on
+                log.error("service.crashed", extra={"service": self.name, "retry_in_s": pause}, exc_info=True)
+                if await self.sleep(pause):
+                    return
+                pause = min(pause * 2, 10.0)

@@ -1,0 +1,177 @@
+"""Worker: the composition root of a worker process. Wires the roles together, registers the
+worker in the database, and shuts down gracefully.
+
+Shutdown (SIGTERM/SIGINT, or ``stop()``): stop claiming, give running jobs ``grace_seconds``
+to finish, record their outcomes, hand the unfinished ones back to the queue without
+counting the interrupted attempt, and unregister.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import socket
+
+from ..db.store import Store
+from ..settings import Settings
+from .completer import Completer
+from .executor import Executor, first_line
+from .heartbeat import Heartbeat
+from .inflight import InFlight
+from .maintenance import Maintenance
+from .notifier import Notifier
+from .producer import Producer
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a bounded run (``jobline process``) did."""
+
+    processed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    by_function: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(collections.Counter))
+    results: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"processed": self.processed, "succeeded": self.succeeded, "retried": self.retried,
+                "failed": self.failed, "cancelled": self.cancelled,
+                "by_function": {f: dict(c) for f, c in sorted(self.by_function.items())},
+                "results": self.results}
+
+
+class Worker:
+    def __init__(self, store: Store, registry: Registry, settings: Settings, *,
+                 queues: list[str] | None = None, concurrency: int | None = None,
+                 batch_size: int | None = None, grace_seconds: float = 30.0,
+                 maintenance: bool = True, worker_id: str | None = None):
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.id = worker_id or new_worker_id()
+        self.queues = queues
+        self.concurrency = concurrency or settings.concurrency
+        self.batch_size = batch_size or self.concurrency
+        self.grace_seconds = grace_seconds
+        self.functions = registry.names()
+        self.wake = asyncio.Event()
+        self.inflight = InFlight(self.concurrency, self.wake)
+        self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256))
+        self.completer = Completer(store, self.inflight, self.id)
+        self.notifier = Notifier(store, self.wake)
+        self.heartbeat = Heartbeat(store, self.inflight, self.id, settings.lease_seconds)
+        self.maintenance = Maintenance(store, settings) if maintenance else None
+        self.producer = self._producer()
+        self._stop_requested = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second signal: stop waiting for running jobs
+
+    def _producer(self, **options) -> Producer:
+        return Producer(self.store, self.inflight, self.executor, self.completer, worker_id=self.id,
+                        functions=self.functions, queues=self.queues, batch_size=self.batch_size,
+                        lease_seconds=self.settings.lease_seconds, poll_interval=self.settings.poll_interval,
+                        **options)
+
+    async def _start(self, *, listen: bool) -> None:
+        await self.store.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
+                                         functions=self.functions, queues=self.queues)
+        services = [self.completer, self.heartbeat, self.producer]
+        if listen:
+            services.insert(0, self.notifier)
+        if self.maintenance is not None:
+            services.append(self.maintenance)
+        for service in services:
+            service.start()
+        log.info("worker.started", extra={"worker_id": self.id, "functions": self.functions,
+                                          "concurrency": self.concurrency, "queues": self.queues or "all"})
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run until stop() or a signal."""
+        if handle_signals:
+            self._install_signal_handlers()
+        await self._start(listen=True)
+        await self._stop_requested.wait()
+        await self._shutdown()
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def run_until_idle(self, limit: int | None = None, *, maintenance: bool = False) -> Summary:
+        """Run due jobs (and those that become due meanwhile) until none is left, or until
+        ``limit`` jobs were claimed; returns what happened."""
+        self.producer = self._producer(until_idle=True)
+        self.producer.limit = limit
+        self.completer.keep_recorded = True
+        if not maintenance:
+            self.maintenance = None
+        await self._start(listen=True)
+        await self.producer.wait()
+        await self._shutdown()
+        return self._summary()
+
+    def _summary(self) -> Summary:
+        summary = Summary()
+        for outcome in self.completer.recorded:
+            summary.processed += 1
+            field = {"succeeded": "succeeded", "pending": "retried", "failed": "failed",
+                     "cancelled": "cancelled"}[outcome.status]
+            setattr(summary, field, getattr(summary, field) + 1)
+            summary.by_function[outcome.function][field] += 1
+            summary.results.append({"id": outcome.job_id, "function": outcome.function,
+                                    "attempt": outcome.attempt, "status": outcome.status,
+                                    "error": first_line(outcome.error)})
+        return summary
+
+    async def _shutdown(self) -> None:
+        await self.producer.stop()
+        drained = asyncio.ensure_future(self.inflight.wait_empty())
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait({drained, hurried}, timeout=self.grace_seconds, return_when=asyncio.FIRST_COMPLETED)
+        drained.cancel()
+        hurried.cancel()
+        unfinished = [h for h in self.inflight.held() if h.task is not None and not h.task.done()]
+        for held in unfinished:
+            held.task.cancel()
+        if unfinished:
+            ids = [h.job_id for h in unfinished]
+            handed = await self.store.job_hand_back_many(worker_id=self.id, ids=ids)
+            for held in unfinished:
+                self.inflight.release(held.job_id)
+            log.warning("jobs.handed_back", extra={"count": handed, "job_ids": ids})
+        await self.completer.stop()
+        for service in (self.heartbeat, self.maintenance, self.notifier):
+            if service is not None:
+                await service.stop()
+        self.executor.close()
+        await self.store.worker_unregister(self.id)
+        log.info("worker.stopped", extra={"worker_id": self.id})
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        count = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal count
+            count += 1
+            if count == 1:
+                log.info("worker.stopping", extra={"signal": signal.Signals(signum).name,
+                                                   "grace_s": self.grace_seconds})
+                self._stop_requested.set()
+            else:
+                self._hurry.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)

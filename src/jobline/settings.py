@@ -1,0 +1,66 @@
+"""Settings read from the environment (``JOBLINE_*``), validated once with clear messages.
+
+The CLI passes its options through the same fields, so a flag and its variable behave alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from .errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None   # None: use the embedded PostgreSQL in data_dir
+    data_dir: str | None = None       # None: the embedded module's default
+    app: str | None = None            # "module:attribute" of the user's App
+    concurrency: int = 10
+    lease_seconds: float = 30.0       # how long a claim is trusted without a heartbeat
+    poll_interval: float = 1.0        # fallback poll when no notification arrives
+    log_format: str = "text"
+    # Retention of finished jobs, per final state (failures are kept longer to debug them).
+    retain_succeeded_seconds: float = 7 * 86400
+    retain_failed_seconds: float = 30 * 86400
+    retain_cancelled_seconds: float = 30 * 86400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        env = os.environ if env is None else env
+        values: dict = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(f"JOBLINE_{field.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(field.name, raw, field.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not 1 <= self.concurrency <= 10_000:
+            raise ConfigError(f"concurrency must be between 1 and 10000, got {self.concurrency}")
+        if not 1 <= self.lease_seconds <= 86400:
+            raise ConfigError(f"JOBLINE_LEASE_SECONDS must be between 1 and 86400, got {self.lease_seconds}")
+        if not 0.01 <= self.poll_interval <= 3600:
+            raise ConfigError(f"JOBLINE_POLL_INTERVAL must be between 0.01 and 3600 seconds, got {self.poll_interval}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log format must be 'text' or 'json', got {self.log_format!r}")
+        for name in ("retain_succeeded_seconds", "retain_failed_seconds", "retain_cancelled_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"JOBLINE_{name.upper()} must not be negative")
+
+
+def _convert(name: str, raw: str, type_: str):
+    variable = f"JOBLINE_{name.upper()}"
+    try:
+        if type_ == "int":
+            return int(raw)
+        if type_ == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a number, got {raw!r}") from None
+    return raw
