@@ -1,0 +1,169 @@
+"""`jobline enqueue`, `jobline jobs list|show|retry|cancel|run-now|archive`, `jobline functions ls`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..app import App
+from ..job import FINAL_STATUSES, JobStatus, parse_payload, parse_run_at
+from .main import Context, cli, pass_context
+from .output import emit_json, short_time, table
+
+STATUSES = [s.value for s in JobStatus]
+
+
+def _run(app: App, work):
+    """Open the app, run ``work(store)`` on an event loop, close."""
+
+    async def go():
+        async with app:
+            return await work(app)
+
+    return asyncio.run(go())
+
+
+@cli.command("enqueue")
+@click.argument("function")
+@click.option("--payload", default="{}", help="The job's input, a JSON object.")
+@click.option("--run-at", help="When to run, ISO 8601 (naive times are UTC).")
+@click.option("--delay", type=float, help="Run after this many seconds.")
+@click.option("--queue", help="Queue name (default: the function's, or 'default').")
+@click.option("--owner", help="The user the job belongs to.")
+@click.option("--priority", type=int, help="Higher runs first (-1000 to 1000).")
+@click.option("--depends-on", type=int, multiple=True, help="Run only after this job succeeds (repeatable).")
+@click.option("--unique-key", help="Return the live job with this key instead of adding a duplicate.")
+@click.option("--max-attempts", type=int, help="Attempts before the job fails (1 to 1000).")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@pass_context
+def enqueue(ctx: Context, function, payload, run_at, delay, queue, owner, priority, depends_on,
+            unique_key, max_attempts, as_json) -> None:
+    """Queue a job for FUNCTION (any well-formed name: remote task types need no local code)."""
+    if run_at is not None and delay is not None:
+        raise click.UsageError("give either --run-at or --delay, not both")
+    options = dict(payload=parse_payload(payload), run_at=parse_run_at(run_at) if run_at else None,
+                   delay=delay, queue=queue, owner=owner, priority=priority,
+                   depends_on=list(depends_on) or None, unique_key=unique_key, max_attempts=max_attempts)
+    job = _run(ctx.load_app(), lambda app: app.enqueue_async(function, **options))
+    if as_json:
+        emit_json(job.to_dict())
+    else:
+        click.echo(f"enqueued job {job.id} ({job.function}, {job.status}, run at {short_time(job.run_at)} UTC)")
+
+
+@cli.group("jobs")
+def jobs_group() -> None:
+    """List, inspect and steer jobs."""
+
+
+def _job_row(job, served: bool | None = None) -> dict:
+    row = job.to_dict()
+    row["attempts"] = f"{job.attempts}/{job.max_attempts}"
+    row["error"] = (job.last_error or "").strip().split("\n", 1)[0] or None
+    if served is not None:
+        row["served"] = served
+        row["note"] = "no live worker serves this function" if (not served and job.status not in FINAL_STATUSES) else None
+    return row
+
+
+@jobs_group.command("list")
+@click.option("--status", type=click.Choice(STATUSES), multiple=True, help="Only these states (repeatable).")
+@click.option("--function", help="Only this function.")
+@click.option("--queue", help="Only this queue.")
+@click.option("--owner", help="Only this owner's jobs.")
+@click.option("--before", "before_id", type=click.IntRange(min=1), help="Jobs with ids below this (next page).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--archived", is_flag=True, help="Include archived jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def jobs_list(ctx: Context, status, function, queue, owner, before_id, limit, archived, as_json) -> None:
+    """Newest jobs first; flags jobs of functions no live worker serves."""
+    rows = _run(ctx.load_app(), lambda app: app.store.job_list(
+        statuses=list(status) or None, function=function, queue=queue, owner=owner, before_id=before_id,
+        include_archived=archived, limit=limit))
+    out = [_job_row(job, served) for job, served in rows]
+    if as_json:
+        emit_json(out)
+        return
+    table(out, ["id", "function", "status", "queue", "owner", "attempts", "run_at", "error", "note"],
+          empty="no jobs")
+    if len(out) == limit:
+        click.echo(f"(more: --before {out[-1]['id']})")
+
+
+@jobs_group.command("show")
+@click.argument("job_id", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
+    """A job with its payload, result and every attempt."""
+
+    async def work(app: App):
+        return await app.store.job_get(job_id), await app.store.attempt_list(job_id)
+
+    job, attempts = _run(ctx.load_app(), work)
+    data = job.to_dict()
+    data["attempt_history"] = [a.to_dict() for a in attempts]
+    if as_json:
+        emit_json(data)
+        return
+    for key in ("id", "function", "status", "queue", "priority", "owner", "run_at", "depends_on", "unique_key",
+                "created_at", "started_at", "finished_at", "archived_at"):
+        if data[key] is not None:
+            click.echo(f"{key + ':':<13}{short_time(data[key]) if key.endswith(('_at')) else data[key]}")
+    click.echo(f"{'attempts:':<13}{job.attempts}/{job.max_attempts}")
+    click.echo(f"{'payload:':<13}{_json_line(job.payload)}")
+    if job.result is not None:
+        click.echo(f"{'result:':<13}{_json_line(job.result)}")
+    if job.last_error:
+        click.echo(f"{'last_error:':<13}{job.last_error.strip().splitlines()[0]}")
+    click.echo("")
+    table([{**a.to_dict(), "error": (a.error or "").strip().split("\n", 1)[0] or None} for a in attempts],
+          ["attempt", "outcome", "worker_id", "started_at", "duration_ms", "error"], empty="no attempts yet")
+
+
+def _json_line(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _steer_command(name: str, method: str, help_text: str) -> None:
+    @jobs_group.command(name, help=help_text)
+    @click.argument("job_id", type=click.IntRange(min=1))
+    @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+    @pass_context
+    def command(ctx: Context, job_id: int, as_json: bool) -> None:
+        job = _run(ctx.load_app(), lambda app: getattr(app.store, method)(job_id))
+        if as_json:
+            emit_json(job.to_dict())
+        else:
+            click.echo(f"job {job.id} is now {job.status}" + (" (archived)" if job.archived_at else ""))
+
+
+_steer_command("retry", "job_retry", "Run a failed or cancelled job again.")
+_steer_command("cancel", "job_cancel", "Cancel a job that has not finished (and the jobs waiting on it).")
+_steer_command("run-now", "job_run_now", "Make a pending job due now.")
+_steer_command("archive", "job_archive", "Hide a finished job from listings until retention removes it.")
+
+
+@cli.group("functions")
+def functions_group() -> None:
+    """Functions known to the database: from jobs and from live workers."""
+
+
+@functions_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def functions_ls(ctx: Context, as_json: bool) -> None:
+    """Each function with its job counts and how many live workers serve it."""
+    rows = _run(ctx.load_app(), lambda app: app.store.function_list())
+    for row in rows:
+        unfinished = row["waiting"] + row["pending"] + row["running"]
+        row["note"] = "not served by any live worker" if row["workers"] == 0 and unfinished else None
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, ["function", "workers", "waiting", "pending", "running", "succeeded", "failed",
+                     "cancelled", "note"], empty="no functions yet")

@@ -1,0 +1,77 @@
+"""`jobline worker`, `jobline process` and `jobline demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import click
+
+from .main import Context, cli, pass_context
+from .output import emit_json, table
+
+
+def _worker_options(function):
+    function = click.option("--concurrency", type=click.IntRange(1, 10_000), envvar="JOBLINE_CONCURRENCY",
+                            help="Jobs run at once (default 10).")(function)
+    function = click.option("--queue", "queues", multiple=True, help="Only these queues (repeatable; default all).")(function)
+    function = click.option("--batch-size", type=click.IntRange(1, 10_000),
+                            help="Most jobs claimed per query (default: --concurrency).")(function)
+    return function
+
+
+@cli.command("worker")
+@_worker_options
+@click.option("--grace", type=click.FloatRange(0, 86400), default=30.0, show_default=True,
+              help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
+@click.option("--lease", type=click.FloatRange(1, 86400), envvar="JOBLINE_LEASE_SECONDS",
+              help="Seconds a claim is trusted without a heartbeat (default 30).")
+@pass_context
+def worker(ctx: Context, concurrency, queues, batch_size, grace, lease) -> None:
+    """Claim and run jobs of the app's functions until stopped (SIGTERM/SIGINT)."""
+    if lease:
+        ctx.settings = dataclasses.replace(ctx.settings, lease_seconds=lease)
+    app = ctx.load_app()
+
+    async def go():
+        async with app:
+            w = await app.worker_async(concurrency=concurrency, queues=list(queues) or None,
+                                       batch_size=batch_size, grace_seconds=grace)
+            await w.run()
+
+    asyncio.run(go())
+
+
+@cli.command("process")
+@_worker_options
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_context
+def process(ctx: Context, concurrency, queues, batch_size, limit, as_json) -> None:
+    """Run the due jobs this process can run (and those that become due meanwhile) until none
+    remain, then print a summary. Exit status 0 unless jobline itself failed."""
+    app = ctx.load_app()
+
+    async def go():
+        async with app:
+            return await app.process_async(limit, concurrency=concurrency, queues=list(queues) or None,
+                                           batch_size=batch_size)
+
+    summary = asyncio.run(go()).to_dict()
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"processed {summary['processed']}: {summary['succeeded']} succeeded, {summary['retried']} "
+               f"will retry, {summary['failed']} failed, {summary['cancelled']} cancelled")
+    rows = [{"function": f, **counts} for f, counts in summary["by_function"].items()]
+    if rows:
+        table(rows, ["function", "succeeded", "retried", "failed", "cancelled"])
+
+
+@cli.command("demo")
+@pass_context
+def demo(ctx: Context) -> None:
+    """Run seed 000's four functions on small demo tables: success, retry, failure, dependencies."""
+    from .. import demo as demo_module
+
+    asyncio.run(demo_module.run(ctx.settings))
