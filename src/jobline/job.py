@@ -24,6 +24,9 @@ PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_RANGE = (1, 1000)
 MAX_DELAY_SECONDS = 10 * 366 * 86400
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A NUL in a JSON string, as json.dumps writes it: \u0000 after an even number of backslashes.
+# PostgreSQL's jsonb cannot store it.
+JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class JobStatus(str, enum.Enum):
@@ -150,7 +153,7 @@ def encode_payload(payload: Any) -> str:
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
-    if "\\u0000" in text:
+    if JSON_NUL.search(text):
         raise InvalidInput("payload contains a NUL character (\\u0000), which PostgreSQL cannot store")
     size = len(text.encode())
     if size > MAX_PAYLOAD_BYTES:

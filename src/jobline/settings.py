@@ -21,6 +21,10 @@ class Settings:
     lease_seconds: float = 30.0       # how long a claim is trusted without a heartbeat
     poll_interval: float = 1.0        # fallback poll when no notification arrives
     log_format: str = "text"
+    # Whether a worker's claims and outcomes wait for the WAL flush. Off by default: a server
+    # crash can then only lose such a write, which makes a job run again (at-least-once);
+    # enqueues are always durable.
+    worker_synchronous_commit: bool = False
     # Retention of finished jobs, per final state (failures are kept longer to debug them).
     retain_succeeded_seconds: float = 7 * 86400
     retain_failed_seconds: float = 30 * 86400
@@ -56,6 +60,13 @@ class Settings:
 
 def _convert(name: str, raw: str, type_: str):
     variable = f"JOBLINE_{name.upper()}"
+    if type_ == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "on", "yes"):
+            return True
+        if lowered in ("0", "false", "off", "no"):
+            return False
+        raise ConfigError(f"{variable} must be on or off, got {raw!r}")
     try:
         if type_ == "int":
             return int(raw)

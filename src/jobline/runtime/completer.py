@@ -74,9 +74,11 @@ class Completer(Service):
                 self.queue.put_nowait(outcome)
             raise
         written = {job_id for job_id, _ in done}
+        verbose = log.isEnabledFor(logging.INFO)
         for outcome in batch:
             self.inflight.release(outcome.job_id)
-            self._log(outcome, outcome.job_id in written)
+            if verbose or outcome.status != "succeeded" or outcome.job_id not in written:
+                self._log(outcome, outcome.job_id in written)
         if self.keep_recorded:
             self.recorded.extend(o for o in batch if o.job_id in written)
         self.batch_recorded.set()
@@ -84,7 +86,7 @@ class Completer(Service):
     @staticmethod
     def _log(outcome: Outcome, written: bool) -> None:
         facts = {"job_id": outcome.job_id, "function": outcome.function, "attempt": outcome.attempt,
-                 "duration_ms": round((outcome.finished_at - outcome.started_at).total_seconds() * 1000, 3)}
+                 "duration_ms": round((outcome.finished_at - outcome.started_at) * 1000, 3)}
         if not written:
             log.warning("job.report_rejected", extra={**facts, "reason": "lease lost (rescued or cancelled)"})
         elif outcome.status == "succeeded":

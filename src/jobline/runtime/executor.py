@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import datetime as dt
 import functools
 import json
 import logging
@@ -21,7 +20,7 @@ from typing import Any
 
 from ..db.store import Store
 from ..errors import Cancel, Fail, RetryIn
-from ..job import MAX_PAYLOAD_BYTES
+from ..job import JSON_NUL, MAX_PAYLOAD_BYTES
 from .context import JobContext
 from .registry import Function, Registry
 
@@ -36,16 +35,12 @@ class Outcome:
     attempt: int
     status: str             # the job's next status: succeeded, pending (retry), failed, cancelled
     outcome: str            # the attempt's: succeeded, failed, timeout, cancelled
-    started_at: dt.datetime
-    finished_at: dt.datetime
+    started_at: float       # Unix time, from the worker's clock
+    finished_at: float
     function: str
     result: str | None = None   # JSON text
     error: str | None = None
     retry_in: float | None = None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _describe(exc: BaseException, with_traceback: bool = True) -> str:
@@ -60,11 +55,15 @@ def first_line(error: str | None, limit: int = 200) -> str | None:
     return error.strip().split("\n", 1)[0][:limit] if error and error.strip() else None
 
 
-def _encode_result(value: Any) -> str:
+def _encode_result(value: Any) -> str | None:
+    if value is None:
+        return None
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     if len(text.encode()) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"result is larger than the {MAX_PAYLOAD_BYTES} bytes limit")
-    return text.replace("\\u0000", "")
+    if JSON_NUL.search(text):
+        raise ValueError("result contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    return text
 
 
 class Executor:
@@ -80,7 +79,7 @@ class Executor:
     async def run(self, job: tuple) -> Outcome:
         job_id, name, payload, attempt, max_attempts, queue, owner = job
         function = self.registry.get(name)
-        started_at = _now()
+        started_at = time.time()
         began = time.perf_counter()
         try:
             if function.timeout is None:
@@ -120,7 +119,7 @@ class Executor:
         call = functools.partial(contextvars.copy_context().run, function.handler, *args)
         return await loop.run_in_executor(self._threads, call)
 
-    def _failure(self, job: tuple, function: Function, started_at: dt.datetime, error: str, *,
+    def _failure(self, job: tuple, function: Function, started_at: float, error: str, *,
                  outcome: str = "failed", retry_in: float | None = None) -> Outcome:
         attempt, max_attempts = job[3], job[4]
         if attempt >= max_attempts:
@@ -128,6 +127,6 @@ class Executor:
         delay = function.backoff.delay(attempt) if retry_in is None else retry_in
         return self._outcome(job, started_at, "pending", outcome, error=error, retry_in=delay)
 
-    def _outcome(self, job: tuple, started_at: dt.datetime, status: str, outcome: str, **fields) -> Outcome:
+    def _outcome(self, job: tuple, started_at: float, status: str, outcome: str, **fields) -> Outcome:
         return Outcome(job_id=job[0], attempt=job[3], status=status, outcome=outcome, function=job[1],
-                       started_at=started_at, finished_at=_now(), **fields)
+                       started_at=started_at, finished_at=time.time(), **fields)

@@ -59,34 +59,41 @@ class Worker:
                  queues: list[str] | None = None, concurrency: int | None = None,
                  batch_size: int | None = None, grace_seconds: float = 30.0,
                  maintenance: bool = True, worker_id: str | None = None):
-        self.store = store
+        self.store = store  # durable: handlers and the sql built-in use it
+        # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
+        # whose commits do not wait for the WAL flush unless configured to: losing such a write
+        # in a server crash only makes a job run again, which at-least-once delivery allows.
+        self.bookkeeping = Store(store.url, synchronous_commit=settings.worker_synchronous_commit)
         self.registry = registry
         self.settings = settings
         self.id = worker_id or new_worker_id()
         self.queues = queues
         self.concurrency = concurrency or settings.concurrency
-        self.batch_size = batch_size or self.concurrency
+        # Half the slots per claim: one batch runs while the previous one's outcomes are being
+        # written, so claiming and recording overlap instead of taking turns.
+        self.batch_size = batch_size or max(1, self.concurrency // 2)
         self.grace_seconds = grace_seconds
         self.functions = registry.names()
         self.wake = asyncio.Event()
         self.inflight = InFlight(self.concurrency, self.wake)
         self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256))
-        self.completer = Completer(store, self.inflight, self.id)
+        self.completer = Completer(self.bookkeeping, self.inflight, self.id)
         self.notifier = Notifier(store, self.wake)
-        self.heartbeat = Heartbeat(store, self.inflight, self.id, settings.lease_seconds)
-        self.maintenance = Maintenance(store, settings) if maintenance else None
+        self.heartbeat = Heartbeat(self.bookkeeping, self.inflight, self.id, settings.lease_seconds)
+        self.maintenance = Maintenance(self.bookkeeping, settings) if maintenance else None
         self.producer = self._producer()
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()  # a second signal: stop waiting for running jobs
 
     def _producer(self, **options) -> Producer:
-        return Producer(self.store, self.inflight, self.executor, self.completer, worker_id=self.id,
+        return Producer(self.bookkeeping, self.inflight, self.executor, self.completer, worker_id=self.id,
                         functions=self.functions, queues=self.queues, batch_size=self.batch_size,
                         lease_seconds=self.settings.lease_seconds, poll_interval=self.settings.poll_interval,
                         **options)
 
     async def _start(self, *, listen: bool) -> None:
-        await self.store.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
+        await self.bookkeeping.open()
+        await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
                                          functions=self.functions, queues=self.queues)
         services = [self.completer, self.heartbeat, self.producer]
         if listen:
@@ -147,7 +154,7 @@ class Worker:
             held.task.cancel()
         if unfinished:
             ids = [h.job_id for h in unfinished]
-            handed = await self.store.job_hand_back_many(worker_id=self.id, ids=ids)
+            handed = await self.bookkeeping.job_hand_back_many(worker_id=self.id, ids=ids)
             for held in unfinished:
                 self.inflight.release(held.job_id)
             log.warning("jobs.handed_back", extra={"count": handed, "job_ids": ids})
@@ -156,7 +163,8 @@ class Worker:
             if service is not None:
                 await service.stop()
         self.executor.close()
-        await self.store.worker_unregister(self.id)
+        await self.bookkeeping.worker_unregister(self.id)
+        await self.bookkeeping.close()
         log.info("worker.stopped", extra={"worker_id": self.id})
 
     def _install_signal_handlers(self) -> None:

@@ -1,12 +1,16 @@
 -- job_complete_many: record a batch of attempt outcomes from %(worker_id)s in one statement:
--- the jobs' new state and one jobline.attempts row each.
+-- the jobs' new state and one jobline.attempts row each (times are the worker's, as Unix
+-- seconds, because floats are the cheapest to send).
 -- Fenced on (status = 'running', worker_id, attempts): an attempt whose lease expired (and
 -- was rescued, or cancelled by a person) matches nothing, so its late report changes nothing.
--- Returns the jobs actually updated, so the caller settles dependants only for those.
+-- Then settles the dependants of the jobs that reached a final state. settle_dependants runs
+-- after `done` is complete (it aggregates it) and, being a volatile function, with fresh
+-- snapshots: so it sees a dependant whose enqueue (holding FOR SHARE on the dependency) made
+-- our UPDATE wait. One statement, one round trip, autocommit.
 WITH outcome AS (
-  SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[],
-                       %(retry_in)s::float8[], %(results)s::jsonb[], %(errors)s::text[],
-                       %(outcomes)s::text[], %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[])
+  SELECT * FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(statuses)b::text[],
+                       %(retry_in)b::float8[], %(results)b::jsonb[], %(errors)b::text[],
+                       %(outcomes)b::text[], %(started_at)b::float8[], %(finished_at)b::float8[])
     AS o(id, attempt, status, retry_in, result, error, outcome, started_at, finished_at)
 ), done AS (
   UPDATE jobline.jobs j
@@ -22,7 +26,12 @@ WITH outcome AS (
   RETURNING j.id, j.status
 ), recorded AS (
   INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
-  SELECT o.id, o.attempt, %(worker_id)s, o.started_at, o.finished_at, o.outcome, o.error
+  SELECT o.id, o.attempt, %(worker_id)s, to_timestamp(o.started_at), to_timestamp(o.finished_at), o.outcome, o.error
   FROM outcome o JOIN done d ON d.id = o.id
+), settled AS (
+  SELECT jobline.settle_dependants(
+           coalesce(array_agg(id) FILTER (WHERE status = 'succeeded'), '{}'),
+           coalesce(array_agg(id) FILTER (WHERE status IN ('failed', 'cancelled')), '{}')) AS released
+  FROM done
 )
-SELECT id, status FROM done
+SELECT d.id, d.status FROM done d, settled

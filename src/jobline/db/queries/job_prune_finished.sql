@@ -1,5 +1,5 @@
 -- job_prune_finished: delete up to %(limit)s finished jobs older than their state's retention
--- (attempts go with them by ON DELETE CASCADE). Bounded so no statement runs long.
+-- and their attempts. Bounded so no statement runs long.
 -- Uses jobs_finished_idx.
 WITH old AS (
   SELECT id FROM jobline.jobs
@@ -8,5 +8,9 @@ WITH old AS (
      OR (status = 'cancelled' AND finished_at < now() - make_interval(secs => %(cancelled_seconds)s))
   LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED
+), gone AS (
+  DELETE FROM jobline.jobs j USING old WHERE j.id = old.id RETURNING j.id
+), gone_attempts AS (
+  DELETE FROM jobline.attempts a USING gone WHERE a.job_id = gone.id
 )
-DELETE FROM jobline.jobs j USING old WHERE j.id = old.id
+SELECT count(*) FROM gone
