@@ -108,6 +108,7 @@ class NewJob:
     """A validated request to enqueue one job (see :func:`new_job`)."""
 
     function: str
+    payload: Mapping[str, Any]
     payload_json: str
     run_at: dt.datetime | None
     queue: str
@@ -121,6 +122,14 @@ class NewJob:
     def is_simple(self) -> bool:
         """True when a plain INSERT can store it (no dependency or deduplication logic)."""
         return not self.depends_on and self.unique_key is None
+
+    def stored(self, id: int, run_at: dt.datetime, created_at: dt.datetime) -> Job:
+        """The Job row a plain INSERT of this request created (saves returning every column)."""
+        return Job(id=id, function=self.function, payload=dict(self.payload), status="pending", queue=self.queue,
+                   priority=self.priority, owner=self.owner, run_at=run_at, attempts=0,
+                   max_attempts=self.max_attempts, depends_on=None, unique_key=None, worker_id=None,
+                   lease_until=None, started_at=None, finished_at=None, result=None, last_error=None,
+                   archived_at=None, created_at=created_at)
 
 
 def check_name(value: Any, what: str, max_length: int = MAX_NAME_LENGTH) -> str:
@@ -207,6 +216,7 @@ def new_job(
         check_int(dep, "depends_on id", 1, 2**63 - 1)
     return NewJob(
         function=check_name(function, "function name"),
+        payload={} if payload is None else payload,
         payload_json=encode_payload(payload),
         run_at=run_at,
         queue=check_name(queue, "queue", MAX_QUEUE_LENGTH),

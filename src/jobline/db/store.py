@@ -285,9 +285,9 @@ async def job_insert_on(conn: psycopg.AsyncConnection, new: NewJob) -> Job:
         cur = conn.cursor(row_factory=dict_row)
         if new.is_simple:
             await cur.execute(q.JOB_INSERT, insert_params(new))
-        else:
-            await cur.execute(q.JOB_ENQUEUE, insert_params(new))
-            await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values()))})
+            return new.stored(**await cur.fetchone())
+        await cur.execute(q.JOB_ENQUEUE, insert_params(new))
+        await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values()))})
         return Job.from_row(await cur.fetchone())
 
 
@@ -319,9 +319,9 @@ def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
         cur = conn.cursor(row_factory=dict_row)
         if new.is_simple:
             cur.execute(q.JOB_INSERT, insert_params(new))
-        else:
-            cur.execute(q.JOB_ENQUEUE, insert_params(new))
-            cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values()))})
+            return new.stored(**cur.fetchone())
+        cur.execute(q.JOB_ENQUEUE, insert_params(new))
+        cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values()))})
         return Job.from_row(cur.fetchone())
 
 
