@@ -35,7 +35,7 @@ class Notifier(Service):
         while not self.stopping.is_set():
             try:
                 await self._listen()
-            except (psycopg.Error, JoblineError, OSError) as exc:
+            except (psycopg.Error, JoblineError, OSError, TimeoutError) as exc:
                 self.connected.clear()
                 if self.stopping.is_set():
                     break
@@ -58,7 +58,8 @@ class Notifier(Service):
                 self.wake.set()
                 if self.stopping.is_set():
                     return
-            await self._conn.execute("SELECT 1")  # proves the connection is still alive
+            # Proves the connection is alive; a half-open socket would otherwise stay silent.
+            await asyncio.wait_for(self._conn.execute("SELECT 1"), timeout=self.check_every)
 
     async def _close(self) -> None:
         if self._conn is not None:
