@@ -39,7 +39,8 @@ def pg_server_url():
         return
     from jobline.db.embedded import EmbeddedPostgres
 
-    data_dir = tempfile.mkdtemp(prefix="jobline-test-", dir="/tmp")
+    data_dir = tempfile.mkdtemp(prefix="jobline-test-")
+    os.chmod(data_dir, 0o755)  # as root, PostgreSQL runs as `nobody`, which must reach it
     server = EmbeddedPostgres(data_dir)
     try:
         yield server.ensure_running()

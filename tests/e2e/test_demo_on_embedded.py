@@ -1,0 +1,32 @@
+"""The README's first command: `jobline demo` on a fresh embedded database, then `db stop`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def test_demo_runs_on_a_fresh_embedded_database_and_db_stop_stops_it():
+    parent = tempfile.mkdtemp(prefix="jobline-demo-")
+    os.chmod(parent, 0o755)
+    env = {k: v for k, v in os.environ.items() if k != "JOBLINE_DATABASE_URL"}
+    env["JOBLINE_DATA_DIR"] = os.path.join(parent, "data")
+
+    def jobline(*args):
+        return subprocess.run([sys.executable, "-m", "jobline", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    try:
+        demo = jobline("demo")
+        assert demo.returncode == 0, demo.stderr
+        assert "summary: 4 succeeded, 1 failed, 1 cancelled, 1 retried" in demo.stdout
+        assert "Traceback" not in demo.stderr
+        listed = jobline("jobs", "list")  # attaches to the server the demo left running
+        assert listed.returncode == 0 and "batch-ai-processor" in listed.stdout
+        assert jobline("db", "stop").stdout.strip() == "stopped the embedded database"
+        assert jobline("db", "stop").stdout.strip() == "the embedded database was not running"
+    finally:
+        jobline("db", "stop")
+        subprocess.run(["rm", "-rf", parent], check=False)
