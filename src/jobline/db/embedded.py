@@ -97,6 +97,12 @@ class EmbeddedPostgres:
             log.info("embedded.stopped", extra={"data_dir": str(self.data_dir)})
             return True
 
+    def restart(self) -> None:
+        """Restart the running server on the same port (connections drop, as in a failover)."""
+        with self._lock():
+            self._run([self._tool("pg_ctl"), "restart", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60",
+                       "-l", str(self.log_file)], "restart the embedded PostgreSQL")
+
     def status(self) -> dict:
         port = self._live_port()
         pid = self._pid_file_line(0) if port else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..errors import DatabaseError
+
 log = logging.getLogger(__name__)
 
 
@@ -48,11 +50,15 @@ class Service:
         while not self.stopping.is_set():
             try:
                 await self.run()
-                return
             except asyncio.CancelledError:
                 raise
+            except DatabaseError as exc:  # the database restarting or unreachable: expected, brief
+                log.warning("service.interrupted", extra={"service": self.name, "error": str(exc).strip(),
+                                                          "retry_in_s": pause})
             except Exception:  # the top of a service loop: log, pause, go on
                 log.error("service.crashed", extra={"service": self.name, "retry_in_s": pause}, exc_info=True)
-                if await self.sleep(pause):
-                    return
-                pause = min(pause * 2, 10.0)
+            else:
+                return
+            if await self.sleep(pause):
+                return
+            pause = min(pause * 2, 10.0)
