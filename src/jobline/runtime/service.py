@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from ..errors import DatabaseError
 
@@ -48,6 +49,7 @@ class Service:
     async def _supervise(self) -> None:
         pause = 0.1
         while not self.stopping.is_set():
+            began = time.monotonic()
             try:
                 await self.run()
             except asyncio.CancelledError:
@@ -59,6 +61,8 @@ class Service:
                 log.error("service.crashed", extra={"service": self.name, "retry_in_s": pause}, exc_info=True)
             else:
                 return
+            if time.monotonic() - began > 60:
+                pause = 0.1  # it had been running well: this is a new incident
             if await self.sleep(pause):
                 return
             pause = min(pause * 2, 10.0)
