@@ -1,0 +1,166 @@
+"""The SQL statements, one case each, with states set up by inserting rows."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import psycopg
+import pytest
+
+from jobline.db import migrate
+from jobline.db import queries as q
+from jobline.db.store import Store
+
+
+@pytest.fixture
+async def bookkeeping(db_url):
+    store = Store(db_url)
+    await store.open()
+    yield store
+    await store.close()
+
+
+def insert(sql, **columns) -> int:
+    columns = {"function": "f", **columns}
+    names = ", ".join(columns)
+    marks = ", ".join(f"%({k})s" for k in columns)
+    return sql(f"INSERT INTO jobline.jobs ({names}) VALUES ({marks}) RETURNING id", columns)[0][0]
+
+
+def outcome(job_id, attempt, status="succeeded", outcome_="succeeded", error=None, result=None, retry_in=None):
+    now = time.time()
+    return {"ids": [job_id], "attempts": [attempt], "statuses": [status], "retry_in": [retry_in],
+            "results": [result], "errors": [error], "outcomes": [outcome_], "started_at": [now], "finished_at": [now]}
+
+
+async def test_job_claim_many_takes_priority_then_run_at_then_id(bookkeeping, sql):
+    low = insert(sql, priority=0)
+    high = insert(sql, priority=5)
+    older = insert(sql, priority=0, run_at="2020-01-01T00:00:00Z")
+    insert(sql, run_at="2999-01-01T00:00:00Z")           # not due
+    insert(sql, function="other")                          # not ours
+    insert(sql, queue="elsewhere")                         # not our queue
+    rows = await bookkeeping.job_claim_many(worker_id="w", functions=["f"], queues=["default"], limit=10,
+                                            lease_seconds=30)
+    assert [r[0] for r in rows] == [high, older, low]
+    state = sql("SELECT status, attempts, worker_id, lease_until > now() + interval '25 s' FROM jobline.jobs "
+                "WHERE id = %s", [high])
+    assert state == [("running", 1, "w", True)]
+
+
+async def test_job_complete_many_ignores_a_stale_or_foreign_report(bookkeeping, sql):
+    job_id = insert(sql, status="running", attempts=2, worker_id="w", lease_until="2999-01-01T00:00:00Z")
+    assert await bookkeeping.job_complete_many("other-worker", outcome(job_id, 2)) == []
+    assert await bookkeeping.job_complete_many("w", outcome(job_id, 1)) == []
+    assert sql("SELECT status FROM jobline.jobs WHERE id = %s", [job_id]) == [("running",)]
+    assert sql("SELECT count(*) FROM jobline.attempts") == [(0,)]
+    assert await bookkeeping.job_complete_many("w", outcome(job_id, 2, result='{"ok": 1}')) == [(job_id, "succeeded")]
+    assert sql("SELECT status, result, worker_id FROM jobline.jobs WHERE id = %s", [job_id]) == [
+        ("succeeded", {"ok": 1}, None)]
+    assert sql("SELECT attempt, worker_id, outcome FROM jobline.attempts") == [(2, "w", "succeeded")]
+
+
+async def test_job_complete_many_releases_a_dependant_only_when_all_dependencies_succeed(bookkeeping, sql):
+    a = insert(sql, status="running", attempts=1, worker_id="w")
+    b = insert(sql, status="running", attempts=1, worker_id="w")
+    waiting = insert(sql, status="waiting", depends_on=[a, b], deps_remaining=2)
+    await bookkeeping.job_complete_many("w", outcome(a, 1))
+    assert sql("SELECT status, deps_remaining FROM jobline.jobs WHERE id = %s", [waiting]) == [("waiting", 1)]
+    await bookkeeping.job_complete_many("w", outcome(b, 1))
+    assert sql("SELECT status, deps_remaining FROM jobline.jobs WHERE id = %s", [waiting]) == [("pending", 0)]
+
+
+async def test_job_rescue_expired_retries_or_fails_and_spares_live_leases(bookkeeping, sql):
+    retry = insert(sql, status="running", attempts=1, max_attempts=3, worker_id="dead",
+                   lease_until="2000-01-01T00:00:00Z", started_at="2000-01-01T00:00:00Z")
+    exhausted = insert(sql, status="running", attempts=3, max_attempts=3, worker_id="dead",
+                       lease_until="2000-01-01T00:00:00Z", started_at="2000-01-01T00:00:00Z")
+    dependant = insert(sql, status="waiting", depends_on=[exhausted], deps_remaining=1)
+    decoy = insert(sql, status="running", attempts=1, worker_id="alive", lease_until="2999-01-01T00:00:00Z")
+    rescued = dict(await bookkeeping.job_rescue_expired())
+    assert rescued == {retry: "pending", exhausted: "failed"}
+    assert sql("SELECT status FROM jobline.jobs WHERE id IN (%s, %s) ORDER BY id", [decoy, dependant]) == [
+        ("cancelled",), ("running",)]
+    assert sql("SELECT job_id, outcome FROM jobline.attempts ORDER BY job_id") == [(retry, "lost"), (exhausted, "lost")]
+
+
+async def test_job_prune_finished_respects_retention_per_state(bookkeeping, sql):
+    old = "2000-01-01T00:00:00Z"
+    ok_old = insert(sql, status="succeeded", finished_at=old)
+    failed_old = insert(sql, status="failed", finished_at=old)
+    insert(sql, status="succeeded")
+    insert(sql, status="pending")
+    insert(sql, status="running", finished_at=old)
+    sql("INSERT INTO jobline.attempts VALUES (%s, 1, 'w', now(), now(), 'succeeded', NULL)", [ok_old])
+    day = 86400
+    deleted = await bookkeeping.job_prune_finished(succeeded_seconds=day, failed_seconds=1e10,
+                                                   cancelled_seconds=day)
+    assert deleted == 1
+    remaining = {i for (i,) in sql("SELECT id FROM jobline.jobs")}
+    assert ok_old not in remaining and failed_old in remaining and len(remaining) == 4
+    assert sql("SELECT count(*) FROM jobline.attempts") == [(0,)]
+
+
+def test_sql_enqueue_with_every_option_and_its_errors(sql):
+    dep = sql("SELECT jobline.enqueue('first')")[0][0]
+    job_id = sql("""SELECT jobline.enqueue('second', '{"a": 1}', now() + interval '1 hour', 'q', 7, 'owner-1', 9,
+                    ARRAY[%s]::bigint[], 'key-1')""", [dep])[0][0]
+    row = sql("SELECT function, payload, queue, priority, owner, max_attempts, depends_on, unique_key, status "
+              "FROM jobline.jobs WHERE id = %s", [job_id])[0]
+    assert row == ("second", {"a": 1}, "q", 7, "owner-1", 9, [dep], "key-1", "waiting")
+    assert sql("SELECT jobline.enqueue('second', owner => 'owner-1', unique_key => 'key-1')") == [(job_id,)]
+    for bad, message in [("SELECT jobline.enqueue('x', depends_on => ARRAY[424242]::bigint[])", "do not exist"),
+                         ("SELECT jobline.enqueue('x', '[1]')", "JSON object"),
+                         ("SELECT jobline.enqueue('x', priority => 99999)", "priority"),
+                         ("SELECT jobline.enqueue(' padded')", "not a valid name"),
+                         ("SELECT jobline.enqueue('x', max_attempts => 0)", "max_attempts")]:
+        with pytest.raises(psycopg.Error, match=message):
+            sql(bad)
+    assert sql("SELECT count(*) FROM jobline.jobs") == [(2,)]
+
+
+def test_seed_000_task_log_reads_pending_completed_failed(sql):
+    ids = [sql("SELECT jobline.log_scheduled_task(%s)", [name])[0][0]
+           for name in ("daily-token-reset", "batch-ai-processor", "streak-updater")]
+    sql("UPDATE jobline.jobs SET status = 'succeeded' WHERE id = %s", [ids[0]])
+    sql("UPDATE jobline.jobs SET status = 'cancelled' WHERE id = %s", [ids[1]])
+    assert sql("SELECT id, function_name, status FROM jobline.scheduled_tasks ORDER BY id") == [
+        (ids[0], "daily-token-reset", "completed"), (ids[1], "batch-ai-processor", "failed"),
+        (ids[2], "streak-updater", "pending")]
+
+
+def test_process_scheduled_tasks_counts_due_jobs_and_wakes_workers(db_url, sql):
+    sql("SELECT jobline.log_scheduled_task('a')")
+    sql("SELECT jobline.enqueue('b', run_at => now() + interval '1 day')")
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN jobline_jobs")
+        assert sql("SELECT jobline.process_scheduled_tasks()") == [(1,)]
+        assert len(list(listener.notifies(timeout=5, stop_after=1))) == 1
+
+
+def test_migrate_twice_is_a_no_op_and_status_lists_every_migration(db_url):
+    assert migrate.migrate(db_url) == []
+    assert [(m.version, m.applied_at is not None) for m in migrate.status(db_url)] == [(1, True)]
+
+
+def test_every_query_file_prepares(db_url):
+    with psycopg.connect(db_url) as conn:
+        for index, (name, text) in enumerate(sorted(q.ALL.items())):
+            if text.lstrip("- \n").startswith("COPY") or "\nCOPY" in text:
+                continue
+            numbers: dict[str, int] = {}
+            body = re.sub(r"%\((\w+)\)[sb]", lambda m: f"${numbers.setdefault(m[1], len(numbers) + 1)}", text)
+            body = body.replace("%%", "%")
+            conn.execute(f"PREPARE p{index} AS {body}".encode())
+
+
+def test_claim_uses_the_partial_due_index(sql):
+    sql("INSERT INTO jobline.jobs (function, status, finished_at) SELECT 'f', 'succeeded', now() "
+        "FROM generate_series(1, 10000)")
+    sql("INSERT INTO jobline.jobs (function) SELECT 'f' FROM generate_series(1, 50)")
+    sql("ANALYZE jobline.jobs")
+    plan = "\n".join(r[0] for r in sql(
+        "EXPLAIN SELECT id FROM jobline.jobs WHERE status = 'pending' AND run_at <= now() AND function = ANY('{f}') "
+        "ORDER BY priority DESC, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED"))
+    assert "jobs_due_idx" in plan

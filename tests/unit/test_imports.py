@@ -1,0 +1,48 @@
+"""Imports flow one way: cli → app → runtime → db (STYLE.md section 1)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).parents[2] / "src" / "jobline"
+
+
+def imports_of(path: pathlib.Path) -> set[str]:
+    """Modules a file imports, as paths inside the package (e.g. 'runtime.worker')."""
+    module = path.relative_to(PACKAGE).with_suffix("").parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(module[: len(module) - node.level])
+            target = ".".join(base + ([node.module] if node.module else []))
+            found.add(target)
+            found.update(f"{target}.{alias.name}" if target else alias.name for alias in node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            found.update(n.removeprefix("jobline.") for n in names if n and n.startswith("jobline."))
+    return found
+
+
+def violations(layer: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in (PACKAGE / layer).rglob("*.py"):
+        for target in imports_of(path):
+            if target.split(".")[0] in forbidden:
+                bad.append(f"{path.relative_to(PACKAGE)} imports {target}")
+    return bad
+
+
+def test_db_never_imports_runtime_app_or_interfaces():
+    assert violations("db", ("runtime", "app", "cli", "demo")) == []
+
+
+def test_runtime_never_imports_app_or_interfaces():
+    assert violations("runtime", ("app", "cli", "demo")) == []
+
+
+def test_nothing_outside_cli_imports_cli():
+    bad = [f"{p.relative_to(PACKAGE)}" for p in PACKAGE.rglob("*.py")
+           if "cli" not in p.relative_to(PACKAGE).parts and p.name != "__main__.py"
+           and any(t.split(".")[0] == "cli" for t in imports_of(p))]
+    assert bad == []
