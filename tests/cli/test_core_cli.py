@@ -1,0 +1,93 @@
+"""The `jobline` command as a user runs it: output, JSON, exit statuses and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apps.core import create_ledger
+
+
+@pytest.fixture
+def jobline(db_url):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "JOBLINE_DATABASE_URL": db_url, "JOBLINE_LOG_LEVEL": "warning",
+               "PYTHONPATH": os.path.join(os.path.dirname(__file__), "..")}
+        return subprocess.run([sys.executable, "-m", "jobline", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    return run
+
+
+def test_enqueue_then_list_and_show_as_json(jobline):
+    made = jobline("enqueue", "report-generator", "--payload", '{"day": "2026-01-31"}', "--owner", "u1",
+                   "--priority", "3", "--json")
+    assert made.returncode == 0, made.stderr
+    job = json.loads(made.stdout)
+    listed = json.loads(jobline("jobs", "list", "--json").stdout)
+    assert [(j["id"], j["function"], j["owner"], j["served"]) for j in listed] == [
+        (job["id"], "report-generator", "u1", False)]
+    assert listed[0]["note"] == "no live worker serves this function"
+    shown = json.loads(jobline("jobs", "show", str(job["id"]), "--json").stdout)
+    assert shown["payload"] == {"day": "2026-01-31"} and shown["attempt_history"] == []
+    table = jobline("jobs", "list").stdout
+    assert "report-generator" in table and "no live worker" in table
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["enqueue", "f", "--payload", '{"a":'], 2, "payload is not valid JSON"),
+    (["enqueue", "f", "--priority", "5000"], 2, "priority must be between -1000 and 1000"),
+    (["enqueue", "f", "--depends-on", "999999"], 2, "do not exist"),
+    (["enqueue", "f", "--run-at", "soon"], 2, "ISO 8601"),
+    (["enqueue", "f", "--run-at", "2030-01-01", "--delay", "5"], 2, "either --run-at or --delay"),
+    (["enqueue", " f"], 2, "leading or trailing spaces"),
+    (["jobs", "show", "424242"], 3, "no job with id 424242"),
+    (["jobs", "retry", "424242"], 3, "no job with id 424242"),
+    (["jobs", "show", "0"], 2, "Invalid value"),
+    (["--app", "missing_module:app", "worker"], 1, "cannot import 'missing_module'"),
+])
+def test_bad_input_gets_one_line_and_an_exit_status(jobline, args, status, message):
+    result = jobline(*args)
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_steering_a_job_in_the_wrong_state_says_which_states_are_allowed(jobline):
+    job = json.loads(jobline("enqueue", "f", "--json").stdout)
+    result = jobline("jobs", "retry", str(job["id"]))
+    assert result.returncode == 1 and "only failed or cancelled jobs can be" in result.stderr
+    assert jobline("jobs", "cancel", str(job["id"])).stdout.strip() == f"job {job['id']} is now cancelled"
+
+
+def test_process_runs_due_jobs_and_prints_a_summary(jobline, db_url):
+    create_ledger(db_url)  # apps.core's handlers write to it
+    for _ in range(2):
+        assert jobline("enqueue", "work").returncode == 0
+    assert jobline("enqueue", "flaky", "--payload", '{"succeed_on": 2}').returncode == 0
+    result = jobline("--app", "apps.core:app", "process", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["processed"], summary["succeeded"], summary["retried"]) == (3, 2, 1)
+    assert summary["by_function"] == {"flaky": {"retried": 1}, "work": {"succeeded": 2}}
+    text = jobline("--app", "apps.core:app", "process").stdout
+    assert text.startswith("processed ") and "will retry" in text
+
+
+def test_functions_ls_and_db_status(jobline):
+    jobline("enqueue", "orphan-task")
+    functions = json.loads(jobline("functions", "ls", "--json").stdout)
+    assert [(f["function"], f["pending"], f["workers"], f["note"]) for f in functions] == [
+        ("orphan-task", 1, 0, "not served by any live worker")]
+    status = json.loads(jobline("db", "status", "--json").stdout)
+    assert [(m["version"], m["state"]) for m in status] == [(1, "applied")]
+
+
+def test_demo_against_a_server_prints_the_summary(jobline):
+    result = jobline("demo")
+    assert result.returncode == 0, result.stderr
+    assert "summary: 4 succeeded, 1 failed, 1 cancelled, 1 retried" in result.stdout
