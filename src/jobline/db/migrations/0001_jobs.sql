@@ -93,6 +93,39 @@ END $$;
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobline.jobs
   FOR EACH STATEMENT EXECUTE FUNCTION jobline.notify_jobs();
 
+-- claim_jobs: lease up to `lim` due jobs of `functions` (in `queues`, or any queue when NULL)
+-- to `worker` for `lease_seconds`, counting the attempt. Highest priority first, then earliest
+-- run_at, then id; SKIP LOCKED lets claimers pass each other.
+-- Why a function: its SET clauses make the planner walk jobs_due_idx in claim order even when
+-- statistics are stale (right after a burst of enqueues the table looks empty to the planner,
+-- which would otherwise sort every pending row on each claim). Functions also work through
+-- transaction-mode poolers, where session settings would leak.
+CREATE FUNCTION jobline.claim_jobs(worker text, functions text[], queues text[], lim integer,
+                                   lease_seconds double precision)
+RETURNS TABLE (id bigint, function text, payload jsonb, attempts integer, max_attempts integer,
+               queue text, owner text)
+LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+  WITH due AS (
+    SELECT j.id FROM jobline.jobs j
+    WHERE j.status = 'pending'
+      AND j.run_at <= now()
+      AND j.function = ANY(functions)
+      AND (queues IS NULL OR j.queue = ANY(queues))
+    ORDER BY j.priority DESC, j.run_at, j.id
+    LIMIT lim
+    FOR UPDATE SKIP LOCKED
+  )
+  UPDATE jobline.jobs j
+  SET status = 'running',
+      attempts = j.attempts + 1,
+      worker_id = worker,
+      lease_until = now() + make_interval(secs => lease_seconds),
+      started_at = now()
+  FROM due
+  WHERE j.id = due.id
+  RETURNING j.id, j.function, j.payload, j.attempts, j.max_attempts, j.queue, j.owner
+$$;
+
 -- enqueue: the SQL entry point, for transactional enqueue from an application's own SQL.
 CREATE FUNCTION jobline.enqueue(
   function_name text,
@@ -210,7 +243,9 @@ END $$;
 -- finishing (jobline.enqueue holds FOR SHARE on the dependency) is always seen.
 -- Callers pass only jobs whose final state they have just written, exactly once.
 CREATE FUNCTION jobline.settle_dependants(succeeded_ids bigint[], failed_ids bigint[])
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql
+-- Reach dependants through jobs_waiting_deps_idx even when statistics are stale (see claim_jobs).
+SET enable_seqscan = off AS $$
 DECLARE
   released integer := 0;
 BEGIN
@@ -252,3 +287,4 @@ BEGIN
   END IF;
   RETURN released;
 END $$;
+
