@@ -17,7 +17,7 @@ from .db import store as store_module
 from .db.store import Store
 from .errors import InvalidInput, JoblineError
 from .functions import sql as sql_function
-from .job import Job, NewJob, new_job
+from .job import Batch, Job, NewJob, encode_payload, new_job
 from .retry import Backoff
 from .runtime.registry import Function, Registry
 from .runtime.worker import Summary, Worker
@@ -127,15 +127,15 @@ class App:
                         "max_attempts": registered.max_attempts}
         return new_job(function, payload, **{**defaults, **{k: v for k, v in options.items() if v is not None}})
 
-    def _new_jobs(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
-        """Validate a batch. Items sharing a function and options (the usual bulk enqueue) are
+    def _new_batch(self, items: Iterable[Mapping[str, Any]]) -> Batch:
+        """Validate a bulk enqueue. Items sharing a function and options (the usual case) are
         validated once, then only their payloads are encoded."""
-        news = []
+        batch = Batch()
         validated: dict[tuple, NewJob] = {}
         for index, item in enumerate(items):
             if not isinstance(item, Mapping) or "function" not in item:
                 raise InvalidInput(f"job {index} must be a mapping with a 'function' key")
-            options = {k: v for k, v in item.items() if k not in ("function", "payload")}
+            options = {k: v for k, v in item.items() if k != "function" and k != "payload"}
             key = (item["function"], *options.items())
             try:
                 template = validated.get(key)
@@ -145,8 +145,16 @@ class App:
                 template = self._new_job(item["function"], None, options)
                 if key is not None:
                     validated[key] = template
-            news.append(template.with_payload(item.get("payload")))
-        return news
+            if template.is_simple and key is not None:
+                group = batch.groups.get(key)
+                if group is None:
+                    group = batch.groups[key] = (template, [], [])
+                group[1].append(encode_payload(item.get("payload")))
+                group[2].append(index)
+            else:
+                batch.singles.append((index, template.with_payload(item.get("payload"))))
+            batch.size = index + 1
+        return batch
 
     async def enqueue_async(self, function: str, payload: Mapping[str, Any] | None = None, *,
                             conn: psycopg.AsyncConnection | None = None, **options: Any) -> Job:
@@ -169,17 +177,18 @@ class App:
 
     async def enqueue_many_async(self, jobs: Iterable[Mapping[str, Any]], *,
                                  conn: psycopg.AsyncConnection | None = None) -> list[int]:
-        """Enqueue many jobs in one transaction and (for plain jobs) one COPY; returns their ids.
+        """Enqueue many jobs in one transaction (plain jobs sharing their options in one INSERT);
+        returns their ids in the order given.
         Each item is a mapping with ``function`` and the options of :meth:`enqueue_async`."""
-        news = self._new_jobs(jobs)
+        batch = self._new_batch(jobs)
         if conn is not None:
-            return await store_module.job_insert_many_on(conn, news)
-        return await (await self.open_async()).job_insert_many(news)
+            return await store_module.job_insert_many_on(conn, batch)
+        return await (await self.open_async()).job_insert_many(batch)
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]], *,
                      conn: psycopg.Connection | None = None) -> list[int]:
         if isinstance(conn, psycopg.Connection):
-            return store_module.job_insert_many_sync(conn, self._new_jobs(jobs))
+            return store_module.job_insert_many_sync(conn, self._new_batch(jobs))
         return self._bridge.run(self.enqueue_many_async(jobs), "enqueue_many")
 
     # -- jobs ---------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ psycopg errors are translated here, and only here, into jobline's error types.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -18,7 +17,7 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import Conflict, DatabaseError, InvalidInput, JobNotFound
-from ..job import Attempt, Job, NewJob
+from ..job import Attempt, Batch, Job, NewJob
 from . import queries as q
 
 log = logging.getLogger(__name__)
@@ -62,25 +61,8 @@ def insert_params(new: NewJob) -> dict[str, Any]:
     }
 
 
-def _copy_text(ids: Sequence[int], jobs: Sequence[NewJob], now: dt.datetime) -> str:
-    """Rows in COPY text format. Names hold no control characters (validated) and JSON text
-    escapes its own, so only backslashes need escaping. Jobs of one bulk call usually share
-    everything but the payload, so the shared tail of a row is built once."""
-
-    def text(value: str) -> str:
-        return value.replace("\\", "\\\\") if "\\" in value else value
-
-    tails: dict[tuple, str] = {}
-    lines = []
-    for job_id, job in zip(ids, jobs):
-        shared = (job.function, job.run_at, job.queue, job.priority, job.owner, job.max_attempts)
-        tail = tails.get(shared)
-        if tail is None:
-            owner = "\\N" if job.owner is None else text(job.owner)
-            tail = tails[shared] = (f"{(job.run_at or now).isoformat()}\t{text(job.queue)}\t{job.priority}"
-                                    f"\t{owner}\t{job.max_attempts}\n")
-        lines.append(f"{job_id}\t{text(job.function)}\t{text(job.payload_json)}\t{tail}")
-    return "".join(lines)
+def group_params(template: NewJob, payloads: list[str]) -> dict[str, Any]:
+    return {**insert_params(template), "payloads": payloads}
 
 
 class Store:
@@ -136,10 +118,10 @@ class Store:
         async with self.connection(conn) as c:
             return await job_insert_on(c, new)
 
-    async def job_insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.AsyncConnection | None = None) -> list[int]:
-        """Enqueue many jobs in one transaction; returns their ids in order."""
+    async def job_insert_many(self, batch: Batch, *, conn: psycopg.AsyncConnection | None = None) -> list[int]:
+        """Enqueue a validated batch in one transaction; returns the ids in the caller's order."""
         async with self.connection(conn) as c:
-            return await job_insert_many_on(c, jobs)
+            return await job_insert_many_on(c, batch)
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -294,27 +276,32 @@ async def job_insert_on(conn: psycopg.AsyncConnection, new: NewJob) -> Job:
         return Job.from_row(await cur.fetchone())
 
 
-async def job_insert_many_on(conn: psycopg.AsyncConnection, jobs: Sequence[NewJob]) -> list[int]:
-    if not jobs:
-        return []
+async def job_insert_many_on(conn: psycopg.AsyncConnection, batch: Batch) -> list[int]:
+    ids: list[int] = [0] * batch.size
     with translate_errors():
         async with conn.transaction():
             cur = conn.cursor()
-            if all(job.is_simple for job in jobs):
-                await cur.execute(q.JOB_RESERVE_IDS, {"count": len(jobs)})
-                ids = [row[0] for row in await cur.fetchall()]
-                async with cur.copy(q.JOB_COPY_MANY) as copy:
-                    await copy.write(_copy_text(ids, jobs, dt.datetime.now(dt.timezone.utc)))
-                return ids
-            # Pipeline mode: every statement in one round trip, run in order (a job may
-            # depend on one enqueued just before it in the same batch).
+            for template, payloads, positions in batch.groups.values():
+                await cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
+                _place(ids, positions, await cur.fetchall())
+            # Jobs with dependencies or unique keys go one by one through jobline.enqueue(), all
+            # sent in one round trip (pipeline mode) and run in order.
             async with conn.pipeline():
                 cursors = []
-                for job in jobs:
-                    cursor = conn.cursor()
-                    await cursor.execute(q.JOB_INSERT if job.is_simple else q.JOB_ENQUEUE, insert_params(job))
-                    cursors.append(cursor)
-            return [(await cursor.fetchone())[0] for cursor in cursors]
+                for position, new in batch.singles:
+                    single = conn.cursor()
+                    await single.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
+                    cursors.append((position, single))
+            for position, single in cursors:
+                ids[position] = (await single.fetchone())[0]
+    return ids
+
+
+def _place(ids: list[int], positions: list[int], rows: list[tuple]) -> None:
+    # Ids grow in insertion order, and job_insert_many inserts in payload order.
+    for position, job_id in zip(positions, sorted(row[0] for row in rows)):
+        ids[position] = job_id
+
 
 
 def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
@@ -328,19 +315,19 @@ def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
         return Job.from_row(cur.fetchone())
 
 
-def job_insert_many_sync(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> list[int]:
-    if not jobs:
-        return []
+def job_insert_many_sync(conn: psycopg.Connection, batch: Batch) -> list[int]:
+    ids: list[int] = [0] * batch.size
     with translate_errors(), conn.transaction():
         cur = conn.cursor()
-        if all(job.is_simple for job in jobs):
-            cur.execute(q.JOB_RESERVE_IDS, {"count": len(jobs)})
-            ids = [row[0] for row in cur.fetchall()]
-            with cur.copy(q.JOB_COPY_MANY) as copy:
-                copy.write(_copy_text(ids, jobs, dt.datetime.now(dt.timezone.utc)))
-            return ids
-        ids = []
-        for job in jobs:
-            cur.execute(q.JOB_INSERT if job.is_simple else q.JOB_ENQUEUE, insert_params(job))
-            ids.append(cur.fetchone()[0])
-        return ids
+        for template, payloads, positions in batch.groups.values():
+            cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
+            _place(ids, positions, cur.fetchall())
+        with conn.pipeline():
+            cursors = []
+            for position, new in batch.singles:
+                single = conn.cursor()
+                single.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
+                cursors.append((position, single))
+        for position, single in cursors:
+            ids[position] = single.fetchone()[0]
+    return ids
