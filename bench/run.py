@@ -158,7 +158,7 @@ def main() -> None:
     bulk_n, single_n, drain_n, latency_n = (2000, 300, 4000, 50) if args.quick else (20000, 2000, 20000, 200)
     systems = args.systems.split(",")
     drain_options = {
-        "raw": {"batch": 100},
+        "raw": {"batch": args.jobline_batch},  # the ceiling at jobline's batch size
         "jobline": {"concurrency": args.jobline_concurrency, "batch": args.jobline_batch},
         "pgqueuer": {"managers": 2, "batch": 500},
         "procrastinate": {"concurrency": 50},

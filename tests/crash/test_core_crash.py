@@ -124,3 +124,14 @@ async def test_timeout_counts_as_a_failed_attempt(db_url, sql, processes):
     assert sql("SELECT attempt, outcome FROM jobline.attempts WHERE job_id = %s ORDER BY attempt", [job_id]) == [
         (1, "timeout"), (2, "timeout")]
     assert "timed out after 0.5 s" in sql("SELECT last_error FROM jobline.jobs WHERE id = %s", [job_id])[0][0]
+
+
+async def test_heartbeat_keeps_a_long_job_from_being_rescued(db_url, sql, processes):
+    create_ledger(db_url)
+    job_id = enqueue(sql, "work", '{"seconds": 3}')
+    start(processes, db_url, "--lease", "1")  # heartbeat every 1/3 s; the job runs three leases long
+    start(processes, db_url, "--lease", "1")  # a second worker whose rescuer would take it over
+    await eventually(lambda: sql("SELECT status FROM jobline.jobs WHERE id = %s", [job_id])[0][0] == "succeeded",
+                     timeout=20)
+    assert sql("SELECT attempt FROM ledger WHERE job_id = %s", [job_id]) == [(1,)]
+    assert sql("SELECT outcome FROM jobline.attempts WHERE job_id = %s", [job_id]) == [("succeeded",)]

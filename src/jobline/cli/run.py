@@ -16,7 +16,7 @@ def _worker_options(function):
                             help="Jobs run at once (default 10).")(function)
     function = click.option("--queue", "queues", multiple=True, help="Only these queues (repeatable; default all).")(function)
     function = click.option("--batch-size", type=click.IntRange(1, 10_000),
-                            help="Most jobs claimed per query (default: --concurrency).")(function)
+                            help="Most jobs claimed per query (default: half of --concurrency).")(function)
     return function
 
 

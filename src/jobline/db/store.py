@@ -68,17 +68,13 @@ def group_params(template: NewJob, payloads: list[str]) -> dict[str, Any]:
 class Store:
     """Async access to one jobline database through a connection pool."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, prepare: bool = True,
-                 synchronous_commit: bool = True):
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, synchronous_commit: bool = True):
         self.url = url
-        # prepare=False for transaction-mode poolers, which cannot keep prepared statements.
-        self._connect_kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 5 if prepare else None}
+        connect_kwargs: dict[str, Any] = {"autocommit": True}
         if not synchronous_commit:
-            self._connect_kwargs["options"] = "-c synchronous_commit=off"
-        self._pool = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, kwargs=self._connect_kwargs,
-            open=False, name="jobline",
-        )
+            connect_kwargs["options"] = "-c synchronous_commit=off"
+        self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=connect_kwargs,
+                                         open=False, name="jobline")
 
     async def open(self) -> None:
         with translate_errors():
@@ -88,11 +84,8 @@ class Store:
         await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def connection(self, conn: psycopg.AsyncConnection | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
-        """The caller's connection when given (its transaction), else one from the pool."""
-        if conn is not None:
-            yield conn
-            return
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection from the pool (autocommit)."""
         with translate_errors():
             async with self._pool.connection() as pooled:
                 yield pooled
@@ -104,9 +97,9 @@ class Store:
             await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
             return conn
 
-    async def _fetch(self, query: str, params: dict | None = None, *, conn=None, rows=dict_row,
+    async def _fetch(self, query: str, params: dict | None = None, *, rows=dict_row,
                      prepare: bool | None = None) -> list:
-        async with self.connection(conn) as c:
+        async with self.connection() as c:
             with translate_errors():
                 cur = c.cursor(row_factory=rows)
                 await cur.execute(query, params, prepare=prepare)
@@ -114,13 +107,13 @@ class Store:
 
     # -- enqueue ----------------------------------------------------------------------------
 
-    async def job_insert(self, new: NewJob, *, conn: psycopg.AsyncConnection | None = None) -> Job:
-        async with self.connection(conn) as c:
+    async def job_insert(self, new: NewJob) -> Job:
+        async with self.connection() as c:
             return await job_insert_on(c, new)
 
-    async def job_insert_many(self, batch: Batch, *, conn: psycopg.AsyncConnection | None = None) -> list[int]:
+    async def job_insert_many(self, batch: Batch) -> list[int]:
         """Enqueue a validated batch in one transaction; returns the ids in the caller's order."""
-        async with self.connection(conn) as c:
+        async with self.connection() as c:
             return await job_insert_many_on(c, batch)
 
     # -- the hot path ------------------------------------------------------------------------
