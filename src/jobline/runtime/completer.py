@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ..db.store import Store
 from .executor import Outcome, first_line
@@ -30,8 +31,8 @@ class Completer(Service):
         self.worker_id = worker_id
         self.queue: asyncio.Queue[Outcome] = asyncio.Queue()
         self.batch_recorded = asyncio.Event()   # test signal
-        self.recorded: list[Outcome] = []       # kept only when keep_recorded (jobline process)
-        self.keep_recorded = False
+        # Called with each outcome written (`jobline process` sums them up).
+        self.on_recorded: Callable[[Outcome], None] | None = None
 
     def put(self, outcome: Outcome) -> None:
         self.queue.put_nowait(outcome)
@@ -79,8 +80,10 @@ class Completer(Service):
             self.inflight.release(outcome.job_id)
             if verbose or outcome.status != "succeeded" or outcome.job_id not in written:
                 self._log(outcome, outcome.job_id in written)
-        if self.keep_recorded:
-            self.recorded.extend(o for o in batch if o.job_id in written)
+        if self.on_recorded is not None:
+            for outcome in batch:
+                if outcome.job_id in written:
+                    self.on_recorded(outcome)
         self.batch_recorded.set()
 
     @staticmethod

@@ -37,9 +37,8 @@ class Producer(Service):
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.until_idle = until_idle     # `jobline process`: stop when nothing is left to run
-        self.limit: int | None = None    # stop after claiming this many jobs (for /api/jobs/run)
+        self.limit: int | None = None    # stop after claiming this many jobs (`process --limit`)
         self.claimed = 0
-        self.idle = asyncio.Event()      # set when until_idle found nothing left
 
     async def run(self) -> None:
         wake = self.inflight.wake
@@ -64,10 +63,8 @@ class Producer(Service):
                 if self.inflight.more_due and self.inflight.free() > 0:
                     continue
                 if self.until_idle and not jobs and not self.inflight:
-                    self.idle.set()
                     return
             if self.limit is not None and self.claimed >= self.limit and not self.inflight:
-                self.idle.set()
                 return
             if self.until_idle and not self.inflight:
                 continue  # nothing held and the last claim found work: look again now
@@ -76,8 +73,7 @@ class Producer(Service):
     async def _sleep_until_woken(self) -> None:
         waiter = asyncio.ensure_future(self.inflight.wake.wait())
         stopper = asyncio.ensure_future(self.stopping.wait())
-        done, _ = await asyncio.wait({waiter, stopper}, timeout=self.poll_interval,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiter, stopper}, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         stopper.cancel()
 

@@ -20,7 +20,7 @@ import socket
 from ..db.store import Store
 from ..settings import Settings
 from .completer import Completer
-from .executor import Executor, first_line
+from .executor import Executor, Outcome, first_line
 from .heartbeat import Heartbeat
 from .inflight import InFlight
 from .maintenance import Maintenance
@@ -45,7 +45,19 @@ class Summary:
     failed: int = 0
     cancelled: int = 0
     by_function: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(collections.Counter))
-    results: list = dataclasses.field(default_factory=list)
+    results: list = dataclasses.field(default_factory=list)   # the first MAX_RESULTS jobs
+
+    MAX_RESULTS = 1000
+
+    def add(self, outcome: Outcome) -> None:
+        field = {"succeeded": "succeeded", "pending": "retried", "failed": "failed",
+                 "cancelled": "cancelled"}[outcome.status]
+        self.processed += 1
+        setattr(self, field, getattr(self, field) + 1)
+        self.by_function[outcome.function][field] += 1
+        if len(self.results) < self.MAX_RESULTS:
+            self.results.append({"id": outcome.job_id, "function": outcome.function, "attempt": outcome.attempt,
+                                 "status": outcome.status, "error": first_line(outcome.error)})
 
     def to_dict(self) -> dict:
         return {"processed": self.processed, "succeeded": self.succeeded, "retried": self.retried,
@@ -91,13 +103,11 @@ class Worker:
                         lease_seconds=self.settings.lease_seconds, poll_interval=self.settings.poll_interval,
                         **options)
 
-    async def _start(self, *, listen: bool) -> None:
+    async def _start(self) -> None:
         await self.bookkeeping.open()
         await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
                                          functions=self.functions, queues=self.queues)
-        services = [self.completer, self.heartbeat, self.producer]
-        if listen:
-            services.insert(0, self.notifier)
+        services = [self.notifier, self.completer, self.heartbeat, self.producer]
         if self.maintenance is not None:
             services.append(self.maintenance)
         for service in services:
@@ -109,7 +119,7 @@ class Worker:
         """Run until stop() or a signal."""
         if handle_signals:
             self._install_signal_handlers()
-        await self._start(listen=True)
+        await self._start()
         await self._stop_requested.wait()
         await self._shutdown()
 
@@ -121,25 +131,13 @@ class Worker:
         ``limit`` jobs were claimed; returns what happened."""
         self.producer = self._producer(until_idle=True)
         self.producer.limit = limit
-        self.completer.keep_recorded = True
+        summary = Summary()
+        self.completer.on_recorded = summary.add
         if not maintenance:
             self.maintenance = None
-        await self._start(listen=True)
+        await self._start()
         await self.producer.wait()
         await self._shutdown()
-        return self._summary()
-
-    def _summary(self) -> Summary:
-        summary = Summary()
-        for outcome in self.completer.recorded:
-            summary.processed += 1
-            field = {"succeeded": "succeeded", "pending": "retried", "failed": "failed",
-                     "cancelled": "cancelled"}[outcome.status]
-            setattr(summary, field, getattr(summary, field) + 1)
-            summary.by_function[outcome.function][field] += 1
-            summary.results.append({"id": outcome.job_id, "function": outcome.function,
-                                    "attempt": outcome.attempt, "status": outcome.status,
-                                    "error": first_line(outcome.error)})
         return summary
 
     async def _shutdown(self) -> None:
