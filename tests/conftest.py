@@ -125,6 +125,17 @@ async def eventually(check: Callable, timeout: float = 10.0, interval: float = 0
         await asyncio.sleep(interval)
 
 
+@pytest.fixture
+def processes():
+    """Subprocesses a test starts; killed at the end if still running."""
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
 def start_jobline(args: list[str], db_url: str, **env) -> subprocess.Popen:
     """Start `python -m jobline ...` as a real process against ``db_url``."""
     environment = {**os.environ, "JOBLINE_DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",

@@ -19,16 +19,6 @@ from jobline.db.store import Store
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def processes():
-    started = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
 async def test_two_worker_processes_never_run_one_job_twice(db_url, sql, processes):
     create_ledger(db_url)
     sql("SELECT jobline.enqueue('work', '{\"seconds\": 0.002}') FROM generate_series(1, 600)")

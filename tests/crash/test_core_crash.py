@@ -15,16 +15,6 @@ pytestmark = pytest.mark.timeout(90)
 WORKER = ["--app", "apps.core:app", "worker"]
 
 
-@pytest.fixture
-def processes():
-    started = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
 def start(processes, db_url, *args, **env):
     process = start_jobline([*WORKER, *args], db_url, **{"JOBLINE_POLL_INTERVAL": "0.1", **env})
     processes.append(process)

@@ -67,12 +67,12 @@ def _fail(exc: JoblineError, status: int) -> None:
 
 
 @click.group(cls=JoblineGroup, context_settings={"auto_envvar_prefix": "JOBLINE", "help_option_names": ["-h", "--help"]})
-@click.option("--database-url", envvar="JOBLINE_DATABASE_URL", help="PostgreSQL URL (default: the embedded database).")
-@click.option("--data-dir", envvar="JOBLINE_DATA_DIR", help="Where the embedded database lives.")
-@click.option("--app", "app_spec", envvar="JOBLINE_APP", help="Your functions: 'module:attribute' of a jobline App.")
-@click.option("--log-format", envvar="JOBLINE_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
+@click.option("--database-url", envvar="JOBLINE_DATABASE_URL", show_envvar=True, help="PostgreSQL URL (default: the embedded database).")
+@click.option("--data-dir", envvar="JOBLINE_DATA_DIR", show_envvar=True, help="Where the embedded database lives.")
+@click.option("--app", "app_spec", envvar="JOBLINE_APP", show_envvar=True, help="Your functions: 'module:attribute' of a jobline App.")
+@click.option("--log-format", envvar="JOBLINE_LOG_FORMAT", show_envvar=True, type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-@click.option("--log-level", envvar="JOBLINE_LOG_LEVEL", default="info", show_default=True,
+@click.option("--log-level", envvar="JOBLINE_LOG_LEVEL", show_envvar=True, default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.version_option(package_name="jobline")
 @click.pass_context

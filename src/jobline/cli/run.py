@@ -71,7 +71,7 @@ def process(ctx: Context, concurrency, queues, batch_size, limit, as_json) -> No
 @cli.command("demo")
 @pass_context
 def demo(ctx: Context) -> None:
-    """Run seed 000's four functions on small demo tables: success, retry, failure, dependencies."""
+    """Run a sample app (token reset, AI batch, streaks, cleanup) on demo tables: jobs succeed, retry, fail and wait on each other."""
     from .. import demo as demo_module
 
     asyncio.run(demo_module.run(ctx.settings))
