@@ -300,7 +300,7 @@ async def test_cancelled_running_job_cannot_be_completed_by_its_worker(make_app)
 async def test_sql_builtin_runs_its_command_and_reports_server_errors(make_app):
     app = make_app()
     async with app:
-        good = await app.enqueue_async("sql", {"command": "SELECT 40 + 2 AS answer"})
+        good = await app.enqueue_async("sql", {"command": "CREATE TEMP TABLE t (x int); SELECT 40 + 2 AS answer"})
         bad = await app.enqueue_async("sql", {"command": "SELEC nonsense"}, max_attempts=1)
         empty = await app.enqueue_async("sql", {"command": "  "})
         await app.process_async()
@@ -334,3 +334,24 @@ def test_sync_api_refuses_to_run_inside_an_event_loop(make_app):
             app.enqueue("x")
 
     asyncio.run(inside())
+
+
+async def test_enqueue_many_mixes_plain_dependent_and_unique_jobs_in_the_given_order(make_app, sql):
+    app = make_app()
+    async with app:
+        first = await app.enqueue_async("a")
+        ids = await app.enqueue_many_async([
+            {"function": "a", "payload": {"n": 0}},
+            {"function": "b", "depends_on": [first.id]},
+            {"function": "a", "payload": {"n": 2}, "priority": 5},
+            {"function": "c", "unique_key": "k"},
+            {"function": "c", "unique_key": "k"},
+            {"function": "a", "payload": {"n": 5}},
+        ])
+    rows = {i: (f, s, p) for i, f, s, p in sql("SELECT id, function, status, payload FROM jobline.jobs")}
+    assert [rows[i][0] for i in ids] == ["a", "b", "a", "c", "c", "a"]
+    assert ids[3] == ids[4] and rows[ids[1]][1] == "waiting"
+    assert [rows[ids[i]][2] for i in (0, 2, 5)] == [{"n": 0}, {"n": 2}, {"n": 5}]
+    with pytest.raises(InvalidInput, match="job 1 must be a mapping"):
+        async with app:
+            await app.enqueue_many_async([{"function": "a"}, {"payload": {}}])

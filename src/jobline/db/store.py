@@ -240,7 +240,8 @@ class Store:
         return row["due"], row["running"]
 
     async def sql_run(self, command: str, *, timeout: float | None = None, max_rows: int = 100) -> dict:
-        """Run a user's SQL command (the built-in ``sql`` function) in its own transaction."""
+        """Run a user's SQL (the built-in ``sql`` function; one or more statements) in its own
+        transaction; returns the last statement's status and up to ``max_rows`` of its rows."""
         async with self.connection() as c:
             with translate_errors():
                 async with c.transaction():
@@ -249,6 +250,8 @@ class Store:
                         await cur.execute("SELECT set_config('statement_timeout', %s, true)",
                                           [f"{int(timeout * 1000)}ms"])
                     await cur.execute(command.encode())  # bytes: psycopg sends it verbatim
+                    while cur.nextset():  # several statements: report the last, as psql's -c does
+                        pass
                     rows = await cur.fetchmany(max_rows) if cur.description else []
                     return {"status": cur.statusmessage, "rowcount": cur.rowcount,
                             "rows": [list(r) for r in rows]}
@@ -270,23 +273,22 @@ async def job_insert_on(conn: psycopg.AsyncConnection, new: NewJob) -> Job:
 
 
 async def job_insert_many_on(conn: psycopg.AsyncConnection, batch: Batch) -> list[int]:
+    """One transaction, one round trip (pipeline mode): an INSERT per group of alike jobs, and
+    jobline.enqueue() for each job with dependencies or a unique key, in order."""
     ids: list[int] = [0] * batch.size
     with translate_errors():
-        async with conn.transaction():
-            cur = conn.cursor()
+        async with conn.pipeline(), conn.transaction():
+            groups, singles = [], []
             for template, payloads, positions in batch.groups.values():
+                groups.append((positions, cur := conn.cursor()))
                 await cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
-                _place(ids, positions, await cur.fetchall())
-            # Jobs with dependencies or unique keys go one by one through jobline.enqueue(), all
-            # sent in one round trip (pipeline mode) and run in order.
-            async with conn.pipeline():
-                cursors = []
-                for position, new in batch.singles:
-                    single = conn.cursor()
-                    await single.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
-                    cursors.append((position, single))
-            for position, single in cursors:
-                ids[position] = (await single.fetchone())[0]
+            for position, new in batch.singles:
+                singles.append((position, cur := conn.cursor()))
+                await cur.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
+        for positions, cur in groups:
+            _place(ids, positions, await cur.fetchall())
+        for position, cur in singles:
+            ids[position] = (await cur.fetchone())[0]
     return ids
 
 
@@ -309,18 +311,19 @@ def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
 
 
 def job_insert_many_sync(conn: psycopg.Connection, batch: Batch) -> list[int]:
+    """The sync twin of job_insert_many_on, for the caller's own psycopg.Connection."""
     ids: list[int] = [0] * batch.size
-    with translate_errors(), conn.transaction():
-        cur = conn.cursor()
-        for template, payloads, positions in batch.groups.values():
-            cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
-            _place(ids, positions, cur.fetchall())
-        with conn.pipeline():
-            cursors = []
+    with translate_errors():
+        with conn.pipeline(), conn.transaction():
+            groups, singles = [], []
+            for template, payloads, positions in batch.groups.values():
+                groups.append((positions, cur := conn.cursor()))
+                cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
             for position, new in batch.singles:
-                single = conn.cursor()
-                single.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
-                cursors.append((position, single))
-        for position, single in cursors:
-            ids[position] = single.fetchone()[0]
+                singles.append((position, cur := conn.cursor()))
+                cur.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
+        for positions, cur in groups:
+            _place(ids, positions, cur.fetchall())
+        for position, cur in singles:
+            ids[position] = cur.fetchone()[0]
     return ids
