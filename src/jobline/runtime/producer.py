@@ -82,4 +82,5 @@ class Producer(Service):
             outcome = await self.executor.run(job)
         except asyncio.CancelledError:
             return  # lease lost or hard shutdown: the job is no longer ours to report on
+        self.inflight.finished(job[0])
         self.completer.put(outcome)
