@@ -77,8 +77,8 @@ class Executor:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, job: tuple) -> Outcome:
-        job_id, name, payload, attempt, max_attempts, queue, owner = job
-        function = self.registry.get(name)
+        """Run a claimed job: (id, function, payload, attempt, max_attempts, queue, owner)."""
+        function, payload = self.registry.get(job[1]), job[2]
         started_at = time.time()
         began = time.perf_counter()
         try:
