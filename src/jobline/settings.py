@@ -25,6 +25,8 @@ class Settings:
     # crash can then only lose such a write, which makes a job run again (at-least-once);
     # enqueues are always durable.
     worker_synchronous_commit: bool = False
+    # Off behind a transaction-mode pooler (PgBouncer, Supavisor): see docs/howto/deploy.md.
+    prepared_statements: bool = True
     # Retention of finished jobs, per final state (failures are kept longer to debug them).
     retain_succeeded_seconds: float = 7 * 86400
     retain_failed_seconds: float = 30 * 86400

@@ -85,3 +85,8 @@ def test_settings_from_env_convert_and_validate():
                          ({"JOBLINE_WORKER_SYNCHRONOUS_COMMIT": "maybe"}, "on or off")]:
         with pytest.raises(ConfigError, match=message):
             Settings.from_env(env)
+
+
+def test_prepared_statements_setting_reads_on_and_off():
+    assert Settings.from_env({"JOBLINE_PREPARED_STATEMENTS": "off"}).prepared_statements is False
+    assert Settings.from_env({}).prepared_statements is True

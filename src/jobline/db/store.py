@@ -68,9 +68,12 @@ def group_params(template: NewJob, payloads: list[str]) -> dict[str, Any]:
 class Store:
     """Async access to one jobline database through a connection pool."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, synchronous_commit: bool = True):
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, synchronous_commit: bool = True,
+                 prepared_statements: bool = True):
         self.url = url
-        connect_kwargs: dict[str, Any] = {"autocommit": True}
+        # Server-side prepared statements (psycopg prepares a query on its 5th use) do not survive
+        # a transaction-mode pooler that hands each transaction another server connection.
+        connect_kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 5 if prepared_statements else None}
         if not synchronous_commit:
             connect_kwargs["options"] = "-c synchronous_commit=off"
         self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=connect_kwargs,

@@ -75,7 +75,8 @@ class Worker:
         # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
         # whose commits do not wait for the WAL flush unless configured to: losing such a write
         # in a server crash only makes a job run again, which at-least-once delivery allows.
-        self.bookkeeping = Store(store.url, max_size=3, synchronous_commit=settings.worker_synchronous_commit)
+        self.bookkeeping = Store(store.url, max_size=3, synchronous_commit=settings.worker_synchronous_commit,
+                                 prepared_statements=settings.prepared_statements)
         self.registry = registry
         self.settings = settings
         self.id = worker_id or new_worker_id()
