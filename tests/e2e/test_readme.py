@@ -67,3 +67,15 @@ def test_transactional_enqueue_snippet_from_readme_rolls_back_with_the_transacti
         pass
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM jobline.jobs").fetchone()[0] == 1
+
+
+def test_readme_sql_block_runs_as_written(sql):
+    text = README.read_text()
+    block = re.search(r"```sql\n(.*?)```", text[text.index("## SQL"):], re.S).group(1)
+    sql("SELECT jobline.enqueue('setup') FROM generate_series(1, 17)")  # the block depends on job 17
+    statements = [s.strip() for s in re.sub(r"--[^\n]*", "", block).split(";") if s.strip()]
+    for statement in statements:
+        sql(statement)
+    assert sql("SELECT count(*) FROM jobline.scheduled_tasks WHERE function_name = 'daily-token-reset'") == [(1,)]
+    assert sql("SELECT status, owner, priority FROM jobline.jobs WHERE function = 'streak-updater'") == [
+        ("waiting", "user-42", 5)]
