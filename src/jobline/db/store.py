@@ -238,10 +238,6 @@ class Store:
     async def function_list(self, live_seconds: float = 90) -> list[dict]:
         return await self._fetch(q.FUNCTION_LIST, {"live_seconds": live_seconds})
 
-    async def job_count_due(self, functions: list[str]) -> tuple[int, int]:
-        (row,) = await self._fetch(q.JOB_COUNT_DUE, {"functions": functions})
-        return row["due"], row["running"]
-
     async def sql_run(self, command: str, *, timeout: float | None = None, max_rows: int = 100) -> dict:
         """Run a user's SQL (the built-in ``sql`` function; one or more statements) in its own
         transaction; returns the last statement's status and up to ``max_rows`` of its rows."""
