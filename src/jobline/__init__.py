@@ -13,6 +13,8 @@ from .errors import (
     JobNotFound,
     NotFound,
     RetryIn,
+    SecretError,
+    SecretNotFound,
 )
 from .job import Attempt, Job, JobStatus
 from .retry import Backoff
@@ -23,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "App", "Attempt", "Backoff", "Cancel", "ConfigError", "Conflict", "DatabaseError", "Fail",
     "FunctionNotFound", "InvalidInput", "Job", "JobContext", "JobNotFound", "JobStatus",
-    "JoblineError", "NotFound", "RetryIn", "__version__",
+    "JoblineError", "NotFound", "RetryIn", "SecretError", "SecretNotFound", "__version__",
 ]

@@ -11,17 +11,23 @@ from typing import Any
 
 import psycopg
 
+from . import vault
 from ._sync import SyncBridge
 from .db import connect
 from .db import store as store_module
 from .db.store import Store
 from .errors import InvalidInput, JoblineError
+from .functions import http as http_function
 from .functions import sql as sql_function
 from .job import Batch, Job, NewJob, encode_payload, new_job
 from .retry import Backoff
+from .schedule import Schedule, ScheduleSpec, new_schedule
 from .runtime.registry import Function, Registry
 from .runtime.worker import Summary, Worker
 from .settings import Settings
+
+# Functions every App registers; schedules that target them belong to no App in particular.
+BUILTIN_FUNCTIONS = frozenset({"sql", "http"})
 
 _ENQUEUE_OPTIONS = frozenset({"payload", "run_at", "delay", "queue", "priority", "owner", "max_attempts",
                               "depends_on", "unique_key"})
@@ -42,7 +48,13 @@ class App:
         self.registry = Registry()
         self._store: Store | None = None
         self._bridge = SyncBridge()
+        self.schedules: dict[str, ScheduleSpec] = {}  # declared in code, by name
         self.registry.add(Function.from_handler(sql_function.NAME, sql_function.run_sql))
+        # One shared HTTP client, closed in close_async; it reads self.settings when used, since
+        # the CLI replaces them after loading the user's App.
+        self._http = http_function.HttpCaller(lambda: self.settings)
+        self.registry.add(Function.from_handler(http_function.NAME, self._http.run,
+                                                max_attempts=http_function.MAX_ATTEMPTS))
 
     # -- defining functions ---------------------------------------------------------------
 
@@ -55,13 +67,7 @@ class App:
         ``timeout`` is in seconds. Backoff before retry n is ``base * factor ** (n - 1)`` seconds,
         capped at ``backoff_max``, with ``±backoff_jitter`` random spread.
         """
-        if backoff is None:
-            defaults = Backoff()
-            backoff = Backoff(
-                base=defaults.base if backoff_base is None else backoff_base,
-                factor=defaults.factor if backoff_factor is None else backoff_factor,
-                max_delay=defaults.max_delay if backoff_max is None else backoff_max,
-                jitter=defaults.jitter if backoff_jitter is None else backoff_jitter)
+        backoff = _backoff(backoff, backoff_base, backoff_factor, backoff_max, backoff_jitter)
 
         def register(handler: Callable) -> Callable:
             self.registry.add(Function.from_handler(name, handler, max_attempts=max_attempts, timeout=timeout,
@@ -69,6 +75,87 @@ class App:
             return handler
 
         return register
+
+    def http_function(self, name: str, *, url: str, method: str = "POST", headers: Mapping[str, str] | None = None,
+                      timeout: float = 30.0, max_attempts: int = 3, queue: str = "default", priority: int = 0,
+                      backoff: Backoff | None = None, backoff_base: float | None = None,
+                      backoff_factor: float | None = None, backoff_max: float | None = None,
+                      backoff_jitter: float | None = None) -> None:
+        """Register ``name`` as a call to ``url``: each job's payload is sent as the JSON body
+        (as query parameters for GET and HEAD), with the same retries, idempotency key, egress
+        policy and result as the built-in ``http`` function. ``url`` and ``headers`` may hold
+        ``{{secret:NAME}}``; ``timeout`` is in seconds, for the whole call.
+
+        >>> app.http_function("adapter-health", url="https://example.supabase.co/functions/v1/adapter-health",
+        ...                   headers={"Authorization": "Bearer {{secret:service_role_key}}"})  # doctest: +SKIP
+        >>> app.enqueue("adapter-health", {"adapter": "all"})  # doctest: +SKIP
+        """
+        handler = self._http.function(url=url, method=method, headers=headers, timeout=timeout)
+        self.registry.add(Function.from_handler(
+            name, handler, max_attempts=max_attempts, queue=queue, priority=priority,
+            backoff=_backoff(backoff, backoff_base, backoff_factor, backoff_max, backoff_jitter)))
+
+    # -- schedules declared in code (reconciled with the database when a worker starts) ------
+
+    def cron(self, expression: str, *, name: str | None = None, payload: Mapping[str, Any] | None = None,
+             **options: Any) -> Callable:
+        """Run the decorated function on a cron schedule. Put it above ``@app.function``; a
+        plain callable is registered as a function named after it. The schedule is named after
+        the function unless ``name`` is given. Options as :meth:`schedule`.
+
+        >>> @app.cron("0 3 * * SUN", timezone="Europe/London")
+        ... @app.function("weekly-report")
+        ... def weekly_report(payload): ...
+        """
+
+        def declare(handler: Callable) -> Callable:
+            registered = next((f.name for f in self.registry if f.handler is handler), None)
+            if registered is None:
+                registered = handler.__name__
+                self.registry.add(Function.from_handler(registered, handler))
+            self.schedule(name or registered, expression, registered, payload, **options)
+            return handler
+
+        return declare
+
+    def schedule(self, name: str, expression: str, function: str | None = None,
+                 payload: Mapping[str, Any] | None = None, **options: Any) -> ScheduleSpec:
+        """Declare a schedule in code: every tick of ``expression`` enqueues ``function`` with
+        ``payload`` (or runs ``sql="..."``). Options: sql, timezone, owner, queue, priority,
+        max_attempts, overlap (skip, allow), catch_up (latest, none, all), catch_up_max.
+        Workers add, update and remove code schedules as the code says when they start;
+        schedules made at run time (CLI, SQL) are never touched.
+
+        >>> app.schedule("nightly-rollup", "5 0 * * *", sql="SELECT public.rollup_daily_usage()")
+        """
+        if name in self.schedules:
+            raise InvalidInput(f"a schedule named {name!r} is already declared")
+        spec = self._schedule_spec(name, expression, function, payload, options)
+        self.schedules[name] = spec
+        return spec
+
+    def _schedule_spec(self, name: str | None, expression: str, function: str | None,
+                       payload: Mapping[str, Any] | None, options: Mapping[str, Any]) -> ScheduleSpec:
+        """Validate a schedule; its jobs take queue, priority and max_attempts from the target
+        function's registration when it is known here and the caller did not say."""
+        registered = self.registry.find(function) if isinstance(function, str) else None
+        if registered is not None:
+            options = {"queue": registered.queue, "priority": registered.priority,
+                       "max_attempts": registered.max_attempts, **options}
+        return new_schedule(name, expression, function, payload, **options)
+
+    async def add_schedule_async(self, name: str | None, expression: str, function: str | None = None,
+                                 payload: Mapping[str, Any] | None = None, *, replace: bool = False,
+                                 **options: Any) -> Schedule:
+        """Add a schedule at run time (as `jobline cron add` does); with ``replace``, one of the
+        same name is replaced. Options as :meth:`schedule`, plus ``active``."""
+        spec = self._schedule_spec(name, expression, function, payload, options)
+        return await (await self.open_async()).schedule_upsert(spec, replace=replace)
+
+    def add_schedule(self, name: str | None, expression: str, function: str | None = None,
+                     payload: Mapping[str, Any] | None = None, *, replace: bool = False, **options: Any) -> Schedule:
+        return self._bridge.run(self.add_schedule_async(name, expression, function, payload, replace=replace,
+                                                        **options), "add_schedule")
 
     # -- connection -------------------------------------------------------------------------
 
@@ -84,6 +171,7 @@ class App:
         self._bridge.run(self.open_async(), "open")
 
     async def close_async(self) -> None:
+        await self._http.aclose()
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()
@@ -199,10 +287,53 @@ class App:
     def get_job(self, job_id: int) -> Job:
         return self._bridge.run(self.get_job_async(job_id), "get_job")
 
+    # -- secrets (vault.py encrypts in this process; the database sees only ciphertext) ---------
+
+    def master_keys(self) -> vault.MasterKeys:
+        """The keys of JOBLINE_MASTER_KEY; ConfigError saying how to create one when unset."""
+        return vault.MasterKeys.from_settings(self.settings)
+
+    async def set_secret_async(self, name: str, value: str) -> vault.SecretInfo:
+        """Encrypt ``value`` under the master key and store it as the secret ``name``, replacing
+        any previous value. Jobs use it as ``{{secret:NAME}}`` in an ``http`` call.
+
+        >>> app.set_secret("stripe_key", os.environ["STRIPE_KEY"])  # doctest: +SKIP
+        """
+        sealed = vault.seal(self.master_keys(), name, value)  # validates before connecting
+        return vault.SecretInfo.from_row(await (await self.open_async()).secret_upsert(name, sealed))
+
+    def set_secret(self, name: str, value: str) -> vault.SecretInfo:
+        return self._bridge.run(self.set_secret_async(name, value), "set_secret")
+
+    async def list_secrets_async(self) -> list[vault.SecretInfo]:
+        """Every secret's name, key id and times; never values (needs no master key)."""
+        return [vault.SecretInfo.from_row(row) for row in await (await self.open_async()).secret_list()]
+
+    def list_secrets(self) -> list[vault.SecretInfo]:
+        return self._bridge.run(self.list_secrets_async(), "list_secrets")
+
+    async def delete_secret_async(self, name: str) -> None:
+        """Remove a secret (SecretNotFound if there is none); needs no master key."""
+        await (await self.open_async()).secret_delete(vault.check_name(name))
+
+    def delete_secret(self, name: str) -> None:
+        self._bridge.run(self.delete_secret_async(name), "delete_secret")
+
+    async def rotate_secrets_async(self) -> vault.Rotation:
+        """Re-seal every secret under the first key of JOBLINE_MASTER_KEY="NEW,OLD"; safe to
+        re-run after a crash (see :func:`jobline.vault.rotate`)."""
+        keys = self.master_keys()
+        return await vault.rotate(await self.open_async(), keys)
+
+    def rotate_secrets(self) -> vault.Rotation:
+        return self._bridge.run(self.rotate_secrets_async(), "rotate_secrets")
+
     # -- running ------------------------------------------------------------------------------
 
     async def worker_async(self, **options: Any) -> Worker:
         """A worker for this App's functions (see :class:`jobline.runtime.worker.Worker`)."""
+        options.setdefault("schedules", list(self.schedules.values()))
+        options.setdefault("owned_functions", [n for n in self.registry.names() if n not in BUILTIN_FUNCTIONS])
         return Worker(await self.open_async(), self.registry, self.settings, **options)
 
     async def run_worker_async(self, **options: Any) -> None:
@@ -216,3 +347,15 @@ class App:
 
     def process(self, limit: int | None = None, **options: Any) -> Summary:
         return self._bridge.run(self.process_async(limit, **options), "process")
+
+
+def _backoff(backoff: Backoff | None, base: float | None, factor: float | None, max_delay: float | None,
+             jitter: float | None) -> Backoff:
+    """``backoff`` itself, or one built from the given parts and the defaults."""
+    if backoff is not None:
+        return backoff
+    defaults = Backoff()
+    return Backoff(base=defaults.base if base is None else base,
+                   factor=defaults.factor if factor is None else factor,
+                   max_delay=defaults.max_delay if max_delay is None else max_delay,
+                   jitter=defaults.jitter if jitter is None else jitter)

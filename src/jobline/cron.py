@@ -51,6 +51,8 @@ class Cron:
             return cls(expression, timezone, seconds)
         standard = _standard(expression)
         try:
+            if len(standard.split()) != 5:  # cronsim also takes a seconds field; pg_cron does not
+                raise CronSimError("Wrong number of fields")
             CronSim(standard, dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
         except CronSimError as exc:
             raise InvalidInput(f"invalid cron expression {expression!r}: {_explain(standard, exc)}") from None
@@ -66,6 +68,18 @@ class Cron:
             return dt.datetime.fromtimestamp(epoch + self.interval_seconds, dt.timezone.utc)
         local = after.astimezone(zone(self.timezone))
         return next(CronSim(_standard(self.expression), local)).astimezone(dt.timezone.utc)
+
+    def last_at_or_before(self, when: dt.datetime) -> dt.datetime:
+        """The latest tick at or before ``when`` (an aware datetime), in UTC."""
+        if when.tzinfo is None:
+            raise InvalidInput("last_at_or_before needs an aware datetime")
+        if self.interval_seconds:
+            epoch = int(when.timestamp()) // self.interval_seconds * self.interval_seconds
+            return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+        # cronsim counts a start with microseconds, truncated, as a candidate when going back.
+        local = when.astimezone(zone(self.timezone))
+        local = local.replace(microsecond=max(local.microsecond, 1))
+        return next(CronSim(_standard(self.expression), local, reverse=True)).astimezone(dt.timezone.utc)
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:

@@ -31,6 +31,19 @@ class InvalidInput(JoblineError):
     code = "invalid_input"
 
 
+class DestinationBlocked(InvalidInput):
+    """An outbound HTTP call was refused by the egress policy (see egress.py) before connecting:
+    the host, the address it resolved to and the rule are named, with how to allow it."""
+
+    code = "destination_blocked"
+
+    def __init__(self, message: str, *, host: str | None = None, address: str | None = None, rule: str = ""):
+        super().__init__(message)
+        self.host = host
+        self.address = address
+        self.rule = rule
+
+
 class NotFound(JoblineError):
     code = "not_found"
 
@@ -41,6 +54,21 @@ class FunctionNotFound(NotFound):
 
 class JobNotFound(NotFound):
     code = "job_not_found"
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
+class SecretNotFound(NotFound):
+    code = "secret_not_found"
+
+
+class SecretError(JoblineError):
+    """A stored secret cannot be decrypted: its master key is not in JOBLINE_MASTER_KEY, or its
+    row was altered or moved to another name. The message never holds key bytes or plaintext."""
+
+    code = "secret"
 
 
 class Conflict(JoblineError):

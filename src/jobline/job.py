@@ -71,7 +71,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the field names the CLI's --json and the HTTP API use."""
-        return {f: _jsonable(getattr(self, f)) for f in _JOB_FIELDS}
+        return {f: jsonable(getattr(self, f)) for f in _JOB_FIELDS}
 
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
@@ -92,12 +92,12 @@ class Attempt:
         return (self.finished_at - self.started_at).total_seconds() * 1000
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d = {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
         d["duration_ms"] = round(self.duration_ms, 3)
         return d
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return value

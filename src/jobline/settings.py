@@ -9,7 +9,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from .egress import Policy
 from .errors import ConfigError
+
+# The kept part of an HTTP response body is stored in the job's result (at most 1 MiB as JSON);
+# 128 KiB stays under that even if every byte needs a 6-character JSON escape.
+MAX_HTTP_BODY_BYTES = 128 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +36,17 @@ class Settings:
     retain_succeeded_seconds: float = 7 * 86400
     retain_failed_seconds: float = 30 * 86400
     retain_cancelled_seconds: float = 30 * 86400
+    # Outbound HTTP (the `http` function; egress.py has the policy): hosts and networks that may
+    # be reached although the policy refuses them, e.g. "127.0.0.0/8,api.internal"; whether
+    # private ranges (RFC 1918, fc00::/7, 100.64/10) may be reached; the redirect hops followed;
+    # and how much of a response body is read and kept.
+    http_allow: str | None = None
+    http_allow_private: bool = False
+    http_max_redirects: int = 5
+    http_max_body_bytes: int = 65536
+    # The vault's key (or "NEW,OLD" during a rotation), see vault.py. Never printed, and never
+    # sent to the database.
+    master_key: str | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -58,6 +74,17 @@ class Settings:
         for name in ("retain_succeeded_seconds", "retain_failed_seconds", "retain_cancelled_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"JOBLINE_{name.upper()} must not be negative")
+        if self.http_allow:
+            Policy.parse(self.http_allow)  # ConfigError naming a malformed entry
+        if not 0 <= self.http_max_redirects <= 20:
+            raise ConfigError(f"JOBLINE_HTTP_MAX_REDIRECTS must be between 0 and 20, got {self.http_max_redirects}")
+        if not 0 <= self.http_max_body_bytes <= MAX_HTTP_BODY_BYTES:
+            raise ConfigError(f"JOBLINE_HTTP_MAX_BODY_BYTES must be between 0 and {MAX_HTTP_BODY_BYTES} (128 KiB: "
+                              f"the body is kept in the job's result), got {self.http_max_body_bytes}")
+        if self.master_key is not None:
+            from .vault import MasterKeys  # only when set: it loads the cryptography package
+
+            MasterKeys.parse(self.master_key)
 
 
 def _convert(name: str, raw: str, type_: str):

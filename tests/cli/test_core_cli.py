@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from apps.core import create_ledger
+from jobline.db import migrate
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_functions_ls_and_db_status(jobline):
     assert [(f["function"], f["pending"], f["workers"], f["note"]) for f in functions] == [
         ("orphan-task", 1, 0, "not served by any live worker")]
     status = json.loads(jobline("db", "status", "--json").stdout)
-    assert [(m["version"], m["state"]) for m in status] == [(1, "applied")]
+    assert [(m["version"], m["state"]) for m in status] == [(m.version, "applied") for m in migrate.available()]
 
 
 def test_demo_against_a_server_prints_the_summary(jobline):

@@ -25,7 +25,7 @@ async def test_every_service_survives_rapid_start_stop(store, settings):
     executor = Executor(store, Registry(), "w", threads=2)
     completer = Completer(store, inflight, "w")
     services = [
-        Notifier(store, wake, check_every=0.05),
+        Notifier(store, {"jobline_jobs": wake}, check_every=0.05),
         completer,
         Heartbeat(store, inflight, "w", lease_seconds=3),
         Maintenance(store, settings),

@@ -26,9 +26,12 @@ def _worker_options(function):
               help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
 @click.option("--lease", type=click.FloatRange(1, 86400), envvar="JOBLINE_LEASE_SECONDS",
               help="Seconds a claim is trusted without a heartbeat (default 30).")
+@click.option("--scheduler/--no-scheduler", default=True, show_default=True,
+              help="Also turn cron ticks into jobs (safe in every worker: each tick fires once).")
 @pass_context
-def worker(ctx: Context, concurrency, queues, batch_size, grace, lease) -> None:
-    """Claim and run jobs of the app's functions until stopped (SIGTERM/SIGINT)."""
+def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, scheduler) -> None:
+    """Claim and run jobs of the app's functions until stopped (SIGTERM/SIGINT); also runs the
+    scheduler unless --no-scheduler."""
     if lease:
         ctx.settings = dataclasses.replace(ctx.settings, lease_seconds=lease)
     app = ctx.load_app()
@@ -36,7 +39,22 @@ def worker(ctx: Context, concurrency, queues, batch_size, grace, lease) -> None:
     async def go():
         async with app:
             w = await app.worker_async(concurrency=concurrency, queues=list(queues) or None,
-                                       batch_size=batch_size, grace_seconds=grace)
+                                       batch_size=batch_size, grace_seconds=grace, scheduler=scheduler)
+            await w.run()
+
+    asyncio.run(go())
+
+
+@cli.command("scheduler")
+@pass_context
+def scheduler(ctx: Context) -> None:
+    """Only turn cron ticks into jobs (no job runs here) until stopped (SIGTERM/SIGINT). Any
+    number may run: each tick creates exactly one job."""
+    app = ctx.load_app()
+
+    async def go():
+        async with app:
+            w = await app.worker_async(jobs=False, maintenance=False)
             await w.run()
 
     asyncio.run(go())

@@ -98,10 +98,12 @@ class EmbeddedPostgres:
             log.info("embedded.stopped", extra={"data_dir": str(self.data_dir)})
             return True
 
-    def restart(self) -> None:
-        """Restart the running server on the same port (connections drop, as in a failover)."""
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the running server on the same port (connections drop, as in a failover).
+        ``mode="immediate"`` stops it as a crash would: no checkpoint, recovery from the WAL at
+        start, and unlogged tables emptied (the crash tests use it)."""
         with self._lock():
-            self._run([self._tool("pg_ctl"), "restart", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60",
+            self._run([self._tool("pg_ctl"), "restart", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60",
                        "-l", str(self.log_file)], "restart the embedded PostgreSQL")
 
     def status(self) -> dict:

@@ -13,16 +13,19 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..errors import Conflict, DatabaseError, InvalidInput, JobNotFound
+from ..errors import Conflict, DatabaseError, InvalidInput, JobNotFound, ScheduleNotFound, SecretNotFound
 from ..job import Attempt, Batch, Job, NewJob
+from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec
 from . import queries as q
 
 log = logging.getLogger(__name__)
 
-LISTEN_CHANNEL = "jobline_jobs"
+JOBS_CHANNEL = "jobline_jobs"             # jobs became due: wakes producers
+SCHEDULES_CHANNEL = "jobline_schedules"   # a schedule is new or changed: wakes schedulers
 
 
 @contextlib.contextmanager
@@ -65,6 +68,20 @@ def group_params(template: NewJob, payloads: list[str]) -> dict[str, Any]:
     return {**insert_params(template), "payloads": payloads}
 
 
+def schedule_params(spec: ScheduleSpec) -> dict[str, Any]:
+    return {"name": spec.name, "expression": spec.expression, "timezone": spec.timezone,
+            "function": spec.function, "payload": spec.payload_json, "owner": spec.owner, "queue": spec.queue,
+            "priority": spec.priority, "max_attempts": spec.max_attempts, "overlap": spec.overlap,
+            "catch_up": spec.catch_up, "catch_up_max": spec.catch_up_max, "active": spec.active}
+
+
+# schedule_reconcile_many takes one array per column.
+_RECONCILE_COLUMNS = {"name": "names", "expression": "expressions", "timezone": "timezones",
+                      "function": "functions", "payload": "payloads", "owner": "owners", "queue": "queues",
+                      "priority": "priorities", "max_attempts": "max_attempts", "overlap": "overlaps",
+                      "catch_up": "catch_ups", "catch_up_max": "catch_up_maxes"}
+
+
 class Store:
     """Async access to one jobline database through a connection pool."""
 
@@ -93,11 +110,12 @@ class Store:
             async with self._pool.connection() as pooled:
                 yield pooled
 
-    async def connect_listener(self) -> psycopg.AsyncConnection:
-        """A dedicated connection (outside the pool) that LISTENs for new jobs."""
+    async def connect_listener(self, channels: Sequence[str]) -> psycopg.AsyncConnection:
+        """A dedicated connection (outside the pool) that LISTENs on ``channels``."""
         with translate_errors():
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            await conn.execute(f"LISTEN {LISTEN_CHANNEL}")
+            for channel in channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             return conn
 
     async def _fetch(self, query: str, params: dict | None = None, *, rows=dict_row,
@@ -237,6 +255,116 @@ class Store:
 
     async def function_list(self, live_seconds: float = 90) -> list[dict]:
         return await self._fetch(q.FUNCTION_LIST, {"live_seconds": live_seconds})
+
+    # -- schedules ------------------------------------------------------------------------------
+
+    async def schedule_upsert(self, spec: ScheduleSpec, *, replace: bool = False) -> Schedule:
+        """Add a run-time schedule; with ``replace``, one of the same name is replaced."""
+        rows = await self._fetch(q.SCHEDULE_UPSERT, {**schedule_params(spec), "replace": replace})
+        if not rows:
+            raise Conflict(f"a schedule named {spec.name!r} exists; remove it first or replace it")
+        return Schedule.from_row(rows[0])
+
+    async def schedule_reconcile_many(self, specs: Sequence[ScheduleSpec], owned_functions: Sequence[str]) -> list[tuple[str, str]]:
+        """Match the code-declared schedules (see the query); returns (name, change) pairs, change
+        being added, updated, removed or shadowed (a run-time schedule holds the name)."""
+        columns = [schedule_params(s) for s in specs]
+        params = {plural: [c[key] for c in columns] for key, plural in _RECONCILE_COLUMNS.items()}
+        rows = await self._fetch(q.SCHEDULE_RECONCILE_MANY, {**params, "owned_functions": list(owned_functions)},
+                                 rows=tuple_row)
+        return [(name, change) for name, change in rows]
+
+    async def schedule_get(self, ref: str | int) -> Schedule:
+        """A schedule by name, or by id when ``ref`` is a number (a name wins)."""
+        text = str(ref)
+        rows = await self._fetch(q.SCHEDULE_GET, {"ref": text, "id": int(text) if text.isdigit() and len(text) < 19 else None})
+        if not rows:
+            raise ScheduleNotFound(f"no schedule named or numbered {text!r}; `jobline cron ls` lists them")
+        return Schedule.from_row(rows[0])
+
+    async def schedule_list(self) -> list[tuple[Schedule, ScheduleRun | None]]:
+        """Every schedule, with its latest run."""
+        out = []
+        for row in await self._fetch(q.SCHEDULE_LIST):
+            last = None
+            if row["run_id"] is not None:
+                last = ScheduleRun(id=row["run_id"], schedule_id=row["id"], tick_at=row["run_tick_at"],
+                                   status=row["run_status"], job_id=row["run_job_id"], message=row["run_message"],
+                                   created_at=row["run_created_at"], job_status=row["run_job_status"],
+                                   started_at=row["run_started_at"], finished_at=row["run_finished_at"],
+                                   result=row["run_result"], last_error=row["run_last_error"])
+            out.append((Schedule.from_row(row), last))
+        return out
+
+    async def schedule_delete(self, schedule_id: int) -> None:
+        if not await self._fetch(q.SCHEDULE_DELETE, {"id": schedule_id}):
+            raise ScheduleNotFound(f"no schedule with id {schedule_id}")
+
+    async def schedule_set_active(self, schedule_id: int, active: bool) -> Schedule:
+        rows = await self._fetch(q.SCHEDULE_SET_ACTIVE, {"id": schedule_id, "active": active})
+        if not rows:
+            raise ScheduleNotFound(f"no schedule with id {schedule_id}")
+        return Schedule.from_row(rows[0])
+
+    async def schedule_trigger(self, schedule_id: int) -> int:
+        """Run a schedule once now (outside its ticks); returns the new job's id."""
+        rows = await self._fetch(q.SCHEDULE_TRIGGER, {"id": schedule_id}, rows=tuple_row)
+        return rows[0][0]
+
+    async def schedule_list_due(self, *, now: Any = None, limit: int = 100) -> list[dict]:
+        return await self._fetch(q.SCHEDULE_LIST_DUE, {"now": now, "limit": limit})
+
+    async def schedule_next_due(self, *, now: Any = None) -> float | None:
+        """Seconds until the next active schedule is due (negative if overdue); None if none."""
+        return (await self._fetch(q.SCHEDULE_NEXT_DUE, {"now": now}, rows=tuple_row))[0][0]
+
+    async def schedule_fire(self, due: dict, plan: Plan) -> list[tuple]:
+        """Write a plan for a due row of schedule_list_due; returns (tick_at, status, job_id)
+        per run written, none when another scheduler was first."""
+        return await self._fetch(q.SCHEDULE_FIRE, {
+            "id": due["id"], "seen_next": due["next_run_at"], "seen_changed": due["changed_at"],
+            "ticks": plan.ticks, "missed_at": plan.missed_at, "missed_note": plan.missed_note,
+            "next_tick": plan.next_run_at}, rows=tuple_row)
+
+    async def schedule_disable(self, schedule_id: int, seen_changed: Any) -> None:
+        await self._fetch(q.SCHEDULE_DISABLE, {"id": schedule_id, "seen_changed": seen_changed})
+
+    async def schedule_run_list(self, schedule_id: int, *, limit: int = 20,
+                                before_id: int | None = None) -> list[ScheduleRun]:
+        rows = await self._fetch(q.SCHEDULE_RUN_LIST, {"schedule_id": schedule_id, "limit": limit,
+                                                       "before_id": before_id})
+        return [ScheduleRun.from_row(row) for row in rows]
+
+    async def schedule_run_prune(self, *, seconds: float, limit: int = 5000) -> None:
+        await self._fetch(q.SCHEDULE_RUN_PRUNE, {"seconds": seconds, "limit": limit})
+
+    # -- secrets: sealed values only (vault.py encrypts and decrypts; see 0004_secrets.sql) -----
+
+    async def secret_upsert(self, name: str, sealed: Any) -> dict:
+        """Store ``sealed`` (a vault.Sealed) as the secret ``name``; returns name, key_id,
+        created_at, updated_at and whether the name is new (``created``)."""
+        rows = await self._fetch(q.SECRET_UPSERT, {"name": name, "key_id": sealed.key_id, "nonce": sealed.nonce,
+                                                   "ciphertext": sealed.ciphertext})
+        return rows[0]
+
+    async def secret_list(self) -> list[dict]:
+        """Every secret's name, key_id, created_at and updated_at (never its ciphertext)."""
+        return await self._fetch(q.SECRET_LIST)
+
+    async def secret_delete(self, name: str) -> None:
+        if not await self._fetch(q.SECRET_DELETE, {"name": name}):
+            raise SecretNotFound(f"no secret named {name!r}; `jobline secrets ls` lists them")
+
+    async def secret_get_many(self, names: Sequence[str]) -> list[dict]:
+        """The sealed rows (name, key_id, nonce, ciphertext) of those of ``names`` that exist."""
+        return await self._fetch(q.SECRET_GET_MANY, {"names": list(names)})
+
+    async def secret_reseal(self, name: str, old: Any, new: Any) -> bool:
+        """Replace the secret's sealed value ``old`` with ``new`` (vault.Sealed both), only if
+        the row still holds ``old``; True if it did."""
+        return bool(await self._fetch(q.SECRET_RESEAL, {
+            "name": name, "old_key_id": old.key_id, "old_nonce": old.nonce,
+            "key_id": new.key_id, "nonce": new.nonce, "ciphertext": new.ciphertext}))
 
     async def sql_run(self, command: str, *, timeout: float | None = None, max_rows: int = 100) -> dict:
         """Run a user's SQL (the built-in ``sql`` function; one or more statements) in its own

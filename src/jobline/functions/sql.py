@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ..errors import Fail
 from ..runtime.context import JobContext
 
@@ -15,4 +17,7 @@ async def run_sql(payload: dict, ctx: JobContext) -> dict:
     timeout = payload.get("timeout_ms")
     if timeout is not None and not (isinstance(timeout, int) and 0 < timeout <= 86_400_000):
         raise Fail("timeout_ms must be a whole number of milliseconds between 1 and 86400000")
-    return await ctx.store.sql_run(command, timeout=timeout / 1000 if timeout else None)
+    outcome = await ctx.store.sql_run(command, timeout=timeout / 1000 if timeout else None)
+    # Rows hold what PostgreSQL returns (timestamps, numerics, UUIDs...): store their text.
+    outcome["rows"] = json.loads(json.dumps(outcome["rows"], default=str))
+    return outcome

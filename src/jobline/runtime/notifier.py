@@ -1,14 +1,16 @@
-"""Notifier: one LISTEN connection per process that wakes the producer when jobs are added.
+"""Notifier: one LISTEN connection per process that wakes the roles waiting on a channel: the
+producer when jobs are added, the scheduler when a schedule is new or changed.
 
 It checks its connection every few seconds (a half-open socket would otherwise stay silent
-for ever), reconnects with backoff after any failure, and wakes the producer after each
-reconnect so that jobs added while it was deaf are claimed at once.
+for ever), reconnects with backoff after any failure, and wakes every role after each
+reconnect so that what happened while it was deaf is seen at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import psycopg
 
@@ -22,10 +24,10 @@ log = logging.getLogger(__name__)
 class Notifier(Service):
     name = "notifier"
 
-    def __init__(self, store: Store, wake: asyncio.Event, *, check_every: float = 5.0):
+    def __init__(self, store: Store, wakes: Mapping[str, asyncio.Event], *, check_every: float = 5.0):
         super().__init__()
         self.store = store
-        self.wake = wake
+        self.wakes = dict(wakes)  # channel -> the event it sets
         self.check_every = check_every
         self.connected = asyncio.Event()  # test signal
         self._conn: psycopg.AsyncConnection | None = None
@@ -49,13 +51,14 @@ class Notifier(Service):
                 await self._close()
 
     async def _listen(self) -> None:
-        self._conn = await self.store.connect_listener()
+        self._conn = await self.store.connect_listener(list(self.wakes))
         self.connected.set()
-        self.wake.set()  # catch up on anything added while we were not listening
+        for wake in self.wakes.values():  # catch up on anything that happened while we were not listening
+            wake.set()
         log.debug("listener.connected")
         while not self.stopping.is_set():
-            async for _ in self._conn.notifies(timeout=self.check_every):
-                self.wake.set()
+            async for notification in self._conn.notifies(timeout=self.check_every):
+                self.wakes[notification.channel].set()
                 if self.stopping.is_set():
                     return
             # Proves the connection is alive; a half-open socket would otherwise stay silent.

@@ -1,5 +1,6 @@
 """Worker: the composition root of a worker process. Wires the roles together, registers the
-worker in the database, and shuts down gracefully.
+worker in the database, reconciles the schedules declared in code, and shuts down gracefully.
+A process may run only some roles: `jobline scheduler` is a Worker without jobs.
 
 Shutdown (SIGTERM/SIGINT, or ``stop()``): stop claiming, give running jobs ``grace_seconds``
 to finish, record their outcomes, hand the unfinished ones back to the queue without
@@ -16,8 +17,10 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Sequence
 
-from ..db.store import Store
+from ..db.store import JOBS_CHANNEL, SCHEDULES_CHANNEL, Store
+from ..schedule import ScheduleSpec
 from ..settings import Settings
 from .completer import Completer
 from .executor import Executor, Outcome, first_line
@@ -27,6 +30,7 @@ from .maintenance import Maintenance
 from .notifier import Notifier
 from .producer import Producer
 from .registry import Registry
+from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,9 @@ class Worker:
     def __init__(self, store: Store, registry: Registry, settings: Settings, *,
                  queues: list[str] | None = None, concurrency: int | None = None,
                  batch_size: int | None = None, grace_seconds: float = 30.0,
-                 maintenance: bool = True, worker_id: str | None = None):
+                 maintenance: bool = True, scheduler: bool = True, jobs: bool = True,
+                 schedules: Sequence[ScheduleSpec] = (), owned_functions: Sequence[str] = (),
+                 worker_id: str | None = None):
         self.store = store  # durable: handlers and the sql built-in use it
         # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
         # whose commits do not wait for the WAL flush unless configured to: losing such a write
@@ -91,7 +97,17 @@ class Worker:
         self.inflight = InFlight(self.concurrency, self.wake)
         self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256))
         self.completer = Completer(self.bookkeeping, self.inflight, self.id)
-        self.notifier = Notifier(store, self.wake)
+        self.jobs = jobs  # False: claim nothing (a scheduler-only process)
+        self.schedule_wake = asyncio.Event()
+        wakes = {JOBS_CHANNEL: self.wake} if jobs else {}
+        if scheduler:
+            wakes[SCHEDULES_CHANNEL] = self.schedule_wake
+        self.notifier = Notifier(store, wakes)
+        # Ticks create jobs, so they go through the durable pool.
+        self.scheduler = Scheduler(store, self.schedule_wake) if scheduler else None
+        # Schedules the App declares, and its own functions (whose undeclared code schedules go).
+        self.declared_schedules = list(schedules)
+        self.owned_functions = list(owned_functions)
         self.heartbeat = Heartbeat(self.bookkeeping, self.inflight, self.id, settings.lease_seconds)
         self.maintenance = Maintenance(self.bookkeeping, settings) if maintenance else None
         self.producer = self._producer()
@@ -104,17 +120,30 @@ class Worker:
                         lease_seconds=self.settings.lease_seconds, poll_interval=self.settings.poll_interval,
                         **options)
 
-    async def _start(self) -> None:
+    async def _start(self, *, reconcile: bool = True) -> None:
         await self.bookkeeping.open()
-        await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
-                                         functions=self.functions, queues=self.queues)
-        services = [self.notifier, self.completer, self.heartbeat, self.producer]
-        if self.maintenance is not None:
-            services.append(self.maintenance)
+        if reconcile:
+            await self._reconcile_schedules()
+        services = [self.notifier, self.scheduler, self.maintenance]
+        if self.jobs:
+            await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
+                                                   functions=self.functions, queues=self.queues)
+            services += [self.completer, self.heartbeat, self.producer]
         for service in services:
-            service.start()
-        log.info("worker.started", extra={"worker_id": self.id, "functions": self.functions,
-                                          "concurrency": self.concurrency, "queues": self.queues or "all"})
+            if service is not None:
+                service.start()
+        log.info("worker.started", extra={"worker_id": self.id, "functions": self.functions if self.jobs else [],
+                                          "concurrency": self.concurrency if self.jobs else 0,
+                                          "queues": self.queues or "all", "scheduler": self.scheduler is not None})
+
+    async def _reconcile_schedules(self) -> None:
+        changes = await self.store.schedule_reconcile_many(self.declared_schedules, self.owned_functions)
+        for name, change in changes:
+            if change == "shadowed":
+                log.warning("schedule.shadowed", extra={"schedule": name, "reason": "a schedule made at run time "
+                                                        "holds this name; the declaration in code is ignored"})
+            else:
+                log.info(f"schedule.{change}", extra={"schedule": name, "source": "code"})
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop() or a signal."""
@@ -136,7 +165,8 @@ class Worker:
         self.completer.on_recorded = summary.add
         if not maintenance:
             self.maintenance = None
-        await self._start()
+        self.scheduler = None  # ticks would keep adding work: a bounded run only drains
+        await self._start(reconcile=False)
         await self.producer.wait()
         await self._shutdown()
         return summary
@@ -158,7 +188,7 @@ class Worker:
                 self.inflight.release(held.job_id)
             log.warning("jobs.handed_back", extra={"count": handed, "job_ids": ids})
         await self.completer.stop()
-        for service in (self.heartbeat, self.maintenance, self.notifier):
+        for service in (self.heartbeat, self.maintenance, self.scheduler, self.notifier):
             if service is not None:
                 await service.stop()
         self.executor.close()

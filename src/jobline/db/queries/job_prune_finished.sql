@@ -1,5 +1,5 @@
 -- job_prune_finished: delete up to %(limit)s finished jobs older than their state's retention
--- and their attempts. Bounded so no statement runs long.
+-- with their attempts and schedule runs. Bounded so no statement runs long.
 -- Uses jobs_finished_idx.
 WITH old AS (
   SELECT id FROM jobline.jobs
@@ -12,5 +12,7 @@ WITH old AS (
   DELETE FROM jobline.jobs j USING old WHERE j.id = old.id RETURNING j.id
 ), gone_attempts AS (
   DELETE FROM jobline.attempts a USING gone WHERE a.job_id = gone.id
+), gone_runs AS (
+  DELETE FROM jobline.schedule_runs r USING gone WHERE r.job_id = gone.id
 )
 SELECT count(*) FROM gone

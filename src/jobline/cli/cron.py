@@ -1,0 +1,161 @@
+"""`jobline cron add|rm|ls|runs|pause|resume|trigger`: schedules, addressed by name or id."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+from ..app import App
+from ..job import parse_payload
+from ..schedule import CATCH_UP_POLICIES, OVERLAP_POLICIES, Schedule
+from .jobs import _run
+from .main import Context, cli, pass_context
+from .output import emit_json, short_time, table
+
+
+@cli.group("cron")
+def cron_group() -> None:
+    """Cron schedules: each tick enqueues a function, or runs a SQL command, exactly once."""
+
+
+def _schedule_row(schedule: Schedule, last=None, now: dt.datetime | None = None) -> dict:
+    row = schedule.to_dict()
+    row["target"] = (schedule.payload.get("command", "") if schedule.function == "sql"
+                     else f"{schedule.function} {_compact(schedule.payload)}")
+    row["state"] = "active" if schedule.active else "paused"
+    upcoming = schedule.upcoming(now or dt.datetime.now(dt.timezone.utc))
+    row["next_run"] = upcoming.isoformat() if upcoming else None
+    row["last_run"] = last.to_dict() if last is not None else None
+    return row
+
+
+def _compact(payload: dict) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+@cron_group.command("add")
+@click.argument("name")
+@click.argument("expression")
+@click.option("--function", help="Enqueue this function on each tick.")
+@click.option("--payload", help="The function's payload, a JSON object.")
+@click.option("--sql", "sql_command", help="Run this SQL command on each tick (instead of --function).")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the expression.")
+@click.option("--owner", help="The user the schedule's jobs belong to.")
+@click.option("--queue", help="Queue of its jobs.")
+@click.option("--priority", type=int, help="Priority of its jobs (-1000 to 1000).")
+@click.option("--max-attempts", type=int, help="Attempts of each job (1 to 1000).")
+@click.option("--overlap", type=click.Choice(OVERLAP_POLICIES), default="skip", show_default=True,
+              help="skip: a tick is skipped while an earlier run is still waiting, pending or running.")
+@click.option("--catch-up", type=click.Choice(CATCH_UP_POLICIES), default="latest", show_default=True,
+              help="After downtime: run the latest missed tick, none, or all of them (up to --catch-up-max).")
+@click.option("--catch-up-max", type=int, default=10, show_default=True, help="Most missed ticks run by --catch-up all.")
+@click.option("--paused", is_flag=True, help="Add it paused.")
+@click.option("--replace", is_flag=True, help="Replace a schedule of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
+@pass_context
+def cron_add(ctx: Context, name, expression, function, payload, sql_command, timezone, owner, queue, priority,
+             max_attempts, overlap, catch_up, catch_up_max, paused, replace, as_json) -> None:
+    """Add schedule NAME firing on EXPRESSION ('0 3 * * SUN', '@daily', '30 seconds', ...)."""
+    options = {k: v for k, v in dict(queue=queue, priority=priority, max_attempts=max_attempts).items()
+               if v is not None}
+    schedule = _run(ctx.load_app(), lambda app: app.add_schedule_async(
+        name, expression, function, parse_payload(payload) if payload is not None else None, sql=sql_command,
+        timezone=timezone, owner=owner, overlap=overlap, catch_up=catch_up, catch_up_max=catch_up_max,
+        active=not paused, replace=replace, **options))
+    row = _schedule_row(schedule)
+    if as_json:
+        emit_json(row)
+    else:
+        when = f"next run {short_time(row['next_run'])} UTC" if row["next_run"] else "paused"
+        click.echo(f"schedule {schedule.label} (id {schedule.id}) added: {schedule.expression} "
+                   f"{schedule.timezone}, {when}")
+
+
+@cron_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def cron_ls(ctx: Context, as_json: bool) -> None:
+    """Every schedule with its next run and the outcome of its latest run."""
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [_schedule_row(s, last, now) for s, last in _run(ctx.load_app(), lambda app: app.store.schedule_list())]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        last = row["last_run"]
+        row["last"] = f"{last['outcome']} {short_time(last['tick_at'] or last['created_at'])}" if last else None
+        row["name"] = row["name"] or "-"
+    table(rows, ["id", "name", "expression", "timezone", "target", "state", "next_run", "last"],
+          empty="no schedules")
+
+
+@cron_group.command("runs")
+@click.argument("ref")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--before", "before_id", type=click.IntRange(min=1), help="Runs with ids below this (next page).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def cron_runs(ctx: Context, ref: str, limit: int, before_id: int | None, as_json: bool) -> None:
+    """Recent runs of schedule REF (a name or an id), newest first."""
+
+    async def work(app: App):
+        schedule = await app.store.schedule_get(ref)
+        return await app.store.schedule_run_list(schedule.id, limit=limit, before_id=before_id)
+
+    runs = [run.to_dict() for run in _run(ctx.load_app(), work)]
+    if as_json:
+        emit_json(runs)
+        return
+    for run in runs:
+        run["tick"] = run["tick_at"] or "(triggered)"
+        run["detail"] = run["message"] or (run["last_error"] or "").strip().split("\n", 1)[0] or None
+    table(runs, ["id", "tick", "outcome", "job_id", "created_at", "finished_at", "detail"], empty="no runs yet")
+    if len(runs) == limit:
+        click.echo(f"(more: --before {runs[-1]['id']})")
+
+
+def _steer(name: str, help_text: str, action) -> None:
+    @cron_group.command(name, help=help_text)
+    @click.argument("ref")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @pass_context
+    def command(ctx: Context, ref: str, as_json: bool) -> None:
+        async def work(app: App):
+            schedule = await app.store.schedule_get(ref)
+            return await action(app.store, schedule)
+
+        outcome = _run(ctx.load_app(), work)
+        if as_json:
+            emit_json(outcome)
+        else:
+            click.echo(outcome["message"])
+
+
+async def _remove(store, schedule: Schedule) -> dict:
+    await store.schedule_delete(schedule.id)
+    return {"id": schedule.id, "name": schedule.name, "removed": True,
+            "message": f"removed schedule {schedule.label} (id {schedule.id})"}
+
+
+async def _set_active(store, schedule: Schedule, active: bool) -> dict:
+    changed = await store.schedule_set_active(schedule.id, active)
+    row = _schedule_row(changed)
+    row["message"] = f"schedule {changed.label} is {row['state']}" + (
+        f", next run {short_time(row['next_run'])} UTC" if row["next_run"] else "")
+    return row
+
+
+async def _trigger(store, schedule: Schedule) -> dict:
+    job_id = await store.schedule_trigger(schedule.id)
+    return {"id": schedule.id, "name": schedule.name, "job_id": job_id,
+            "message": f"schedule {schedule.label} triggered: job {job_id}"}
+
+
+_steer("rm", "Remove schedule REF (a name or an id) and its run history; its jobs stay.", _remove)
+_steer("pause", "Pause schedule REF: no ticks until it is resumed.",
+       lambda store, schedule: _set_active(store, schedule, False))
+_steer("resume", "Resume schedule REF; the ticks of the pause are not caught up.",
+       lambda store, schedule: _set_active(store, schedule, True))
+_steer("trigger", "Run schedule REF once now, outside its ticks (recorded as a triggered run).", _trigger)

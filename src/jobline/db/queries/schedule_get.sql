@@ -1,0 +1,6 @@
+-- schedule_get: one schedule by name, or by id (%(id)s, when the reference is a number); a
+-- name wins over an id, so a schedule named '42' is still reachable by its name.
+SELECT * FROM jobline.schedules
+WHERE name = %(ref)s OR id = %(id)s::bigint
+ORDER BY name = %(ref)s DESC NULLS LAST
+LIMIT 1

@@ -1,0 +1,15 @@
+-- schedule_upsert: add a schedule made at run time (CLI, Python); with %(replace)s, a schedule
+-- of the same name is replaced (its ticks start again from now), else nothing is returned and
+-- the caller reports the conflict. Names are unique; nameless schedules are always added.
+INSERT INTO jobline.schedules AS s (name, expression, timezone, function, payload, owner, queue, priority,
+                                    max_attempts, overlap, catch_up, catch_up_max, active, source)
+VALUES (%(name)s, %(expression)s, %(timezone)s, %(function)s, %(payload)s::jsonb, %(owner)s, %(queue)s,
+        %(priority)s, %(max_attempts)s, %(overlap)s, %(catch_up)s, %(catch_up_max)s, %(active)s, 'runtime')
+ON CONFLICT (name) DO UPDATE
+SET expression = excluded.expression, timezone = excluded.timezone, function = excluded.function,
+    payload = excluded.payload, owner = excluded.owner, queue = excluded.queue, priority = excluded.priority,
+    max_attempts = excluded.max_attempts, overlap = excluded.overlap, catch_up = excluded.catch_up,
+    catch_up_max = excluded.catch_up_max, active = excluded.active, source = 'runtime',
+    next_run_at = NULL, changed_at = now()
+WHERE %(replace)s
+RETURNING *

@@ -1,0 +1,220 @@
+"""Schedules as Python sees them: validation of a definition, the row types, and the plan for a
+due schedule (which ticks run now and which were missed). Pure: no I/O.
+
+Catch-up after downtime, per schedule: ``latest`` (default) runs the most recent missed tick
+once; ``none`` runs a tick only if it is handled within MISFIRE_SECONDS of its time; ``all``
+runs up to ``catch_up_max`` of the most recent ticks. Ticks not run are recorded as one
+``missed`` run saying how many and from when to when.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from .cron import Cron
+from .errors import InvalidInput
+from .job import (MAX_ATTEMPTS_RANGE, MAX_QUEUE_LENGTH, PRIORITY_RANGE, check_int, check_name, encode_payload,
+                  jsonable)
+
+OVERLAP_POLICIES = ("skip", "allow")
+CATCH_UP_POLICIES = ("latest", "none", "all")
+CATCH_UP_MAX_RANGE = (1, 1000)
+MISFIRE_SECONDS = 60.0     # with catch-up none, a tick handled later than this does not run
+MAX_COUNTED_TICKS = 1000   # missed ticks are counted one by one up to this many
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A validated schedule definition (see :func:`new_schedule`)."""
+
+    name: str | None
+    expression: str
+    timezone: str
+    function: str
+    payload_json: str
+    owner: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    overlap: str
+    catch_up: str
+    catch_up_max: int
+    active: bool
+
+
+def new_schedule(name: str | None, expression: str, function: str | None = None,
+                 payload: Mapping[str, Any] | None = None, *, sql: str | None = None, timezone: str = "UTC",
+                 owner: str | None = None, queue: str = "default", priority: int = 0, max_attempts: int = 3,
+                 overlap: str = "skip", catch_up: str = "latest", catch_up_max: int = 10,
+                 active: bool = True) -> ScheduleSpec:
+    """Validate a schedule: InvalidInput names the bad part. The target is ``function`` with
+    ``payload``, or a SQL command (``sql``), which runs as the built-in ``sql`` function."""
+    if (function is None) == (sql is None):
+        raise InvalidInput("a schedule needs a target: a function name or a SQL command (not both)")
+    if sql is not None:
+        if not isinstance(sql, str) or not sql.strip():
+            raise InvalidInput("the schedule's SQL command is empty")
+        if payload:
+            raise InvalidInput("a SQL schedule takes no payload (its payload is the command)")
+        function, payload = "sql", {"command": sql}
+    if not isinstance(expression, str):
+        raise InvalidInput(f"the cron expression must be a string, got {type(expression).__name__}")
+    cron = Cron.parse(expression, timezone)
+    if overlap not in OVERLAP_POLICIES:
+        raise InvalidInput(f"overlap must be one of {', '.join(OVERLAP_POLICIES)}, got {overlap!r}")
+    if catch_up not in CATCH_UP_POLICIES:
+        raise InvalidInput(f"catch_up must be one of {', '.join(CATCH_UP_POLICIES)}, got {catch_up!r}")
+    return ScheduleSpec(
+        name=None if name is None else check_name(name, "schedule name"),
+        expression=" ".join(cron.expression.split()),
+        timezone=cron.timezone,
+        function=check_name(function, "function name"),
+        payload_json=encode_payload(payload),
+        owner=None if owner is None else check_name(owner, "owner"),
+        queue=check_name(queue, "queue", MAX_QUEUE_LENGTH),
+        priority=check_int(priority, "priority", *PRIORITY_RANGE),
+        max_attempts=check_int(max_attempts, "max_attempts", *MAX_ATTEMPTS_RANGE),
+        overlap=overlap,
+        catch_up=catch_up,
+        catch_up_max=check_int(catch_up_max, "catch_up_max", *CATCH_UP_MAX_RANGE),
+        active=bool(active),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Schedule:
+    id: int
+    name: str | None
+    expression: str
+    timezone: str
+    function: str
+    payload: dict
+    owner: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    active: bool
+    overlap: str
+    catch_up: str
+    catch_up_max: int
+    source: str
+    next_run_at: dt.datetime | None
+    changed_at: dt.datetime
+    created_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Schedule:
+        return cls(**{f: row[f] for f in _SCHEDULE_FIELDS})
+
+    @property
+    def label(self) -> str:
+        """How messages name it: its name, or its id for pg_cron's nameless schedules."""
+        return self.name if self.name is not None else f"#{self.id}"
+
+    def upcoming(self, now: dt.datetime) -> dt.datetime | None:
+        """When it fires next: its stored next tick, or (new or changed, not yet seen by a
+        scheduler) the first tick after its change, which fires at once if already past."""
+        if not self.active:
+            return None
+        if self.next_run_at is not None:
+            return self.next_run_at
+        return Cron.parse(self.expression, self.timezone).next_after(self.changed_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: jsonable(getattr(self, f)) for f in _SCHEDULE_FIELDS}
+
+
+_SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(Schedule))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """One tick or manual trigger of a schedule, with its job's state when it made one."""
+
+    id: int
+    schedule_id: int
+    tick_at: dt.datetime | None     # None: a manual trigger
+    status: str                     # created | triggered | skipped | missed
+    job_id: int | None
+    message: str | None
+    created_at: dt.datetime
+    job_status: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    result: Any
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleRun:
+        return cls(**{f: row[f] for f in _RUN_FIELDS})
+
+    @property
+    def outcome(self) -> str:
+        """What happened, in one word: the job's status, or skipped / missed."""
+        return self.job_status or (self.status if self.job_id is None else "pruned")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: jsonable(getattr(self, f)) for f in _RUN_FIELDS}
+        d["outcome"] = self.outcome
+        return d
+
+
+_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(ScheduleRun))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """What a scheduler writes for one due schedule (see jobline.fire_schedule)."""
+
+    ticks: list[dt.datetime]             # ticks to run now, oldest first
+    next_run_at: dt.datetime             # the first tick after now
+    missed_at: dt.datetime | None = None  # the first tick not run, if any
+    missed_note: str | None = None
+
+
+def plan(cron: Cron, *, next_run_at: dt.datetime | None, changed_at: dt.datetime, now: dt.datetime,
+         catch_up: str = "latest", catch_up_max: int = 10) -> Plan:
+    """Which ticks of a schedule run at ``now``, which were missed, and the next tick.
+
+    ``next_run_at`` is the first tick not handled yet; None for a new or changed schedule, whose
+    first tick is the first after ``changed_at``."""
+    first = next_run_at if next_run_at is not None else cron.next_after(changed_at)
+    if first > now:
+        return Plan([], first)
+    due, tick = [], first
+    while tick <= now and len(due) < MAX_COUNTED_TICKS:
+        due.append(tick)
+        tick = cron.next_after(tick)
+    if tick <= now:
+        # Too many to count (a long downtime of a frequent schedule): find the latest ones
+        # going back from now instead.
+        upcoming = cron.next_after(now)
+        latest = [cron.last_at_or_before(now)]
+        while len(latest) < (catch_up_max if catch_up == "all" else 1):
+            latest.insert(0, cron.last_at_or_before(latest[0] - _MICROSECOND))
+        counted, due = f"more than {MAX_COUNTED_TICKS}", latest
+    else:
+        upcoming, counted = tick, None
+
+    if catch_up == "all":
+        run = due[-catch_up_max:]
+    elif catch_up == "latest" or (now - due[-1]).total_seconds() <= MISFIRE_SECONDS:
+        run = due[-1:]
+    else:
+        run = []
+    if counted is None and len(run) == len(due):
+        return Plan(run, upcoming)
+    last_missed = due[-1] if not run else cron.last_at_or_before(run[0] - _MICROSECOND)
+    count = counted or str(len(due) - len(run))
+    limit = f", at most {catch_up_max}" if catch_up == "all" else ""
+    note = (f"{count} tick(s) from {_iso(first)} to {_iso(last_missed)} were not run "
+            f"(catch-up: {catch_up}{limit})")
+    return Plan(run, upcoming, first, note)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")

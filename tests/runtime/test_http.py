@@ -1,0 +1,576 @@
+"""The built-in `http` function, named HTTP functions and jobline.http_post / http_get, against
+real local receivers (tests/receiver.py) and a real PostgreSQL.
+
+Every test runs inside network_guard(): a connection to anything but loopback, or a lookup of an
+external name, fails the test process's own socket call, and the recorded events let tests
+assert that a refused destination was never connected to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+
+import psycopg
+import pytest
+from psycopg import errors as pg_errors
+
+from conftest import eventually
+from jobline import App, vault
+from jobline.errors import InvalidInput
+from jobline.settings import Settings
+from receiver import Receiver, Reply, Seen, network_guard
+
+pytestmark = pytest.mark.timeout(60)
+
+LOCAL = "127.0.0.0/8"
+
+
+@pytest.fixture(autouse=True)
+def guard():
+    with network_guard() as events:
+        yield events
+
+
+@pytest.fixture
+def make_app(db_url):
+    def make(**settings) -> App:
+        options = {"database_url": db_url, "lease_seconds": 30, "poll_interval": 0.2, "http_allow": LOCAL,
+                   **settings}
+        return App(settings=Settings(**options))
+
+    return make
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def running(app: App):
+    """A worker running in the background for the duration of the block."""
+    worker = await app.worker_async()
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        await task
+
+
+async def finished(app: App, job_id: int, timeout: float = 15):
+    async def check():
+        job = await app.get_job_async(job_id)
+        return job if job.status in ("succeeded", "failed", "cancelled") else None
+
+    return await eventually(check, timeout=timeout)
+
+
+# -- the call and its result -----------------------------------------------------------------------
+
+
+async def test_result_holds_status_elapsed_selected_headers_and_json_body(make_app, receiver):
+    receiver.default = Reply(201, {"id": 7, "ok": True}, {"X-Request-Id": "req-1", "ETag": '"v1"',
+                                                          "X-Internal": "not kept"})
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url("/hooks?a=1"), "params": {"b": 2, "c": True},
+                                               "body": {"event": "signup", "n": [1, 2]},
+                                               "headers": {"X-Custom": "yes"}})
+        await app.process_async()
+        done = await app.get_job_async(job.id)
+    [seen] = receiver.requests
+    assert (seen.method, seen.path, seen.json()) == ("POST", "/hooks?a=1&b=2&c=true", {"event": "signup", "n": [1, 2]})
+    assert seen.headers["content-type"] == "application/json" and seen.headers["x-custom"] == "yes"
+    assert seen.headers["idempotency-key"] == f"jobline-{job.id}"
+    assert seen.headers["user-agent"].startswith("jobline/")
+    result = done.result
+    assert done.status == "succeeded" and done.attempts == 1
+    assert (result["status"], result["reason"], result["body"], result["truncated"]) == (201, "Created",
+                                                                                        {"id": 7, "ok": True}, False)
+    assert result["url"] == receiver.url("/hooks?a=1") and result["final_url"] == receiver.url("/hooks?a=1&b=2&c=true")
+    assert 0 < result["elapsed_ms"] < 5000
+    assert set(result["headers"]) == {"content-type", "content-length", "etag", "date", "x-request-id"}
+    assert result["headers"]["x-request-id"] == "req-1"
+
+
+async def test_method_defaults_and_text_bodies(make_app, receiver):
+    receiver.default = Reply(200, "plain text answer")
+    app = make_app()
+    async with app:
+        get = await app.enqueue_async("http", {"url": receiver.url("/get")})
+        text = await app.enqueue_async("http", {"url": receiver.url("/text"), "method": "put", "body": "raw body"})
+        head = await app.enqueue_async("http", {"url": receiver.url("/head"), "method": "HEAD"})
+        await app.process_async()
+        results = {j.id: (await app.get_job_async(j.id)).result for j in (get, text, head)}
+    seen = {s.path: s for s in receiver.requests}
+    assert seen["/get"].method == "GET" and seen["/get"].body == b""
+    assert (seen["/text"].method, seen["/text"].body) == ("PUT", b"raw body")
+    assert seen["/text"].headers["content-type"] == "text/plain; charset=utf-8"
+    assert results[get.id]["body"] == "plain text answer" and results[head.id]["body"] == ""
+
+
+async def test_malformed_payloads_fail_at_once_naming_the_field(make_app, receiver):
+    app = make_app()
+    cases = {
+        "url": {"body": {}},
+        "timeout_ms": {"url": receiver.url(), "timeout_ms": "5000"},
+        "method": {"url": receiver.url(), "method": "TRACE"},
+        "headers": {"url": receiver.url(), "headers": {"X-Number": 5}},
+        "params": {"url": receiver.url(), "params": {"q": {"nested": 1}}},
+        "unknown field(s) timeout": {"url": receiver.url(), "timeout": 5},
+    }
+    async with app:
+        jobs = {field: await app.enqueue_async("http", payload) for field, payload in cases.items()}
+        await app.process_async()
+        for field, job in jobs.items():
+            done = await app.get_job_async(job.id)
+            assert (done.status, done.attempts) == ("failed", 1), field
+            assert field in done.last_error, done.last_error
+    assert receiver.requests == []
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+async def test_503_then_200_succeeds_on_the_second_attempt_with_the_same_idempotency_key(make_app, receiver):
+    receiver.replies = [Reply(503, "busy, try later"), Reply(200, {"ok": True})]
+    app = make_app()
+    app.http_function("hook", url=receiver.url("/hook"), max_attempts=3, backoff_base=0.1, backoff_jitter=0)
+    async with app, running(app):
+        job = await app.enqueue_async("hook", {"user": 1})
+        done = await finished(app, job.id)
+        attempts = await app.store.attempt_list(job.id)
+    assert (done.status, done.attempts, done.result["status"]) == ("succeeded", 2, 200)
+    assert [a.outcome for a in attempts] == ["failed", "succeeded"]
+    assert attempts[0].error.startswith("HttpCallFailed: HTTP 503 Service Unavailable after ")
+    assert "busy, try later" in attempts[0].error
+    keys = [s.headers["idempotency-key"] for s in receiver.requests]
+    assert keys == [f"jobline-{job.id}"] * 2
+    assert [s.json() for s in receiver.requests] == [{"user": 1}] * 2
+
+
+async def test_builtin_http_retries_with_the_payloads_idempotency_key(make_app, receiver):
+    receiver.replies = [Reply(502), Reply(200)]
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url("/x"), "idempotency_key": "order-42"})
+        await app.process_async()
+        waiting = await app.get_job_async(job.id)
+        assert (waiting.status, waiting.attempts) == ("pending", 1)   # retried with the function's backoff
+        assert (waiting.run_at - dt.datetime.now(dt.timezone.utc)).total_seconds() > 1
+        await app.store.job_run_now(job.id)
+        await app.process_async()
+        done = await app.get_job_async(job.id)
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    assert [s.headers["idempotency-key"] for s in receiver.requests] == ["order-42", "order-42"]
+
+
+async def test_a_user_given_idempotency_key_header_wins(make_app, receiver):
+    app = make_app()
+    async with app:
+        await app.enqueue_async("http", {"url": receiver.url(), "headers": {"idempotency-key": "mine"}})
+        await app.process_async()
+    assert receiver.requests[0].headers["idempotency-key"] == "mine"
+
+
+async def test_a_hanging_receiver_times_out_and_is_retried(make_app, receiver):
+    receiver.default = Reply(hang=True)
+    app = make_app()
+    app.http_function("slow", url=receiver.url("/slow"), timeout=0.3, max_attempts=2, backoff_base=0.1,
+                      backoff_jitter=0)
+    async with app, running(app):
+        began = time.monotonic()
+        job = await app.enqueue_async("slow", {})
+        done = await finished(app, job.id)
+        took = time.monotonic() - began
+        attempts = await app.store.attempt_list(job.id)
+    assert (done.status, done.attempts) == ("failed", 2)
+    assert len(receiver.requests) == 2
+    assert all("timed out after" in a.error and "(timeout_ms 300)" in a.error for a in attempts)
+    assert all(a.duration_ms < 2000 for a in attempts)
+    assert took < 5
+
+
+async def test_429_with_retry_after_is_retried_no_earlier_than_it_says(make_app, receiver):
+    receiver.replies = [Reply(429, "slow down", {"Retry-After": "7"}), Reply(200)]
+    app = make_app()
+    app.http_function("limited", url=receiver.url(), backoff_base=0.1)
+    async with app:
+        job = await app.enqueue_async("limited", {})
+        await app.process_async()
+        waiting = await app.get_job_async(job.id)
+        [attempt] = await app.store.attempt_list(job.id)
+        delay = (waiting.run_at - attempt.finished_at).total_seconds()
+        assert waiting.status == "pending" and 6.9 <= delay <= 7.5, delay
+        assert "HTTP 429 Too Many Requests" in attempt.error and "Retry-After: 7 s" in attempt.error
+        await app.process_async()                        # not due yet: nothing is sent
+        assert len(receiver.requests) == 1
+        await app.store.job_run_now(job.id)
+        await app.process_async()
+        assert (await app.get_job_async(job.id)).status == "succeeded"
+
+
+async def test_429_without_retry_after_uses_the_backoff(make_app, receiver):
+    receiver.replies = [Reply(429)]
+    app = make_app()
+    app.http_function("limited", url=receiver.url(), backoff_base=30, backoff_jitter=0)
+    async with app:
+        job = await app.enqueue_async("limited", {})
+        await app.process_async()
+        waiting = await app.get_job_async(job.id)
+    assert waiting.status == "pending"
+    assert 28 < (waiting.run_at - dt.datetime.now(dt.timezone.utc)).total_seconds() <= 30
+
+
+async def test_404_fails_without_retry_with_the_status_in_last_error(make_app, receiver):
+    receiver.default = Reply(404, {"error": "no such hook"})
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url("/missing"), "body": {}})
+        await app.process_async()
+        done = await app.get_job_async(job.id)
+    assert (done.status, done.attempts) == ("failed", 1)
+    assert done.last_error.startswith("HTTP 404 Not Found after ")
+    assert '{"error": "no such hook"}' in done.last_error
+
+
+async def test_connection_refused_is_retried(make_app):
+    with Receiver() as closed:
+        url = closed.url("/gone")
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": url}, max_attempts=2)
+        await app.process_async()
+        waiting = await app.get_job_async(job.id)
+    assert waiting.status == "pending" and "ConnectError" in waiting.last_error
+
+
+# -- the egress policy ------------------------------------------------------------------------------
+
+
+async def test_metadata_and_loopback_are_refused_without_any_connection(make_app, receiver, guard):
+    app = make_app(http_allow=None)
+    async with app:
+        metadata = await app.enqueue_async("http", {"url": "http://169.254.169.254/latest/meta-data/"})
+        local = await app.enqueue_async("http", {"url": receiver.url("/admin")})
+        await app.process_async()
+        jobs = [await app.get_job_async(j.id) for j in (metadata, local)]
+    assert [(j.status, j.attempts) for j in jobs] == [("failed", 1), ("failed", 1)]
+    assert jobs[0].last_error.startswith("DestinationBlocked: destination 169.254.169.254 blocked")
+    assert "cloud metadata" in jobs[0].last_error and "JOBLINE_HTTP_ALLOW" in jobs[0].last_error
+    assert "loopback" in jobs[1].last_error
+    assert receiver.connections == 0
+    assert [e for e in guard if e[0] == "connect"] == []
+
+
+S9_DESTINATIONS = [
+    "http://127.0.0.1:{port}/", "http://localhost:{port}/", "http://[::1]:{port}/", "http://0.0.0.0:{port}/",
+    "http://127.1:{port}/", "http://2130706433:{port}/", "http://0x7f000001:{port}/", "http://0177.0.0.1:{port}/",
+    "http://[::ffff:127.0.0.1]:{port}/", "http://[64:ff9b::7f00:1]:{port}/", "http://[2002:7f00:1::]:{port}/",
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]:{port}/",
+    "http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://metadata.google.internal/",
+    "http://10.0.0.1/", "http://172.16.0.1/", "http://192.168.1.1/", "http://100.64.0.1/",
+    "http://[example.com]/", "file:///etc/passwd", "gopher://example.com/", "ftp://example.com/",
+    "dict://example.com:11211/", "http://user:pass@evil.example/",
+]
+
+
+async def test_every_s9_destination_is_refused_and_the_canary_sees_nothing(make_app, receiver, guard):
+    app = make_app(http_allow=None)
+    async with app:
+        ids = [(await app.enqueue_async("http", {"url": url.format(port=receiver.port)})).id
+               for url in S9_DESTINATIONS]
+        await app.process_async()
+        jobs = [await app.get_job_async(i) for i in ids]
+    for url, job in zip(S9_DESTINATIONS, jobs):
+        assert (job.status, job.attempts) == ("failed", 1), url
+        assert job.last_error.startswith("DestinationBlocked: "), (url, job.last_error)
+    assert receiver.connections == 0
+    assert [e for e in guard if e[0] == "connect"] == []
+    assert {e[1] for e in guard if e[0] == "resolve"} <= {"localhost"}  # no name went to DNS
+
+
+async def test_a_redirect_to_a_refused_address_is_refused(make_app, receiver, guard):
+    targets = {"/to-metadata": "http://169.254.169.254/latest/meta-data/", "/to-private": "http://10.0.0.1/admin",
+               "/to-file": "file:///etc/passwd", "/to-creds": "http://user:pw@example.com/"}
+    receiver.respond = lambda seen: Reply(302, headers={"Location": targets[seen.path]})
+    app = make_app()
+    async with app:
+        ids = [(await app.enqueue_async("http", {"url": receiver.url(path)})).id for path in targets]
+        await app.process_async()
+        jobs = [await app.get_job_async(i) for i in ids]
+    assert [(j.status, j.attempts) for j in jobs] == [("failed", 1)] * 4
+    assert all(j.last_error.startswith("DestinationBlocked: ") for j in jobs)
+    assert "cloud metadata" in jobs[0].last_error and "RFC 1918" in jobs[1].last_error
+    assert {e[1] for e in guard if e[0] == "connect"} == {"127.0.0.1"}
+
+
+def _hops(seen: Seen) -> Reply:
+    left = int(seen.path.rsplit("/", 1)[1])
+    if left == 0:
+        return Reply(200, {"arrived": True})
+    return Reply(307 if left % 2 else 302, headers={"Location": f"/hop/{left - 1}"})
+
+
+async def test_redirects_are_followed_up_to_the_cap_and_no_further(make_app, receiver):
+    receiver.respond = _hops
+    app = make_app()
+    async with app:
+        within = await app.enqueue_async("http", {"url": receiver.url("/hop/5"), "body": {"x": 1}})
+        await app.process_async()
+        done = await app.get_job_async(within.id)
+        assert (done.status, done.result["body"], done.result["final_url"]) == (
+            "succeeded", {"arrived": True}, receiver.url("/hop/0"))
+        receiver.requests.clear()
+        beyond = await app.enqueue_async("http", {"url": receiver.url("/hop/6")})
+        await app.process_async()
+        failed = await app.get_job_async(beyond.id)
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert "more than 5 redirects (JOBLINE_HTTP_MAX_REDIRECTS)" in failed.last_error
+    assert len(receiver.requests) == 6
+
+
+async def test_max_redirects_zero_refuses_any_redirect(make_app, receiver):
+    receiver.respond = _hops
+    app = make_app(http_max_redirects=0)
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url("/hop/1")})
+        await app.process_async()
+        assert "more than 0 redirects" in (await app.get_job_async(job.id)).last_error
+
+
+async def test_a_large_body_is_cut_at_the_cap_and_marked_truncated(make_app, receiver):
+    big = '{"data": "' + "x" * 200_000 + '"}'
+    receiver.default = Reply(200, big, {"Content-Type": "application/json"})
+    app = make_app()
+    small = make_app(http_max_body_bytes=1000)
+    async with app, small:
+        job = await app.enqueue_async("http", {"url": receiver.url()})
+        await app.process_async()
+        capped = (await app.get_job_async(job.id)).result
+        job = await small.enqueue_async("http", {"url": receiver.url()})
+        await small.process_async()
+        tiny = (await small.get_job_async(job.id)).result
+    assert (capped["truncated"], len(capped["body"])) == (True, 65536)   # text: cut JSON is not parsed
+    assert capped["body"] == big[:65536]
+    assert (tiny["truncated"], len(tiny["body"])) == (True, 1000)
+
+
+async def test_cookies_from_one_call_are_not_sent_with_another(make_app, receiver):
+    receiver.replies = [Reply(200, headers={"Set-Cookie": "session=abc; Path=/"})]
+    app = make_app()
+    async with app:
+        for _ in range(2):
+            await app.enqueue_async("http", {"url": receiver.url()})
+            await app.process_async()
+    assert [s.headers.get("cookie") for s in receiver.requests] == [None, None]
+
+
+# -- named HTTP functions ------------------------------------------------------------------------
+
+
+async def test_named_http_function_sends_its_payload_as_json(make_app, receiver):
+    app = make_app()
+    app.http_function("adapter-health", url=receiver.url("/functions/v1/adapter-health"), method="put",
+                      headers={"Authorization": "Bearer abc", "X-Source": "jobline"}, timeout=2)
+    app.http_function("lookup", url=receiver.url("/lookup"), method="GET")
+    async with app:
+        job = await app.enqueue_async("adapter-health", {"adapters": ["a", "b"]})
+        await app.enqueue_async("lookup", {"q": "x y", "page": 2})
+        await app.process_async()
+        done = await app.get_job_async(job.id)
+    seen = {s.method: s for s in receiver.requests}
+    put, get = seen["PUT"], seen["GET"]
+    assert (put.method, put.path, put.json()) == ("PUT", "/functions/v1/adapter-health", {"adapters": ["a", "b"]})
+    assert put.headers["authorization"] == "Bearer abc" and put.headers["x-source"] == "jobline"
+    assert put.headers["idempotency-key"] == f"jobline-{job.id}"
+    assert (get.method, get.path, get.body) == ("GET", "/lookup?q=x+y&page=2", b"")
+    assert done.result["status"] == 200 and done.max_attempts == 3
+
+
+def test_named_http_function_options_are_checked_when_declared(make_app):
+    app = make_app()
+    for bad in ({"url": "ftp://x"}, {"url": "http://x", "method": "BREW"}, {"url": "http://x", "timeout": 0},
+                {"url": "http://x", "headers": {"X": 1}}):
+        with pytest.raises(InvalidInput):
+            app.http_function("bad", **bad)
+    app.http_function("good", url="{{secret:base_url}}/hook")
+    assert "good" in app.registry.names()
+
+
+# -- SQL: jobline.http_post / jobline.http_get --------------------------------------------------------
+
+
+# Seed 002's call, with only `net.` changed to `jobline.` (and its URL placeholder filled in).
+SEED_002_CALL = """
+  SELECT jobline.http_post(
+    url:='{url}/adapter-health',
+    headers:='{{"Content-Type": "application/json", "Authorization": "Bearer <YOUR_SUPABASE_SERVICE_ROLE_KEY>"}}', -- Securely call the function
+    body:='{{}}'::jsonb
+  );
+"""
+
+
+async def test_http_post_from_sql_with_pg_net_named_arguments_is_delivered(make_app, receiver, sql):
+    [(seed_id,)] = sql(SEED_002_CALL.format(url=receiver.url("/functions/v1").rstrip("/")))
+    [(named_id,)] = sql("SELECT jobline.http_post(url := %s, headers := '{\"X-Week\": \"5\"}', "
+                        "body := '{\"week\": 5}'::jsonb, timeout_milliseconds := 2000)", [receiver.url("/named")])
+    [(plain_id,)] = sql("SELECT jobline.http_post(%s)", [receiver.url("/plain")])
+    [(get_id,)] = sql("SELECT jobline.http_get(%s, params := '{\"page\": 2, \"q\": \"a b\"}')", [receiver.url("/get")])
+    [(text_id,)] = sql("SELECT jobline.http_post(%s, body := '\"hi\"')", [receiver.url("/text")])
+    app = make_app()
+    async with app:
+        await app.process_async()
+        jobs = {i: await app.get_job_async(i) for i in (seed_id, named_id, plain_id, get_id, text_id)}
+    assert {j.status for j in jobs.values()} == {"succeeded"}
+    assert {j.max_attempts for j in jobs.values()} == {5}
+    seen = {s.path: s for s in receiver.requests}
+    seed = seen["/functions/v1/adapter-health"]
+    assert (seed.method, seed.json(), seed.headers["authorization"]) == (
+        "POST", {}, "Bearer <YOUR_SUPABASE_SERVICE_ROLE_KEY>")
+    assert seed.headers["content-type"] == "application/json"
+    assert seed.headers["idempotency-key"] == f"jobline-{seed_id}"
+    assert (seen["/named"].json(), seen["/named"].headers["x-week"]) == ({"week": 5}, "5")
+    assert "content-type" not in seen["/named"].headers or seen["/named"].headers["content-type"] == "application/json"
+    assert jobs[named_id].payload["timeout_ms"] == 2000 and jobs[plain_id].payload["timeout_ms"] == 5000
+    assert (seen["/plain"].json(), seen["/plain"].headers["content-type"]) == ({}, "application/json")
+    [get] = [s for s in receiver.requests if s.path.startswith("/get?")]
+    assert (get.method, sorted(get.path[5:].split("&")), get.body) == ("GET", ["page=2", "q=a+b"], b"")
+    assert seen["/text"].body == b'"hi"'  # as pg_net sends it: the JSON text
+
+
+async def test_http_post_commits_and_rolls_back_with_the_callers_transaction(db_url, sql, receiver):
+    with psycopg.connect(db_url) as conn:
+        with conn.transaction():
+            conn.execute("SELECT jobline.http_post(%s)", [receiver.url("/kept")])
+        with contextlib.suppress(RuntimeError), conn.transaction():
+            conn.execute("SELECT jobline.http_post(%s)", [receiver.url("/dropped")])
+            raise RuntimeError("roll back")
+    assert sql("SELECT payload->>'url' FROM jobline.jobs WHERE function = 'http'") == [(receiver.url("/kept"),)]
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    ("jobline.http_post('ftp://example.com/')", "url"),
+    ("jobline.http_post('<YOUR_SUPABASE_FUNCTIONS_URL>/adapter-health')", "url"),
+    ("jobline.http_post(NULL)", "url"),
+    ("jobline.http_post('https://example.com', headers := '[1]')", "headers must be a JSON object"),
+    ("jobline.http_post('https://example.com', headers := '{\"X-N\": 1}')", "headers: the value of 'X-N'"),
+    ("jobline.http_post('https://example.com', params := '\"q\"')", "params must be a JSON object"),
+    ("jobline.http_get('https://example.com', params := '{\"q\": [1]}')", "params: the value of 'q'"),
+    ("jobline.http_post('https://example.com', timeout_milliseconds := 0)", "timeout_milliseconds"),
+    ("jobline.http_get('https://example.com', timeout_milliseconds := 600001)", "timeout_milliseconds"),
+])
+def test_http_functions_refuse_bad_arguments_naming_them(sql, call, named):
+    with pytest.raises(pg_errors.InvalidParameterValue) as caught:
+        sql(f"SELECT {call}")
+    message = caught.value.diag.message_primary
+    assert named in message and message.startswith(call.split("(")[0]), message
+    assert sql("SELECT count(*) FROM jobline.jobs") == [(0,)]
+
+
+def test_http_post_accepts_a_secret_reference_as_the_url_start(sql):
+    [(job_id,)] = sql("SELECT jobline.http_post('{{secret:functions_url}}/adapter-health')")
+    assert sql("SELECT function, payload->>'url' FROM jobline.jobs WHERE id = %s", [job_id]) == [
+        ("http", "{{secret:functions_url}}/adapter-health")]
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+SECRET = "tok-S3cr3t/value+42"
+
+
+def _echo(seen: Seen) -> Reply:
+    """Echo the request back: in the body, in a header and (on the first call) in an error."""
+    echoed = {"authorization": seen.headers.get("authorization"), "path": seen.path,
+              "body": seen.body.decode()}
+    status = 500 if seen.path.startswith("/fail") else 200
+    return Reply(status, echoed, {"X-Request-Id": seen.headers.get("authorization", "")})
+
+
+async def test_secret_references_are_resolved_and_the_plaintext_is_stored_nowhere(make_app, receiver, caplog,
+                                                                                    db_url, sql):
+    caplog.set_level(logging.DEBUG)
+    receiver.respond = _echo
+    app = make_app(master_key=vault.generate_key())
+    app.http_function("named", url=receiver.url("/named?key={{secret:hook_token}}"),
+                      headers={"Authorization": "Bearer {{secret:hook_token}}"})
+    payload = {"url": receiver.url("/ok/{{secret:hook_token}}"), "params": {"k": "{{secret:hook_token}}"},
+               "headers": {"Authorization": "Bearer {{secret:hook_token}}"},
+               "body": {"token": "{{secret:hook_token}}"}}
+    async with app:
+        await app.set_secret_async("hook_token", SECRET)
+        ok = await app.enqueue_async("http", payload)
+        failing = await app.enqueue_async("http", {**payload, "url": receiver.url("/fail")}, max_attempts=1)
+        named = await app.enqueue_async("named", {"hello": "world"})
+        await app.process_async()
+        jobs = {j.id: await app.get_job_async(j.id) for j in (ok, failing, named)}
+    # The receiver got the plaintext everywhere it was referenced...
+    assert all(s.headers["authorization"] == f"Bearer {SECRET}" for s in receiver.requests)
+    first = receiver.requests[0]
+    assert SECRET.replace("/", "%2F").replace("+", "%2B") in first.path or SECRET in first.path
+    assert json.loads(first.body) == {"token": SECRET}
+    # ...and it is nowhere in the database, the results, the errors or the logs.
+    assert [jobs[i].status for i in (ok.id, failing.id, named.id)] == ["succeeded", "failed", "succeeded"]
+    result = jobs[ok.id].result
+    assert result["url"] == payload["url"]
+    assert result["headers"]["x-request-id"] == "Bearer {{secret:hook_token}}"
+    assert result["body"]["authorization"] == "Bearer {{secret:hook_token}}"
+    assert "{{secret:hook_token}}" in result["final_url"] and "{{secret:hook_token}}" in result["body"]["body"]
+    assert "HTTP 500" in jobs[failing.id].last_error and "{{secret:hook_token}}" in jobs[failing.id].last_error
+    dump = sql("SELECT string_agg(row_to_json(j)::text, ' ') FROM jobline.jobs j")[0][0]
+    dump += sql("SELECT coalesce(string_agg(row_to_json(a)::text, ' '), '') FROM jobline.attempts a")[0][0]
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    for form in (SECRET, "S3cr3t", "S3cr3t%2Fvalue"):
+        assert form not in dump
+        assert form not in logged
+    assert "{{secret:hook_token}}" in dump
+
+
+async def test_a_missing_secret_fails_the_attempt_and_is_retried(make_app, receiver):
+    app = make_app(master_key=vault.generate_key())
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url(), "headers": {"X-Key": "{{secret:not_set}}"}})
+        await app.process_async()
+        waiting = await app.get_job_async(job.id)
+    assert waiting.status == "pending" and "not_set" in waiting.last_error
+    assert receiver.requests == []
+
+
+async def test_secrets_without_a_master_key_fail_the_attempt_saying_so(make_app, receiver):
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url(), "body": {"k": "{{secret:any}}"}})
+        await app.process_async()
+        waiting = await app.get_job_async(job.id)
+    assert waiting.status == "pending" and "JOBLINE_MASTER_KEY" in waiting.last_error
+    assert receiver.requests == []
+
+
+async def test_secret_headers_are_not_forwarded_across_origins(make_app, receiver):
+    with Receiver() as other:
+        receiver.respond = lambda seen: Reply(307, headers={"Location": other.url("/elsewhere")})
+        app = make_app(master_key=vault.generate_key())
+        async with app:
+            await app.set_secret_async("api_key", SECRET)
+            await app.enqueue_async("http", {"url": receiver.url(), "headers": {"X-Api-Key": "{{secret:api_key}}",
+                                                                                  "X-Plain": "kept"}})
+            await app.process_async()
+        [there] = other.requests
+    assert receiver.requests[0].headers["x-api-key"] == SECRET
+    assert "x-api-key" not in there.headers and there.headers["x-plain"] == "kept"
+
+
+def test_settings_dataclass_holds_the_http_defaults():
+    settings = Settings()
+    assert (settings.http_allow, settings.http_allow_private, settings.http_max_redirects,
+            settings.http_max_body_bytes) == (None, False, 5, 65536)
+    assert dataclasses.replace(settings, http_allow=LOCAL).http_allow == LOCAL
