@@ -21,6 +21,7 @@ import ipaddress
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -53,7 +54,7 @@ class Seen:
 
 class Receiver:
     def __init__(self, *replies: Reply, default: Reply | None = None,
-                 respond: Callable[[Seen], Reply] | None = None):
+                 respond: Callable[[Seen], Reply] | None = None, tls: tuple[str, str] | None = None):
         self.replies = list(replies)
         self.default = default or Reply(200, {"ok": True})
         self.respond = respond
@@ -114,6 +115,12 @@ class Receiver:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
+        self.scheme = "http"
+        if tls is not None:  # (certificate chain file, key file): serve HTTPS
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -124,8 +131,8 @@ class Receiver:
                 return self.respond(seen)
             return self.replies.pop(0) if self.replies else self.default
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def start(self) -> Receiver:
         self._thread.start()

@@ -6,6 +6,7 @@ from .errors import (
     ConfigError,
     Conflict,
     DatabaseError,
+    DestinationBlocked,
     Fail,
     FunctionNotFound,
     InvalidInput,
@@ -23,7 +24,7 @@ from .runtime.context import JobContext
 __version__ = "0.1.0"
 
 __all__ = [
-    "App", "Attempt", "Backoff", "Cancel", "ConfigError", "Conflict", "DatabaseError", "Fail",
+    "App", "Attempt", "Backoff", "Cancel", "ConfigError", "Conflict", "DatabaseError", "DestinationBlocked", "Fail",
     "FunctionNotFound", "InvalidInput", "Job", "JobContext", "JobNotFound", "JobStatus",
     "JoblineError", "NotFound", "RetryIn", "SecretError", "SecretNotFound", "__version__",
 ]

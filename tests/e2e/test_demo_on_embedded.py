@@ -22,6 +22,14 @@ def test_demo_runs_on_a_fresh_embedded_database_and_db_stop_stops_it():
         demo = jobline("demo")
         assert demo.returncode == 0, demo.stderr
         assert "summary: 4 succeeded, 1 failed, 1 cancelled, 1 retried" in demo.stdout
+        # The schedule fired, its SQL queued durable HTTP calls with vault secrets, the first got a
+        # 503 and was retried with the same idempotency key.
+        assert demo.stdout.count("succeeded  SELECT 1") >= 2
+        assert "HTTP 503 Service Unavailable, ok -> 200" in demo.stdout
+        assert ("the endpoint got 3 calls, 3 with the vault's bearer token; the retry repeated its "
+                "Idempotency-Key; the job rows hold only {{secret:demo_service_key}}") in demo.stdout
+        runs = jobline("cron", "runs", "demo-adapter-check")
+        assert runs.returncode == 0 and "succeeded" in runs.stdout
         assert "Traceback" not in demo.stderr
         listed = jobline("jobs", "list")  # attaches to the server the demo left running
         assert listed.returncode == 0 and "batch-ai-processor" in listed.stdout

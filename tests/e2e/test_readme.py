@@ -79,3 +79,6 @@ def test_readme_sql_block_runs_as_written(sql):
     assert sql("SELECT count(*) FROM jobline.scheduled_tasks WHERE function_name = 'daily-token-reset'") == [(1,)]
     assert sql("SELECT status, owner, priority FROM jobline.jobs WHERE function = 'streak-updater'") == [
         ("waiting", "user-42", 5)]
+    assert sql("SELECT jobname, schedule FROM jobline.job") == [("daily-usage-rollup", "5 0 * * *")]
+    assert sql("SELECT payload->>'url', payload->'timeout_ms' FROM jobline.jobs WHERE function = 'http'") == [
+        ("{{secret:project_url}}/functions/v1/sync", 10000)]

@@ -364,6 +364,66 @@ async def test_a_large_body_is_cut_at_the_cap_and_marked_truncated(make_app, rec
     assert (tiny["truncated"], len(tiny["body"])) == (True, 1000)
 
 
+def _certificates(folder) -> tuple[str, tuple[str, str]]:
+    """A test CA, and a certificate it signed for the name `localhost` only (no IP address)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("jobline test CA")).issuer_name(name("jobline test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    paths = {n: str(folder / n) for n in ("ca.pem", "server.pem", "server.key")}
+    with open(paths["ca.pem"], "wb") as f:
+        f.write(ca.public_bytes(pem))
+    with open(paths["server.pem"], "wb") as f:
+        f.write(leaf.public_bytes(pem))
+    with open(paths["server.key"], "wb") as f:
+        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths["ca.pem"], (paths["server.pem"], paths["server.key"])
+
+
+async def test_tls_checks_the_urls_hostname_while_connecting_to_the_checked_address(make_app, tmp_path,
+                                                                                    monkeypatch, guard):
+    ca, chain = _certificates(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", ca)  # the client trusts the test CA (read when it is created)
+    with Receiver(tls=chain) as secure:
+        app = make_app(http_allow="localhost,127.0.0.0/8")
+        async with app:
+            by_name = await app.enqueue_async("http", {"url": secure.url("/tls", host="localhost")})
+            by_address = await app.enqueue_async("http", {"url": secure.url("/tls")}, max_attempts=1)
+            await app.process_async()
+            named, numbered = await app.get_job_async(by_name.id), await app.get_job_async(by_address.id)
+    # The connection went to a resolved address, yet the certificate (valid for `localhost`
+    # only) was verified against the URL's name: SNI and hostname checks are untouched.
+    assert named.status == "succeeded" and named.result["final_url"] == secure.url("/tls", host="localhost")
+    assert numbered.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in numbered.last_error
+    assert {e[1] for e in guard if e[0] == "connect"} <= {"127.0.0.1", "::1"}
+    # The name was looked up once, by GuardedBackend; the connection was then made to an
+    # address from that answer (any later lookup is of a numeric address), so no second DNS
+    # answer (a rebinding) could have been used.
+    assert [e for e in guard if e[0] == "resolve" and not e[1][0].isdigit() and ":" not in e[1]] == [
+        ("resolve", "localhost")]
+
+
 async def test_cookies_from_one_call_are_not_sent_with_another(make_app, receiver):
     receiver.replies = [Reply(200, headers={"Set-Cookie": "session=abc; Path=/"})]
     app = make_app()
@@ -447,6 +507,36 @@ async def test_http_post_from_sql_with_pg_net_named_arguments_is_delivered(make_
     assert seen["/text"].body == b'"hi"'  # as pg_net sends it: the JSON text
 
 
+SEED_002_SCHEDULE = """
+SELECT jobline.schedule(
+  'weekly-adapter-check', -- Job name (must be unique)
+  '0 3 * * SUN',          -- Cron schedule: At 03:00 on Sunday
+  $$
+  SELECT jobline.http_post(
+    url:='{url}/adapter-health',
+    headers:='{{"Content-Type": "application/json", "Authorization": "Bearer <YOUR_SUPABASE_SERVICE_ROLE_KEY>"}}', -- Securely call the function
+    body:='{{}}'::jsonb
+  );
+  $$
+);
+"""
+
+
+async def test_seed_002_weekly_adapter_check_schedules_a_durable_call(make_app, receiver, sql):
+    [(schedule_id,)] = sql(SEED_002_SCHEDULE.format(url=receiver.url("/functions/v1").rstrip("/")))
+    [(sql_job,)] = sql("SELECT jobline.trigger_schedule(%s)", [schedule_id])  # as if Sunday 03:00 came
+    app = make_app()
+    async with app:
+        await app.process_async()   # the schedule's SQL runs and queues the call, which runs too
+        ran = await app.get_job_async(sql_job)
+        [(http_job,)] = sql("SELECT id FROM jobline.jobs WHERE function = 'http'")
+        call = await app.get_job_async(http_job)
+    assert (ran.status, call.status, call.result["status"]) == ("succeeded", "succeeded", 200)
+    [seen] = receiver.requests
+    assert (seen.method, seen.path, seen.json()) == ("POST", "/functions/v1/adapter-health", {})
+    assert seen.headers["authorization"] == "Bearer <YOUR_SUPABASE_SERVICE_ROLE_KEY>"
+
+
 async def test_http_post_commits_and_rolls_back_with_the_callers_transaction(db_url, sql, receiver):
     with psycopg.connect(db_url) as conn:
         with conn.transaction():
@@ -457,7 +547,7 @@ async def test_http_post_commits_and_rolls_back_with_the_callers_transaction(db_
     assert sql("SELECT payload->>'url' FROM jobline.jobs WHERE function = 'http'") == [(receiver.url("/kept"),)]
 
 
-@pytest.mark.parametrize(("call", "named"), [
+BAD_SQL_CALLS = [
     ("jobline.http_post('ftp://example.com/')", "url"),
     ("jobline.http_post('<YOUR_SUPABASE_FUNCTIONS_URL>/adapter-health')", "url"),
     ("jobline.http_post(NULL)", "url"),
@@ -467,12 +557,15 @@ async def test_http_post_commits_and_rolls_back_with_the_callers_transaction(db_
     ("jobline.http_get('https://example.com', params := '{\"q\": [1]}')", "params: the value of 'q'"),
     ("jobline.http_post('https://example.com', timeout_milliseconds := 0)", "timeout_milliseconds"),
     ("jobline.http_get('https://example.com', timeout_milliseconds := 600001)", "timeout_milliseconds"),
-])
-def test_http_functions_refuse_bad_arguments_naming_them(sql, call, named):
-    with pytest.raises(pg_errors.InvalidParameterValue) as caught:
-        sql(f"SELECT {call}")
-    message = caught.value.diag.message_primary
-    assert named in message and message.startswith(call.split("(")[0]), message
+]
+
+
+def test_http_functions_refuse_bad_arguments_naming_them(sql):
+    for call, named in BAD_SQL_CALLS:
+        with pytest.raises(pg_errors.InvalidParameterValue) as caught:
+            sql(f"SELECT {call}")
+        message = caught.value.diag.message_primary
+        assert named in message and message.startswith(call.split("(")[0]), message
     assert sql("SELECT count(*) FROM jobline.jobs") == [(0,)]
 
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import eventually
 from jobline import App
 from jobline.db.store import Store
+from jobline.runtime.maintenance import Maintenance
 from jobline.runtime.scheduler import Scheduler
 from jobline.schedule import new_schedule
 
@@ -237,3 +238,16 @@ async def test_a_worker_fires_a_tick_within_a_second_and_runs_its_job(settings, 
                   FROM jobline.schedule_runs r JOIN jobline.jobs j ON j.id = r.job_id
                   WHERE j.status = 'succeeded'""")
     assert late and all(created < 1 and finished < 1 for created, finished in late), late
+
+
+async def test_retention_prunes_runs_with_their_jobs_and_old_runs_without_jobs(app, store, sql, settings):
+    made = await app.add_schedule_async("old", "@hourly", "old")
+    old_job = await store.schedule_trigger(made.id)
+    new_job = await store.schedule_trigger(made.id)
+    sql("UPDATE jobline.jobs SET status = 'succeeded', finished_at = now() - interval '8 days' WHERE id = %s", [old_job])
+    sql("""INSERT INTO jobline.schedule_runs (schedule_id, tick_at, status, message, created_at) VALUES
+           (%(id)s, '2026-01-01', 'skipped', 'old', now() - interval '31 days'),
+           (%(id)s, '2026-01-02', 'missed', 'recent', now() - interval '1 day')""", {"id": made.id})
+    await Maintenance(store, settings).prune()
+    assert sql("SELECT status, job_id, message FROM jobline.schedule_runs ORDER BY id") == [
+        ("triggered", new_job, None), ("missed", None, "recent")]

@@ -175,14 +175,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         addresses = await self._vetted(host, port, timeout)
-        failure: Exception | None = None
+        failure: Exception = httpcore.ConnectError(f"{host} resolved to no address")
         for address in addresses:
             try:
                 return await self._inner.connect_tcp(str(address), port, timeout=timeout,
                                                      local_address=local_address, socket_options=socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
+                failure = exc  # try the next checked address, as a resolver-order fallback
         raise failure
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
@@ -378,7 +377,7 @@ class HttpCaller:
         seconds = call.timeout_ms / 1000
         began = time.perf_counter()
         elapsed = lambda: round((time.perf_counter() - began) * 1000, 1)  # noqa: E731
-        what = f"{call.method} {scrub(url)}"
+        what = f"{call.method} {scrub(url if len(url) <= 300 else url[:300] + '...')}"
         hops = 0
         try:
             async with asyncio.timeout(seconds):

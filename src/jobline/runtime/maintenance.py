@@ -1,4 +1,5 @@
-"""Maintenance: rescues jobs whose lease expired, prunes old jobs and dead worker rows.
+"""Maintenance: rescues jobs whose lease expired, prunes old jobs, schedule runs and dead
+worker rows.
 
 It runs in every worker; SKIP LOCKED lets several rescuers share the work safely. It is a loop
 of its own, never a job in the queue it looks after, so it keeps working when every worker
@@ -56,6 +57,9 @@ class Maintenance(Service):
             total += deleted
             if deleted < PRUNE_BATCH or self.stopping.is_set():
                 break
+        # Runs that made no job (skipped, missed) are kept as long as failures; the others go
+        # with their jobs.
+        await self.store.schedule_run_prune(seconds=s.retain_failed_seconds, limit=PRUNE_BATCH)
         await self.store.worker_prune_dead(dead_seconds=max(3600.0, 10 * s.lease_seconds))
         if total:
             log.info("jobs.pruned", extra={"count": total})
