@@ -140,6 +140,10 @@ def test_a_malformed_key_is_refused_without_echoing_it(jobline):
     assert result.stderr == ("error: entry 2 of JOBLINE_MASTER_KEY decodes to 16 bytes; a master key is 32 random "
                              "bytes in urlsafe base64: create a key with `jobline secrets generate-key`\n")
     assert bad not in result.stderr and NEW not in result.stderr
+    listed = jobline("jobs", "list", key=bad)  # every command that uses the settings says so
+    assert listed.returncode == 1 and "JOBLINE_MASTER_KEY" in listed.stderr
+    fresh = jobline("secrets", "generate-key", key=bad)  # but the way out still works
+    assert fresh.returncode == 0 and vault.MasterKeys.parse(fresh.stdout.strip())
 
 
 @pytest.mark.parametrize("args, stdin, message", [

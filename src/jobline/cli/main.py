@@ -20,8 +20,21 @@ from .output import setup_logging
 
 @dataclasses.dataclass
 class Context:
-    settings: Settings
     app_spec: str | None
+    _settings: Settings | None = None
+    # A bad JOBLINE_* setting fails the commands that use settings, not those that need none
+    # (`secrets generate-key` must work while JOBLINE_MASTER_KEY is being fixed).
+    settings_error: ConfigError | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self.settings_error is not None:
+            raise self.settings_error
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
 
     def load_app(self) -> App:
         """The user's App (``--app module:attr``), or a plain one with only the built-ins."""
@@ -83,11 +96,11 @@ def cli(ctx: click.Context, database_url, data_dir, app_spec, log_format, log_le
     kept in --data-dir (started on first use, stopped by `jobline db stop`).
     """
     setup_logging(log_format, log_level)
+    ctx.obj = Context(app_spec=app_spec)
     try:
-        settings = Settings.from_env(database_url=database_url, data_dir=data_dir, log_format=log_format)
-    except JoblineError as exc:
-        _fail(exc, 1)
-    ctx.obj = Context(settings=settings, app_spec=app_spec)
+        ctx.obj.settings = Settings.from_env(database_url=database_url, data_dir=data_dir, log_format=log_format)
+    except ConfigError as exc:
+        ctx.obj.settings_error = exc
 
 
 def main() -> None:
