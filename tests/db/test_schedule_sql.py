@@ -71,6 +71,8 @@ def test_alter_job_changes_the_schedule_command_and_state(sql):
     ("SELECT jobline.schedule(' x', '@daily', 'SELECT 1')", "jobline.schedule: job_name ' x' is not a valid name"),
     ("SELECT jobline.schedule('@daily', NULL)", "jobline.schedule: command is empty"),
     ("SELECT jobline.alter_job(1, schedule := '* * *')", "Wrong number of fields"),
+    ("SELECT jobline.schedule('x', '@daily', repeat('x', 1100000))", "jobline.schedule: command is larger than 1 MiB"),
+    ("SELECT jobline.alter_job(1, command := ' ')", "jobline.alter_job: command is empty"),
 ])
 def test_bad_input_is_refused_naming_the_bad_part_and_nothing_is_stored(sql, call, message):
     [(before,)] = sql("SELECT jobline.schedule('kept', '@daily', 'SELECT 1')")

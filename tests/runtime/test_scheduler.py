@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from conftest import eventually
-from jobline import App
+from jobline import App, InvalidInput
 from jobline.db.store import Store
 from jobline.runtime.maintenance import Maintenance
 from jobline.runtime.scheduler import Scheduler
@@ -251,3 +251,20 @@ async def test_retention_prunes_runs_with_their_jobs_and_old_runs_without_jobs(a
     await Maintenance(store, settings).prune()
     assert sql("SELECT status, job_id, message FROM jobline.schedule_runs ORDER BY id") == [
         ("triggered", new_job, None), ("missed", None, "recent")]
+
+
+async def test_a_schedule_whose_job_is_refused_is_paused_and_holds_up_no_other(app, store, sql):
+    await app.add_schedule_async("normal", "* * * * *", "normal")
+    # A row no interface accepts (they refuse payloads over 1 MiB), written directly:
+    sql("""INSERT INTO jobline.schedules (name, expression, function, payload, next_run_at)
+           VALUES ('broken', '* * * * *', 'sql', jsonb_build_object('command', repeat('x', 1100000)),
+                   '2026-01-01T00:00:00Z')""")
+    sql("UPDATE jobline.schedules SET next_run_at = '2026-01-01T00:01:00Z' WHERE name = 'normal'")
+    await scheduler(store).tick(now=dt.datetime(2026, 1, 1, 0, 1, 0, 500_000, tzinfo=UTC))
+    assert sql("SELECT name, active FROM jobline.schedules ORDER BY name") == [("broken", False), ("normal", True)]
+    assert [status for _, status, _ in runs(sql, "normal")] == ["created"]
+
+
+def test_a_code_schedule_needs_a_name(settings):
+    with pytest.raises(InvalidInput, match="needs a name"):
+        App(settings=settings).schedule(None, "@daily", sql="SELECT 1")

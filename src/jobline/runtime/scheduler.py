@@ -52,20 +52,22 @@ class Scheduler(Service):
         while True:
             due = await self.store.schedule_list_due(now=now, limit=BATCH)
             for row in due:
-                await self._fire(row)
+                try:
+                    await self._fire(row)
+                except InvalidInput as exc:
+                    # The schedule itself is at fault (its job is refused): left as it is, it
+                    # would stay due first in line and hold up every other schedule. Pause it,
+                    # loudly. (A database outage is a DatabaseError: the service loop retries.)
+                    await self._disable(row, exc)
             if len(due) < BATCH:
                 break
         wait = await self.store.schedule_next_due(now=now)
         return self.max_sleep if wait is None else min(max(wait, 0.0), self.max_sleep)
 
     async def _fire(self, row: dict) -> None:
-        try:
-            cron = Cron.parse(row["expression"], row["timezone"])
-        except InvalidInput as exc:
-            # SQL validates expressions as this module does; this is the last line of defence.
-            await self.store.schedule_disable(row["id"], row["changed_at"])
-            log.error("schedule.disabled", extra={"schedule_id": row["id"], "schedule": row["name"], "error": str(exc)})
-            return
+        # SQL validates expressions as this module does; InvalidInput here is the last line of
+        # defence, and pauses the schedule (see tick).
+        cron = Cron.parse(row["expression"], row["timezone"])
         planned = plan(cron, next_run_at=row["next_run_at"], changed_at=row["changed_at"], now=row["now"],
                        catch_up=row["catch_up"], catch_up_max=row["catch_up_max"])
         written = await self.store.schedule_fire(row, planned)
@@ -79,6 +81,11 @@ class Scheduler(Service):
                 log.warning("schedule.missed", extra={**facts, "note": planned.missed_note})
         if written:
             self.ticked.set()
+
+    async def _disable(self, row: dict, exc: Exception) -> None:
+        await self.store.schedule_disable(row["id"], row["changed_at"])
+        log.error("schedule.disabled", extra={"schedule_id": row["id"], "schedule": row["name"], "error": str(exc),
+                                              "fix": "correct it, then `jobline cron resume`"})
 
     async def _sleep(self, seconds: float) -> None:
         waiter = asyncio.ensure_future(self.wake.wait())

@@ -306,6 +306,19 @@ END $$;
 
 -- pg_cron's interface. Commands are SQL, run by a worker as the built-in `sql` function, in UTC.
 
+-- check_command: refuse a command a tick could not enqueue (empty, or a payload over 1 MiB,
+-- jobline.enqueue's limit), now rather than at every tick.
+CREATE FUNCTION jobline.check_command(command text, caller text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF command IS NULL OR btrim(command) = '' THEN
+    RAISE EXCEPTION '%: command is empty', caller USING ERRCODE = '22023';
+  END IF;
+  IF octet_length(jsonb_build_object('command', command)::text) > 1048576 THEN
+    RAISE EXCEPTION '%: command is larger than 1 MiB', caller USING ERRCODE = '22023';
+  END IF;
+END $$;
+
 -- schedule(job_name, schedule, command): create, or replace the schedule and command of the
 -- schedule with that name (pg_cron's semantics); returns its id.
 CREATE FUNCTION jobline.schedule(job_name text, schedule text, command text) RETURNS bigint
@@ -318,9 +331,7 @@ BEGIN
       USING ERRCODE = '22023', HINT = '1 to 200 characters, no control characters, no surrounding spaces';
   END IF;
   PERFORM jobline.check_cron(schedule);
-  IF command IS NULL OR btrim(command) = '' THEN
-    RAISE EXCEPTION 'jobline.schedule: command is empty' USING ERRCODE = '22023';
-  END IF;
+  PERFORM jobline.check_command(command, 'jobline.schedule');
   INSERT INTO jobline.schedules AS s (name, expression, function, payload)
   VALUES (job_name, btrim(schedule), 'sql', jsonb_build_object('command', command))
   ON CONFLICT (name) DO UPDATE
@@ -337,9 +348,7 @@ DECLARE
   id bigint;
 BEGIN
   PERFORM jobline.check_cron(schedule);
-  IF command IS NULL OR btrim(command) = '' THEN
-    RAISE EXCEPTION 'jobline.schedule: command is empty' USING ERRCODE = '22023';
-  END IF;
+  PERFORM jobline.check_command(command, 'jobline.schedule');
   INSERT INTO jobline.schedules (expression, function, payload)
   VALUES (btrim(schedule), 'sql', jsonb_build_object('command', command))
   RETURNING schedules.id INTO id;
@@ -384,8 +393,8 @@ BEGIN
   IF schedule IS NOT NULL THEN
     PERFORM jobline.check_cron(schedule);
   END IF;
-  IF command IS NOT NULL AND btrim(command) = '' THEN
-    RAISE EXCEPTION 'jobline.alter_job: command is empty' USING ERRCODE = '22023';
+  IF command IS NOT NULL THEN
+    PERFORM jobline.check_command(command, 'jobline.alter_job');
   END IF;
   UPDATE jobline.schedules s
      SET expression = coalesce(btrim(alter_job.schedule), s.expression),
