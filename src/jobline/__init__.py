@@ -1,30 +1,38 @@
 """jobline: a PostgreSQL-native job queue, scheduler and function runner."""
 
 from .app import App
+from .client import Client
 from .errors import (
+    AuthError,
     Cancel,
     ConfigError,
     Conflict,
     DatabaseError,
     DestinationBlocked,
     Fail,
+    Forbidden,
     FunctionNotFound,
     InvalidInput,
     JoblineError,
     JobNotFound,
+    LeaseLost,
     NotFound,
     RetryIn,
     SecretError,
     SecretNotFound,
+    Unauthenticated,
+    Unavailable,
 )
 from .job import Attempt, Job, JobStatus
 from .retry import Backoff
 from .runtime.context import JobContext
+from .tasks import Task
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "App", "Attempt", "Backoff", "Cancel", "ConfigError", "Conflict", "DatabaseError", "DestinationBlocked", "Fail",
-    "FunctionNotFound", "InvalidInput", "Job", "JobContext", "JobNotFound", "JobStatus",
-    "JoblineError", "NotFound", "RetryIn", "SecretError", "SecretNotFound", "__version__",
+    "App", "Attempt", "AuthError", "Backoff", "Cancel", "Client", "ConfigError", "Conflict", "DatabaseError",
+    "DestinationBlocked", "Fail", "Forbidden", "FunctionNotFound", "InvalidInput", "Job", "JobContext",
+    "JobNotFound", "JobStatus", "JoblineError", "LeaseLost", "NotFound", "RetryIn", "SecretError", "SecretNotFound",
+    "Task", "Unauthenticated", "Unavailable", "__version__",
 ]

@@ -19,15 +19,12 @@ from .db.store import Store
 from .errors import InvalidInput, JoblineError
 from .functions import http as http_function
 from .functions import sql as sql_function
-from .job import Batch, Job, NewJob, encode_payload, new_job
+from .job import BUILTIN_FUNCTIONS, Batch, Job, NewJob, encode_payload, new_job
 from .retry import Backoff
 from .schedule import Schedule, ScheduleSpec, new_schedule
 from .runtime.registry import Function, Registry
 from .runtime.worker import Summary, Worker
 from .settings import Settings
-
-# Functions every App registers; schedules that target them belong to no App in particular.
-BUILTIN_FUNCTIONS = frozenset({"sql", "http"})
 
 _ENQUEUE_OPTIONS = frozenset({"payload", "run_at", "delay", "queue", "priority", "owner", "max_attempts",
                               "depends_on", "unique_key"})
@@ -61,17 +58,20 @@ class App:
     def function(self, name: str, *, max_attempts: int = 3, timeout: float | None = None,
                  queue: str = "default", priority: int = 0, backoff: Backoff | None = None,
                  backoff_base: float | None = None, backoff_factor: float | None = None,
-                 backoff_max: float | None = None, backoff_jitter: float | None = None) -> Callable:
+                 backoff_max: float | None = None, backoff_jitter: float | None = None,
+                 verify_jwt: bool = True) -> Callable:
         """Register a sync or async handler ``f(payload)`` or ``f(payload, ctx)`` under ``name``.
 
         ``timeout`` is in seconds. Backoff before retry n is ``base * factor ** (n - 1)`` seconds,
-        capped at ``backoff_max``, with ``±backoff_jitter`` random spread.
+        capped at ``backoff_max``, with ``±backoff_jitter`` random spread. ``verify_jwt=False``
+        lets `jobline serve` invoke it at ``/functions/v1/<name>`` without a credential (webhooks).
         """
         backoff = _backoff(backoff, backoff_base, backoff_factor, backoff_max, backoff_jitter)
 
         def register(handler: Callable) -> Callable:
             self.registry.add(Function.from_handler(name, handler, max_attempts=max_attempts, timeout=timeout,
-                                                    queue=queue, priority=priority, backoff=backoff))
+                                                    queue=queue, priority=priority, backoff=backoff,
+                                                    verify_jwt=verify_jwt))
             return handler
 
         return register
@@ -123,11 +123,15 @@ class App:
         """Declare a schedule in code: every tick of ``expression`` enqueues ``function`` with
         ``payload`` (or runs ``sql="..."``). Options: sql, timezone, owner, queue, priority,
         max_attempts, overlap (skip, allow), catch_up (latest, none, all), catch_up_max.
-        Workers add, update and remove code schedules as the code says when they start;
-        schedules made at run time (CLI, SQL) are never touched.
+        Workers add, update and remove code schedules as the code says when they start
+        (removal only for schedules of this App's own functions: one that targets the ``sql``
+        or ``http`` built-in is removed with `jobline cron rm`); schedules made at run time
+        (CLI, SQL) are never touched.
 
         >>> app.schedule("nightly-rollup", "5 0 * * *", sql="SELECT public.rollup_daily_usage()")
         """
+        if name is None:  # code schedules are matched with the database by name
+            raise InvalidInput("a schedule declared in code needs a name")
         if name in self.schedules:
             raise InvalidInput(f"a schedule named {name!r} is already declared")
         spec = self._schedule_spec(name, expression, function, payload, options)

@@ -50,6 +50,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALLOW_VARIABLE = "JOBLINE_HTTP_ALLOW"
 PRIVATE_VARIABLE = "JOBLINE_HTTP_ALLOW_PRIVATE"
 SCHEMES = ("http", "https")
+# Schemes a refusal names even when the URL came from a secret: common enough to say nothing
+# about the value, and naming them tells the user what is wrong.
+WELL_KNOWN_SCHEMES = frozenset({"ftp", "ftps", "sftp", "file", "gopher", "dict", "ldap", "ldaps", "ws", "wss",
+                                "mailto", "data", "javascript", "tftp", "ssh", "telnet", "smtp", "redis"})
 
 # Cloud metadata endpoints by name: refused before any DNS lookup (they only resolve inside the
 # cloud, where they reach the instance's credentials).
@@ -59,11 +63,14 @@ METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog"})
 @dataclasses.dataclass(frozen=True, slots=True)
 class Verdict:
     """Why an address is not public: ``rule`` names the range, ``network`` is the range itself,
-    and ``private`` says whether JOBLINE_HTTP_ALLOW_PRIVATE lifts the refusal."""
+    and ``private`` says whether JOBLINE_HTTP_ALLOW_PRIVATE lifts the refusal. ``inside`` is the
+    IPv4 address an IPv6 address carries, when that is what was judged (kept out of ``rule``,
+    which is logged and may not quote an address that came from a secret)."""
 
     rule: str
     network: str
     private: bool = False
+    inside: str = ""
 
 
 def _table(*rows: tuple[str, str, bool]) -> tuple[tuple[Network, Verdict], ...]:
@@ -128,7 +135,8 @@ def classify(address: IPAddress) -> Verdict | None:
         for ipv4 in inner:
             verdict = classify(ipv4)
             if verdict is not None:
-                return Verdict(f"{verdict.rule} inside a {kind} address ({ipv4})", verdict.network, verdict.private)
+                return Verdict(f"{verdict.rule} inside a {kind} address", verdict.network, verdict.private,
+                               str(ipv4))
         return None
     if address not in _GLOBAL_UNICAST:
         return Verdict("a reserved address (outside the global unicast range 2000::/3)", "")
@@ -258,9 +266,9 @@ class Policy:
         """Whether ``host`` is listed by name: then whatever it resolves to may be reached."""
         return parse_host(host)[0] in self.hosts
 
-    def check_address(self, address: IPAddress, host: str) -> None:
+    def check_address(self, address: IPAddress, host: str, written: str | None = None) -> None:
         """Raise DestinationBlocked unless ``address`` (which ``host`` is or resolved to) may be
-        reached."""
+        reached. ``written``: see :meth:`check_url`."""
         verdict = classify(address)
         if verdict is None:
             return
@@ -271,24 +279,41 @@ class Policy:
             return
         if self.allows_host(host):
             return
-        raise _blocked(host, str(plain), verdict)
+        raise _blocked(host, str(plain), verdict, written)
 
-    def check_url(self, url: str) -> Destination:
+    def check_url(self, url: str, written: str | None = None) -> Destination:
         """Check what can be checked before connecting: scheme, credentials, and the host when
         it is an IP address or a metadata name. Names are checked when they are resolved.
+
+        ``written`` is the URL as the job wrote it, when ``url`` holds a secret's value (its
+        ``{{secret:NAME}}`` references filled in, or a redirect target scrubbed of them). A
+        refusal then quotes ``written``, never ``url``; unless ``written`` spells out its scheme
+        and host (see :func:`host_as_written`), it names neither the host nor its address, nor
+        the scheme unless it is a well-known one. The message (and ``rule``, which is logged)
+        must not carry any part of a secret.
 
         >>> Policy().check_url("https://api.example.com/v1").port
         443
         """
+        shown = _clip(url) if written is None else _clip(written)
+        filled = "" if written is None else " once its secrets are filled in"
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise DestinationBlocked(f"URL {_clip(url)} is malformed ({exc})", rule="malformed URL") from None
+            # urllib's message quotes the part it rejects.
+            reason = str(exc) if written is None else ("its port is not a number from 0 to 65535"
+                                                       if "port" in str(exc).lower() else "it cannot be parsed")
+            raise DestinationBlocked(f"URL {shown} is malformed{filled} ({reason})", rule="malformed URL") from None
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
-            shown = f"{scheme}://" if scheme else "no scheme"
-            raise DestinationBlocked(f"URL {_clip(url)} has {shown}; only http:// and https:// URLs are allowed",
+            if not scheme:
+                has = "no scheme"
+            elif host_as_written(written) or scheme in WELL_KNOWN_SCHEMES:
+                has = f"{scheme}://"
+            else:
+                has = "a scheme other than http:// or https://"
+            raise DestinationBlocked(f"URL {shown} has {has}{filled}; only http:// and https:// URLs are allowed",
                                      rule="scheme")
         if parts.username is not None or parts.password is not None or "@" in parts.netloc:
             raise DestinationBlocked("URLs with user:password@ are refused; send credentials in a header "
@@ -298,37 +323,61 @@ class Policy:
             try:
                 ipaddress.IPv6Address(raw_host[1:-1])
             except ValueError:
-                raise DestinationBlocked(f"URL {_clip(url)} has {raw_host} in brackets, which is not an IPv6 "
+                bracketed = raw_host if host_as_written(written) else "a host"
+                raise DestinationBlocked(f"URL {shown} has {bracketed} in brackets{filled}, which is not an IPv6 "
                                          "address", rule="malformed URL") from None
         if not parts.hostname:
-            raise DestinationBlocked(f"URL {_clip(url)} has no host", rule="malformed URL")
+            raise DestinationBlocked(f"URL {shown} has no host{filled}", rule="malformed URL")
         host, address = parse_host(parts.hostname)
         destination = Destination(scheme, host, port or (443 if scheme == "https" else 80), address)
         if address is not None:
-            self.check_address(address, host)
+            self.check_address(address, host, written)
         else:
-            self.check_name(host)
+            self.check_name(host, written)
         return destination
 
-    def check_name(self, host: str) -> None:
-        """Refuse a hostname before resolving it, if it names a cloud metadata service."""
+    def check_name(self, host: str, written: str | None = None) -> None:
+        """Refuse a hostname before resolving it, if it names a cloud metadata service.
+        ``written``: see :meth:`check_url`."""
         name = parse_host(host)[0]
         if name in METADATA_HOSTS and name not in self.hosts:
-            raise _blocked(name, None, Verdict("a cloud metadata host", ""))
+            raise _blocked(name, None, Verdict("a cloud metadata host", ""), written)
 
 
-def _blocked(host: str, address: str | None, verdict: Verdict) -> DestinationBlocked:
-    shown = host if address is None or host == address else f"{host} ({address})"
-    what = f"{address or host} is {verdict.rule}"
+_WRITTEN_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+
+
+def host_as_written(written: str | None) -> bool:
+    """Whether a URL as written (see :meth:`Policy.check_url`) spells out its scheme and host,
+    so naming them shows nothing of a secret: True for ``https://api.example.com/{{secret:t}}``
+    or None (no secret in the URL at all), False for ``{{secret:base}}/hook`` or
+    ``https://{{secret:tenant}}.example.com/``."""
+    if written is None:
+        return True
+    origin = _WRITTEN_ORIGIN.match(written)
+    return origin is not None and "{{secret:" not in origin[0]
+
+
+def _blocked(host: str, address: str | None, verdict: Verdict, written: str | None = None) -> DestinationBlocked:
+    network = ""
     if verdict.network and not verdict.network.endswith(("/32", "/128")):
-        what += f" in {verdict.network}"
+        network = f" in {verdict.network}"
+    private = f", or set {PRIVATE_VARIABLE}=on to allow every private address" if verdict.private else ""
+    if not host_as_written(written):
+        # The host came from a secret (or could have): say which URL and which rule, and how to
+        # allow it, without the host, its address or the IPv4 address inside it.
+        return DestinationBlocked(
+            f"destination {_clip(written)} blocked: its host (filled in from a secret) is {verdict.rule}{network}, "
+            f"which outbound calls may not reach unless allowed; if it is intended, add that host, or its "
+            f"address (or a network containing it), to {ALLOW_VARIABLE}{private}",
+            rule=verdict.rule)
+    shown = host if address is None or host == address else f"{host} ({address})"
+    inside = f" ({verdict.inside})" if verdict.inside else ""
+    what = f"{address or host} is {verdict.rule}{inside}{network}"
     target = f"{address} (or a network containing it)" if address else host
-    advice = f"add {target} to {ALLOW_VARIABLE}"
-    if verdict.private:
-        advice += f", or set {PRIVATE_VARIABLE}=on to allow every private address"
     return DestinationBlocked(
         f"destination {shown} blocked: {what}, which outbound calls may not reach unless allowed; "
-        f"if it is intended, {advice}",
+        f"if it is intended, add {target} to {ALLOW_VARIABLE}{private}",
         host=host, address=address, rule=verdict.rule)
 
 
@@ -347,4 +396,6 @@ def _normalise_network(network: Network) -> Network:
 
 
 def _clip(url: str, limit: int = 200) -> str:
+    """A URL quoted for a message. Only for text that holds no secret's value: cutting or
+    escaping one (repr() doubles a backslash) would leave something no scrubber recognises."""
     return repr(url if len(url) <= limit else url[:limit] + "...")

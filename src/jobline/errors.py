@@ -77,6 +77,36 @@ class Conflict(JoblineError):
     code = "conflict"
 
 
+class LeaseLost(Conflict):
+    """A report on a task whose lease the reporter no longer holds: it expired and the task was
+    rescued, or a person cancelled it. The report changes nothing."""
+
+    code = "lease_lost"
+
+
+class AuthError(JoblineError):
+    code = "auth"
+
+
+class Unauthenticated(AuthError):
+    """No credential, or one that is not the service key, a valid signed JWT or a live API token."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(AuthError):
+    """A valid credential without the right: it maps to no user, or the route is service-only."""
+
+    code = "forbidden"
+
+
+class Unavailable(JoblineError):
+    """A jobline HTTP endpoint did not answer (connection error, timeout or 5xx) and the client
+    has no database to fall back on (see jobline.Client)."""
+
+    code = "unavailable"
+
+
 # Handler signals: raised by a handler to decide its job's fate. They are not failures of
 # jobline, so they do not derive from JoblineError.
 

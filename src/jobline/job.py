@@ -38,6 +38,10 @@ class JobStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+# Functions every App registers (app.py). Jobs of theirs belong to no App in particular, and
+# only the service may enqueue them over the API.
+BUILTIN_FUNCTIONS = frozenset({"sql", "http"})
+
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 LIVE_STATUSES = frozenset({"waiting", "pending", "running"})
 
@@ -189,6 +193,21 @@ def encode_payload(payload: Any) -> str:
         size = len(text.encode())
         if size > MAX_PAYLOAD_BYTES:
             raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)")
+    return text
+
+
+def encode_result(value: Any) -> str | None:
+    """A handler's or remote worker's result as JSON text (any JSON value, at most 1 MiB)."""
+    if value is None:
+        return None
+    try:
+        text = _encode_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"result is not JSON-serialisable: {exc}") from None
+    if len(text) * 4 > MAX_PAYLOAD_BYTES and len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"result is larger than the {MAX_PAYLOAD_BYTES} bytes limit")
+    if "\\u0000" in text and JSON_NUL.search(text):
+        raise InvalidInput("result contains a NUL character (\\u0000), which PostgreSQL cannot store")
     return text
 
 

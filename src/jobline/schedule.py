@@ -127,6 +127,11 @@ class Schedule:
     def to_dict(self) -> dict[str, Any]:
         return {f: jsonable(getattr(self, f)) for f in _SCHEDULE_FIELDS}
 
+    def summary(self, last: ScheduleRun | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+        """to_dict() with when it fires next and its latest run (the CLI's --json, the API)."""
+        upcoming = self.upcoming(now or dt.datetime.now(dt.timezone.utc))
+        return {**self.to_dict(), "next_run": jsonable(upcoming), "last_run": last.to_dict() if last else None}
+
 
 _SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(Schedule))
 

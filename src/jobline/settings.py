@@ -17,6 +17,9 @@ from .errors import ConfigError
 MAX_HTTP_BODY_BYTES = 128 * 1024
 
 
+MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its digest (RFC 7518 3.2)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None = None   # None: use the embedded PostgreSQL in data_dir
@@ -47,6 +50,13 @@ class Settings:
     # The vault's key (or "NEW,OLD" during a rotation), see vault.py. Never printed, and never
     # sent to the database.
     master_key: str | None = dataclasses.field(default=None, repr=False)
+    # The HTTP API's credentials (auth.py): full access; the HS256 secret of user JWTs; the
+    # shared secret of POST /api/jobs/run. Never printed.
+    service_key: str | None = dataclasses.field(default=None, repr=False)
+    jwt_secret: str | None = dataclasses.field(default=None, repr=False)
+    runner_secret: str | None = dataclasses.field(default=None, repr=False)
+    # How long a remote worker's claim is trusted without a heartbeat.
+    remote_lease_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -81,6 +91,13 @@ class Settings:
         if not 0 <= self.http_max_body_bytes <= MAX_HTTP_BODY_BYTES:
             raise ConfigError(f"JOBLINE_HTTP_MAX_BODY_BYTES must be between 0 and {MAX_HTTP_BODY_BYTES} (128 KiB: "
                               f"the body is kept in the job's result), got {self.http_max_body_bytes}")
+        for name in ("service_key", "jwt_secret", "runner_secret"):
+            value = getattr(self, name)
+            if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(f"JOBLINE_{name.upper()} is shorter than {MIN_SECRET_BYTES} bytes: use a long random "
+                                  "value, such as the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        if not 10 <= self.remote_lease_seconds <= 86400:
+            raise ConfigError(f"JOBLINE_REMOTE_LEASE_SECONDS must be between 10 and 86400, got {self.remote_lease_seconds}")
         if self.master_key is not None:
             from .vault import MasterKeys  # only when set: it loads the cryptography package
 

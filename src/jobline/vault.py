@@ -36,7 +36,7 @@ import logging
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -164,7 +164,12 @@ def check_value(value: Any) -> str:
         raise InvalidInput(f"a secret's value must be text, got {type(value).__name__}")
     if not value:
         raise InvalidInput("a secret's value must not be empty")
-    size = len(value.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        # A lone surrogate: what Python makes of invalid UTF-8 in argv or a terminal. It could
+        # not be sealed (or sent in a request); the message must not quote the value.
+        raise InvalidInput("a secret's value must be valid UTF-8 text") from None
     if size > MAX_VALUE_BYTES:
         raise InvalidInput(f"a secret's value must be at most {MAX_VALUE_BYTES // 1024} KiB, got {size} bytes")
     return value
@@ -266,20 +271,212 @@ def _encoded_forms(plaintext: str) -> set[str]:
     return {plaintext} | percent | escaped
 
 
+# What WHATWG URL parsers (httpx among them) leave unencoded in a path and in a query: every
+# printable ASCII character except these. urllib.parse.quote encodes far more.
+_PATH_KEPT = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>?`{}%')
+_QUERY_KEPT = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>%')
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)\Z", re.DOTALL)
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _url_forms(plaintext: str) -> set[str]:
+    """How a value that is a URL (or a host name, or part of one) reads once a URL client has
+    normalised it: the host in lower case and IDNA, the default port dropped, the rest
+    percent-encoded as a path or query is. For a URL its origin and host count too: they
+    are part of the value, and error messages name them on their own."""
+    match = _URL.match(plaintext)
+    if match is None:
+        return _host_forms(plaintext)
+    scheme, authority, rest = match[1].lower(), match[2], match[3]
+    hostport = authority.rpartition("@")[2]
+    host, port = hostport, ""
+    if hostport.startswith("[") and "]" in hostport:
+        host, _, tail = hostport.partition("]")
+        host, port = host + "]", tail.removeprefix(":")
+    elif ":" in hostport:
+        host, port = hostport.rsplit(":", 1)
+    default = _DEFAULT_PORTS.get(scheme)
+    ports = {f":{port}", f":{port.lstrip('0')}"} if port else {""}
+    if default and (not port or port.lstrip("0") == default):  # the default port is dropped, or added
+        ports |= {"", f":{default}"}
+    rests = {rest, urllib.parse.quote(rest, safe=_PATH_KEPT + "?%"),
+             urllib.parse.quote(rest, safe=_QUERY_KEPT + "%")}
+    hosts = _host_forms(host)
+    forms = set(hosts)
+    for name in hosts | {host}:
+        for shown_port in ports:
+            origin = f"{scheme}://{name}{shown_port}"
+            forms.add(origin)
+            forms.update(origin + tail for tail in rests)
+    return forms
+
+
+def _host_forms(host: str) -> set[str]:
+    forms = {host.lower(), host.lower().removesuffix(".")}
+    try:
+        forms.add(host.lower().encode("idna").decode("ascii"))  # bücher.example -> xn--bcher-kva.example
+    except UnicodeError:
+        pass
+    return forms
+
+
+def _python_forms(plaintext: str) -> set[str]:
+    """The value inside the repr() of a str or of its UTF-8 bytes, in either quote style:
+    exception messages (h11's, urllib's, ours before) quote what they reject that way."""
+
+    def char(c: str, quote: str, ascii_only: bool) -> str:
+        if c in ("\\", quote):
+            return "\\" + c
+        if c in "'\"":
+            return c
+        return (ascii(c) if ascii_only else repr(c))[1:-1]
+
+    def byte(b: int, quote: str) -> str:
+        c = chr(b)
+        if c in ("\\", quote):
+            return "\\" + c
+        if c in "'\"":
+            return c
+        return repr(bytes([b]))[2:-1]
+
+    forms = set()
+    for quote in ("'", '"'):
+        forms.add("".join(char(c, quote, False) for c in plaintext))
+        forms.add("".join(char(c, quote, True) for c in plaintext))
+        forms.add("".join(byte(b, quote) for b in plaintext.encode("utf-8")))
+    return forms
+
+
+def _all_forms(plaintext: str) -> set[str]:
+    forms = _encoded_forms(plaintext) | _python_forms(plaintext) | _url_forms(plaintext)
+    for kept in (_PATH_KEPT, _QUERY_KEPT):  # percent-encoded as httpx writes a path or a query
+        forms |= {urllib.parse.quote(plaintext, safe=kept), urllib.parse.quote(plaintext, safe=kept + "%")}
+    return {form for form in forms if len(form) >= MIN_SCRUB_LENGTH}
+
+
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|[\\'\"/nrtbf])")
+_SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+
+
+def _unescaped(text: str) -> str:
+    def one(m: re.Match) -> str:
+        code = m[1]
+        if code[0] in "xuU":
+            value = int(code[1:], 16)
+            return chr(value) if value <= 0x10FFFF else m[0]
+        return _SIMPLE_ESCAPES.get(code, code)
+
+    return _ESCAPE.sub(one, text)
+
+
+class Scrubber:
+    """Finds the values of some secrets in text a call produced, and replaces them.
+
+    A value is recognised whole, in any letter case, in every form an HTTP exchange or an
+    error message is known to give it: as it is, percent-encoded (as urllib writes it, or as
+    httpx writes a path or a query), JSON-escaped, and inside the repr() of a str or bytes.
+    A value that is a URL is also recognised as a URL client normalises it (host in lower case
+    and IDNA, default port dropped), and so are its origin and its host on their own; a value
+    that is not a URL is also recognised in its IDNA form. Each occurrence becomes
+    ``{{secret:NAME}}``. Values shorter than ``MIN_SCRUB_LENGTH`` are left alone (see there why).
+
+    >>> Scrubber({"base": "https://API.Example.com:443"}).scrub("GET https://api.example.com/v1")
+    'GET {{secret:base}}/v1'
+    """
+
+    def __init__(self, secrets: Mapping[str, str]):
+        forms: dict[str, tuple[str, str]] = {}  # lower case -> (form, name): one of each, any case
+        for name, plaintext in sorted(secrets.items()):
+            if len(plaintext) >= MIN_SCRUB_LENGTH:
+                for form in _all_forms(plaintext):
+                    forms.setdefault(form.lower(), (form, name))
+        # Longest first: at any position the regex takes the first alternative that matches, so
+        # a value that contains another secret's value is replaced whole.
+        ordered = sorted(forms.values(), key=lambda entry: (-len(entry[0]), entry[0]))
+        self._names = [""] + [name for _, name in ordered]  # by group number
+        self._pattern = (re.compile("|".join(f"({re.escape(form)})" for form, _ in ordered), re.IGNORECASE)
+                         if ordered else None)
+        # A match is as many characters as its form (case-insensitive matching is one character
+        # for one), and a character is at most 4 bytes of UTF-8.
+        self.margin_bytes = 4 * len(ordered[0][0]) if ordered else 0
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def scrub(self, value: Any) -> Any:
+        """A copy of a str/dict/list with every occurrence replaced (dict keys included)."""
+        return _walk(value, lambda text: self._replace(text, len(text)))
+
+    def scrub_cut(self, text: str, limit: int) -> str:
+        """The first ``limit`` characters of ``text``, scrubbed. An occurrence that starts
+        before ``limit`` is replaced whole, even where it runs past it, so a cut never leaves
+        part of a value behind; ``text`` must therefore extend far enough past ``limit`` to hold
+        any occurrence that starts before it (``margin_bytes`` more, as UTF-8)."""
+        return self._replace(text, limit)
+
+    def reveals(self, text: str) -> bool:
+        """Whether ``text`` shows a value in a recognised form, also once percent-decoded or
+        with backslash escapes read (a last check before text that may quote a secret is kept)."""
+        if self._pattern is None:
+            return False
+        # Placeholders out of the way first: a value may also be a word of "{{secret:NAME}}".
+        text = REFERENCE.sub("\ufffe", text)
+        unescaped = _unescaped(text)
+        variants = {text, urllib.parse.unquote(text), urllib.parse.unquote_plus(text), unescaped}
+        try:  # b'\xc3\xa9' read back as the UTF-8 it is
+            variants.add(unescaped.encode("latin-1").decode("utf-8"))
+        except UnicodeError:
+            pass
+        return any(self._pattern.search(variant) for variant in variants)
+
+    def _replace(self, text: str, limit: int) -> str:
+        if self._pattern is None:
+            return text[:limit]
+        out: list[str] = []
+        position = 0
+        for start, end, names in self._spans(text, limit):
+            out.append(text[position:start])
+            out.append("".join("{{secret:" + name + "}}" for name in names))
+            position = end
+        if position < limit:
+            out.append(text[position:limit])
+        return "".join(out)
+
+    def _spans(self, text: str, limit: int) -> Iterator[tuple[int, int, list[str]]]:
+        """(start, end, names) of each occurrence starting before ``limit``; occurrences that
+        overlap (two values sharing characters, or one value repeating into itself) are one
+        span, so no part of either is left."""
+        assert self._pattern is not None
+        # Placeholders already in the text stay as they are, even if a value is a word of one.
+        placeholders = [m.span() for m in REFERENCE.finditer(text)] if "{{secret:" in text else []
+        search = 0
+        while True:
+            found = self._pattern.search(text, search)
+            if found is None or found.start() >= limit:
+                return
+            start, end = found.span()
+            around = next((span for span in placeholders if span[0] <= start and end <= span[1]), None)
+            if around is not None:
+                search = around[1]
+                continue
+            names = [self._names[found.lastindex or 0]]
+            inner = start + 1
+            while inner < end:
+                more = self._pattern.match(text, inner)
+                if more is not None and more.end() > end:
+                    end = more.end()
+                    if self._names[more.lastindex or 0] not in names:
+                        names.append(self._names[more.lastindex or 0])
+                inner += 1
+            yield start, end, names
+            search = end
+
+
 def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
-    """A copy of a str/dict/list in which every occurrence of a secret's value (raw,
-    percent-encoded or JSON-escaped) is replaced by ``{{secret:NAME}}``. Values shorter than
+    """A copy of a str/dict/list in which every occurrence of a secret's value is replaced by
+    ``{{secret:NAME}}``, in every form :class:`Scrubber` recognises. Values shorter than
     ``MIN_SCRUB_LENGTH`` are left alone (see there why)."""
-    forms: dict[str, str] = {}
-    for name, plaintext in secrets.items():
-        if len(plaintext) >= MIN_SCRUB_LENGTH:
-            for form in _encoded_forms(plaintext):
-                forms.setdefault(form, name)
-    if not forms:
-        return _walk(value, lambda text: text)
-    # Longest first, so a value that contains another secret's value is replaced whole.
-    pattern = re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)))
-    return _walk(value, lambda text: pattern.sub(lambda m: "{{secret:" + forms[m[0]] + "}}", text))
+    return Scrubber(secrets).scrub(value)
 
 
 def missing_message(names: Iterable[str]) -> str:

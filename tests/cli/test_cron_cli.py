@@ -65,6 +65,7 @@ def test_add_list_pause_resume_trigger_runs_and_remove(jobline, sql):
     (["cron", "add", "kept", "@daily", "--function", "f"], 1, "error: a schedule named 'kept' exists"),
     (["cron", "pause", "nope"], 3, "error: no schedule named or numbered 'nope'"),
     (["cron", "runs", "999"], 3, "error: no schedule named or numbered '999'"),
+    (["cron", "runs", "²"], 3, "error: no schedule named or numbered '²'"),  # a digit to str.isdigit()
 ])
 def test_bad_input_gets_one_line_and_stores_nothing(jobline, sql, args, status, message):
     assert jobline("cron", "add", "kept", "@hourly", "--function", "f").returncode == 0

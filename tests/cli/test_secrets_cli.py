@@ -191,3 +191,11 @@ def _read_until(fd: int, seen: bytes, wanted: bytes, timeout: float = 30) -> byt
             raise AssertionError(f"no {wanted!r} within {timeout} s; output so far: {seen!r}")
         seen += os.read(fd, 4096)
     return seen
+
+
+def test_set_with_an_invalid_utf8_value_prints_one_error_line(db_url):
+    env = {**os.environ, "JOBLINE_DATABASE_URL": db_url, "JOBLINE_MASTER_KEY": NEW, "JOBLINE_LOG_LEVEL": "warning"}
+    done = subprocess.run([sys.executable, "-m", "jobline", "secrets", "set", "token", b"ab\xffcd"], env=env,
+                          capture_output=True, input=b"", timeout=60)
+    assert (done.returncode, done.stderr.decode(), done.stdout) == (
+        2, "error: a secret's value must be valid UTF-8 text\n", b"")

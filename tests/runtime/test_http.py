@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 import time
 
 import psycopg
@@ -667,3 +668,184 @@ def test_settings_dataclass_holds_the_http_defaults():
     assert (settings.http_allow, settings.http_allow_private, settings.http_max_redirects,
             settings.http_max_body_bytes) == (None, False, 5, 65536)
     assert dataclasses.replace(settings, http_allow=LOCAL).http_allow == LOCAL
+
+
+# -- no part of a secret in results, errors or logs (a local receiver that echoes it) -------------
+
+
+TOKEN = "LEAKCHECK-0123456789-abcdefghi"  # 30 characters
+PIECES = ("LEAKCH", "0123456789", "abcdefghi")  # any part of TOKEN that could survive a cut
+
+
+def _stored(sql) -> str:
+    """Every job and attempt row as text: results, errors, payloads."""
+    dump = sql("SELECT coalesce(string_agg(row_to_json(j)::text, ' '), '') FROM jobline.jobs j")[0][0]
+    return dump + sql("SELECT coalesce(string_agg(row_to_json(a)::text, ' '), '') FROM jobline.attempts a")[0][0]
+
+
+def _logged(caplog) -> str:
+    return " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+
+
+def _assert_nowhere(pieces, *texts: str) -> None:
+    for text in texts:
+        for piece in pieces:
+            assert piece not in text, (piece, text[:2000])
+
+
+async def test_a_body_cut_by_the_cap_inside_a_secret_keeps_no_part_of_it(make_app, receiver, caplog, sql):
+    caplog.set_level(logging.DEBUG)
+    # 50 bytes, then the token the request carried: a 70-byte cap cuts it after 20 characters.
+    receiver.respond = lambda seen: Reply(500 if seen.path == "/fail" else 200,
+                                          "x" * 50 + seen.headers["x-token"] + "y" * 50)
+    app = make_app(master_key=vault.generate_key(), http_max_body_bytes=70)
+    async with app:
+        await app.set_secret_async("tok", TOKEN)
+        ok = await app.enqueue_async("http", {"url": receiver.url("/ok"), "headers": {"X-Token": "{{secret:tok}}"}})
+        failing = await app.enqueue_async("http", {"url": receiver.url("/fail"),
+                                                   "headers": {"X-Token": "{{secret:tok}}"}}, max_attempts=1)
+        await app.process_async()
+        done, failed = await app.get_job_async(ok.id), await app.get_job_async(failing.id)
+    assert receiver.requests[0].headers["x-token"] == TOKEN
+    assert (done.status, done.result["truncated"]) == ("succeeded", True)
+    assert done.result["body"] == "x" * 50 + "{{secret:tok}}"  # the value is replaced whole, then cut
+    assert failed.status == "failed" and "x" * 50 + "{{secret:tok}}" in failed.last_error
+    _assert_nowhere(PIECES, _stored(sql), _logged(caplog))
+
+
+async def test_a_request_line_cut_inside_a_secret_keeps_no_part_of_it(make_app, receiver, caplog, sql):
+    caplog.set_level(logging.DEBUG)
+    receiver.default = Reply(hang=True)
+    # The request line in errors is cut at 300 characters: here, inside the secret's value.
+    padding = "p" * (300 - len(receiver.url("/")) - 1 - 15)
+    url = receiver.url(f"/{padding}/{{{{secret:tok}}}}")
+    app = make_app(master_key=vault.generate_key())
+    async with app:
+        await app.set_secret_async("tok", TOKEN)
+        job = await app.enqueue_async("http", {"url": url, "timeout_ms": 300}, max_attempts=1)
+        await app.process_async()
+        done = await app.get_job_async(job.id)
+    assert receiver.requests[0].path.endswith(TOKEN)
+    assert done.status == "failed" and "timed out after" in done.last_error
+    assert f"GET {receiver.url('/' + padding)}/{{{{secret:" in done.last_error
+    _assert_nowhere(PIECES, _stored(sql), _logged(caplog))
+
+
+WEIRD = "Qx\\Zq'\"Wv-LEAK9"  # a backslash and both quotes: repr() would escape them
+
+
+async def test_a_blocked_url_quotes_the_secret_as_a_placeholder_never_escaped(make_app, receiver, caplog, sql, guard):
+    caplog.set_level(logging.DEBUG)
+    urls = ["gopher://example.com/{{secret:weird}}", "ftp://example.com/?k={{secret:weird}}",
+            "http://example.com:99999/{{secret:weird}}", "http://169.254.169.254/{{secret:weird}}"]
+    app = make_app(master_key=vault.generate_key(), http_allow=None)
+    async with app:
+        await app.set_secret_async("weird", WEIRD)
+        ids = [(await app.enqueue_async("http", {"url": url})).id for url in urls]
+        await app.process_async()
+        jobs = [await app.get_job_async(i) for i in ids]
+    for url, job in zip(urls, jobs):
+        assert (job.status, job.attempts) == ("failed", 1), url
+        assert job.last_error.startswith("DestinationBlocked: "), job.last_error
+    for job in jobs[:3]:  # the URL is quoted as written
+        assert "{{secret:weird}}" in job.last_error, job.last_error
+    assert "gopher://" in jobs[0].last_error and "malformed" in jobs[2].last_error
+    # A host written out in the URL is named, though a secret fills in its path.
+    assert jobs[3].last_error.startswith("DestinationBlocked: destination 169.254.169.254 blocked: ")
+    assert "cloud metadata" in jobs[3].last_error and "JOBLINE_HTTP_ALLOW" in jobs[3].last_error
+    _assert_nowhere(("Qx", "Zq", "Wv", "LEAK9"), _stored(sql), _logged(caplog))
+    assert [e for e in guard if e[0] == "connect"] == []
+
+
+async def test_a_host_from_a_secret_is_not_named_when_it_is_blocked_or_does_not_resolve(make_app, receiver, caplog,
+                                                                                        sql, guard):
+    caplog.set_level(logging.DEBUG)
+    secrets = {
+        "private_url": "http://10.11.12.13:8080",            # refused before connecting: RFC 1918
+        "meta_url": "http://Metadata.Google.Internal",       # refused by name, before any lookup
+        "local_url": f"http://localhost:{receiver.port}",    # resolves to loopback, refused there
+        "unresolvable_url": "https://nowhere-7c1d.invalid",  # does not resolve (the guard refuses it)
+    }
+    app = make_app(master_key=vault.generate_key(), http_allow=None)
+    async with app:
+        for name, value in secrets.items():
+            await app.set_secret_async(name, value)
+        jobs = {name: await app.enqueue_async("http", {"url": f"{{{{secret:{name}}}}}/hook"}, max_attempts=1)
+                for name in secrets}
+        await app.process_async()
+        errors = {name: (await app.get_job_async(job.id)).last_error for name, job in jobs.items()}
+    assert receiver.connections == 0 and [e for e in guard if e[0] == "connect"] == []
+    for name, error in errors.items():
+        assert f"{{{{secret:{name}}}}}/hook" in error, error
+    assert "RFC 1918" in errors["private_url"] and "JOBLINE_HTTP_ALLOW_PRIVATE=on" in errors["private_url"]
+    assert "cloud metadata host" in errors["meta_url"]
+    assert "loopback" in errors["local_url"] and "to JOBLINE_HTTP_ALLOW" in errors["local_url"]
+    assert "cannot resolve the host of" in errors["unresolvable_url"]
+    pieces = ("10.11.12.13", "10.11.", "metadata.google", "Metadata.Google", "localhost", "127.0.0.1", "nowhere",
+              "7c1d")
+    _assert_nowhere(pieces, _stored(sql), _logged(caplog))
+    _assert_nowhere((":8080", f":{receiver.port}", str(receiver.port)), *errors.values())
+
+
+async def test_final_url_after_a_redirect_from_a_secret_url_shows_no_normalised_part_of_it(make_app, receiver,
+                                                                                          caplog, sql):
+    caplog.set_level(logging.DEBUG)
+    base = f"http://LocalHost:{receiver.port}"  # httpx writes the host in lower case
+    hidden = "".join(f"%{b:02X}" for b in TOKEN.encode())  # every byte encoded: not one of the scrubbed forms
+
+    def respond(seen: Seen) -> Reply:
+        if seen.path == "/start":
+            return Reply(302, headers={"Location": "/done"})
+        if seen.path == "/odd":
+            return Reply(302, headers={"Location": f"/done?t={hidden}"})
+        return Reply(200, {"self": f"http://localhost:{receiver.port}{seen.path}"})
+
+    receiver.respond = respond
+    app = make_app(master_key=vault.generate_key(), http_allow="localhost,127.0.0.0/8")
+    async with app:
+        await app.set_secret_async("base_url", base)
+        await app.set_secret_async("tok", TOKEN)
+        plain = await app.enqueue_async("http", {"url": "{{secret:base_url}}/start"})
+        odd = await app.enqueue_async("http", {"url": "{{secret:base_url}}/odd",
+                                               "headers": {"X-Token": "{{secret:tok}}"}})
+        await app.process_async()
+        plain, odd = await app.get_job_async(plain.id), await app.get_job_async(odd.id)
+    assert sorted(s.path for s in receiver.requests) == sorted(["/start", "/done", "/odd", f"/done?t={hidden}"])
+    assert plain.status == "succeeded" and plain.result["url"] == "{{secret:base_url}}/start"
+    assert plain.result["final_url"] == "{{secret:base_url}}/done"
+    assert plain.result["body"] == {"self": "{{secret:base_url}}/done"}
+    assert odd.status == "succeeded"
+    assert odd.result["final_url"].startswith("{{secret:base_url}}/odd (redirected 1 time(s); the final URL is "
+                                              "not shown")
+    _assert_nowhere(("localhost", "LocalHost", hidden[:12]) + PIECES, _stored(sql), _logged(caplog))
+    _assert_nowhere((str(receiver.port),), json.dumps(plain.result), json.dumps(odd.result))
+
+
+async def test_without_redirects_final_url_is_the_url_as_written_with_its_parameters(make_app, receiver):
+    app = make_app(master_key=vault.generate_key())
+    async with app:
+        await app.set_secret_async("tok", TOKEN)
+        job = await app.enqueue_async("http", {"url": receiver.url("/x/{{secret:tok}}?a=1"),
+                                               "params": {"k": "{{secret:tok}}", "n": 2}})
+        await app.process_async()
+        done = await app.get_job_async(job.id)
+    assert receiver.requests[0].path == f"/x/{TOKEN}?a=1&k={TOKEN}&n=2"
+    assert done.result["final_url"] == receiver.url("/x/{{secret:tok}}?a=1&k={{secret:tok}}&n=2")
+
+
+async def test_an_http_error_logs_status_and_timing_only_and_keeps_the_body_after_the_first_line(make_app, receiver,
+                                                                                               caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver.replies = [Reply(503, {"error": "warming up"})]
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url("/hook")})
+        await app.process_async()
+        [attempt] = await app.store.attempt_list(job.id)
+    summary, rest = attempt.error.split("\n", 1)
+    assert re.fullmatch(r"HttpCallFailed: HTTP 503 Service Unavailable after [0-9.]+ ms", summary), summary
+    assert rest.startswith('{"error": "warming up"}')
+    retrying = [r for r in caplog.records if r.getMessage() == "job.retrying"]
+    assert retrying and all("warming" not in str(r.__dict__) for r in retrying)
+    assert "warming" not in _logged(caplog)
+

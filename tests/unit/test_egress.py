@@ -193,3 +193,55 @@ def test_retry_after_reads_seconds_and_http_dates_capped_at_a_day():
     assert retry_after("Fri, 30 Jan 2026 03:00:00 GMT", now) == 0.0       # in the past: now
     assert retry_after("999999999") == 86400.0
     assert retry_after(None) is None and retry_after("-1") is None and retry_after("soon") is None
+
+
+SECRET_HOST = "Qx\\Zq'\"Wv.internal"
+
+
+@pytest.mark.parametrize(("url", "written", "words"), [
+    ("gopher://h/Qx\\Zq'\"Wv", "gopher://h/{{secret:w}}", "gopher://"),
+    ("zz-Qx-Wv://h/", "{{secret:w}}/", "a scheme other than http:// or https://"),
+    ("http://h:99999/Qx\\Zq", "http://h:99999/{{secret:w}}", "its port is not a number"),
+    ("http://10.11.12.13:8080", "{{secret:w}}", "private address (RFC 1918) in 10.0.0.0/8"),
+    ("http://[64:ff9b::a0b:c0d]/", "{{secret:w}}", "inside a NAT64 address"),
+    ("http://METADATA.goog/", "{{secret:w}}", "cloud metadata host"),
+    ("http://[Qx.internal]/", "{{secret:w}}", "malformed"),
+])
+def test_a_url_from_a_secret_is_refused_naming_the_written_form_only(url, written, words):
+    with pytest.raises(DestinationBlocked) as caught:
+        Policy().check_url(url, written)
+    error = caught.value
+    message = str(error)
+    assert written in message and words in message, message
+    assert "once its secrets are filled in" in message or "filled in from a secret" in message
+    assert error.host is None and error.address is None
+    for piece in ("Qx", "Zq", "Wv", "10.11", "8080", "a0b", "10.11.12.13", "METADATA", "goog/", "zz-"):
+        assert piece not in message and piece not in error.rule, (piece, message)
+
+
+def test_an_address_from_a_secret_is_refused_without_naming_it_or_its_host():
+    with pytest.raises(DestinationBlocked) as caught:
+        Policy().check_address(ipaddress.ip_address("127.0.0.1"), "api.secret-host.example", "{{secret:u}}/x")
+    message = str(caught.value)
+    assert message.startswith("destination '{{secret:u}}/x' blocked: its host (filled in from a secret) is a "
+                              "loopback address in 127.0.0.0/8")
+    assert "add that host, or its address (or a network containing it), to JOBLINE_HTTP_ALLOW" in message
+    assert "secret-host" not in message and "127.0.0.1" not in message
+
+
+def test_an_embedded_ipv4_address_is_named_in_the_message_but_not_in_the_rule():
+    with pytest.raises(DestinationBlocked) as caught:
+        Policy().check_address(ipaddress.ip_address("64:ff9b::7f00:1"), "64:ff9b::7f00:1")
+    assert "inside a NAT64 address (127.0.0.1)" in str(caught.value)
+    assert caught.value.rule == "a loopback address inside a NAT64 address"
+
+
+def test_a_host_written_out_is_named_though_a_secret_fills_in_the_rest_of_the_url():
+    with pytest.raises(DestinationBlocked) as caught:
+        Policy().check_url("http://10.1.2.3/tok-value", "http://10.1.2.3/{{secret:t}}")
+    assert str(caught.value).startswith("destination 10.1.2.3 blocked: ") and caught.value.address == "10.1.2.3"
+    assert "tok-value" not in str(caught.value)
+    with pytest.raises(DestinationBlocked, match="has a scheme other than"):
+        Policy().check_url("zz-tok://h/", "{{secret:u}}")
+    with pytest.raises(DestinationBlocked, match="has zz-x://"):
+        Policy().check_url("zz-x://h/tok-value", "zz-x://h/{{secret:t}}")

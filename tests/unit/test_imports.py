@@ -46,3 +46,20 @@ def test_nothing_outside_cli_imports_cli():
            if "cli" not in p.relative_to(PACKAGE).parts and p.name != "__main__.py"
            and any(t.split(".")[0] == "cli" for t in imports_of(p))]
     assert bad == []
+
+
+def test_the_core_never_imports_the_http_api():
+    """api/ calls the core; nothing outside api/ (and the CLI that serves it) imports api/."""
+    bad = [f"{p.relative_to(PACKAGE)} imports {t}" for p in PACKAGE.rglob("*.py")
+           if not {"api", "cli"} & set(p.relative_to(PACKAGE).parts)
+           for t in imports_of(p) if t.split(".")[0] == "api"]
+    assert bad == []
+
+
+def test_only_the_cli_and_the_package_root_import_the_client():
+    """client/ uses the core; only the CLI (`worker --remote`) and `jobline` itself (which exports
+    Client) import it."""
+    bad = [f"{p.relative_to(PACKAGE)}" for p in PACKAGE.rglob("*.py")
+           if p.relative_to(PACKAGE).parts[0] not in ("cli", "client", "__init__.py")
+           and any(t.split(".")[0] == "client" for t in imports_of(p))]
+    assert bad == []

@@ -251,3 +251,52 @@ def test_scrub_then_substitute_gives_the_original_back():
     secrets = {"token": "t0k3n-value"}
     original = {"message": "401: token t0k3n-value refused"}
     assert vault.substitute(vault.scrub(original, secrets), secrets) == original
+
+
+def test_scrub_recognises_a_secret_url_as_a_url_client_normalises_it():
+    scrubber = vault.Scrubber({"base": "https://API.Example.com:443", "idn": "http://Bücher.example"})
+    assert scrubber.scrub("https://api.example.com/hook") == "{{secret:base}}/hook"       # lower case, no :443
+    assert scrubber.scrub("https://api.example.com:443/hook") == "{{secret:base}}/hook"
+    assert scrubber.scrub("certificate is not valid for 'api.example.com'") == (
+        "certificate is not valid for '{{secret:base}}'")                                  # the host on its own
+    assert scrubber.scrub("http://xn--bcher-kva.example/x") == "{{secret:idn}}/x"          # IDNA
+    assert scrubber.scrub("https://API.EXAMPLE.COM:8443/") == "{{secret:base}}:8443/"        # its origin
+
+
+def test_scrub_recognises_values_quoted_by_repr_and_in_any_case():
+    value = "Qx\\Zq'\"Wv-é"
+    scrubber = vault.Scrubber({"weird": value})
+    for shown in (repr(value), ascii(value), repr(value.encode()), repr("ftp://x/" + value), value.upper()):
+        scrubbed = scrubber.scrub(shown)
+        assert "{{secret:weird}}" in scrubbed and "Qx" not in scrubbed and "Zq" not in scrubbed, shown
+
+
+def test_scrub_cut_replaces_a_value_the_cut_runs_through_whole():
+    scrubber = vault.Scrubber({"tok": "0123456789abcdefghij"})
+    body = "x" * 50 + "0123456789abcdefghij" + "tail"
+    assert scrubber.scrub_cut(body, 60) == "x" * 50 + "{{secret:tok}}"
+    assert scrubber.scrub_cut(body, 50) == "x" * 50
+    assert scrubber.scrub_cut(body, 72) == "x" * 50 + "{{secret:tok}}ta"
+    assert scrubber.margin_bytes >= 4 * len("0123456789abcdefghij")  # room to see a whole value, in bytes
+    assert vault.Scrubber({}).scrub_cut("abcdef", 3) == "abc" and vault.Scrubber({}).margin_bytes == 0
+
+
+def test_overlapping_values_leave_no_part_of_either():
+    assert vault.scrub("xxabcdefghyy", {"a": "abcdef", "b": "defghy"}) == "xx{{secret:a}}{{secret:b}}y"
+    assert vault.scrub("aaaaaa!", {"a": "aaaa"}) == "{{secret:a}}!"
+
+
+def test_reveals_sees_values_that_scrubbing_left_in_an_unusual_encoding():
+    scrubber = vault.Scrubber({"tok": "tok-S3cr3t"})
+    assert scrubber.reveals("/done?t=" + "".join(f"%{b:02X}" for b in b"tok-S3cr3t"))
+    assert scrubber.reveals("\\x74ok-S3cr3t")
+    assert not scrubber.reveals("{{secret:tok}} and ordinary text")
+    assert not vault.Scrubber({"word": "secret"}).reveals("{{secret:word}}")  # the placeholder is not the value
+
+
+def test_a_value_that_is_not_valid_utf8_is_refused_without_echoing_it(keys):
+    value = "ab\udcffcd"  # what Python makes of the bytes ab\xffcd in argv
+    with pytest.raises(InvalidInput, match="^a secret's value must be valid UTF-8 text$"):
+        vault.check_value(value)
+    with pytest.raises(InvalidInput, match="valid UTF-8"):
+        seal(keys, "token", value)

@@ -21,13 +21,10 @@ def cron_group() -> None:
 
 
 def _schedule_row(schedule: Schedule, last=None, now: dt.datetime | None = None) -> dict:
-    row = schedule.to_dict()
+    row = schedule.summary(last, now)
     row["target"] = (schedule.payload.get("command", "") if schedule.function == "sql"
                      else f"{schedule.function} {_compact(schedule.payload)}")
     row["state"] = "active" if schedule.active else "paused"
-    upcoming = schedule.upcoming(now or dt.datetime.now(dt.timezone.utc))
-    row["next_run"] = upcoming.isoformat() if upcoming else None
-    row["last_run"] = last.to_dict() if last is not None else None
     return row
 
 
@@ -127,8 +124,8 @@ def _steer(name: str, help_text: str, action) -> None:
             return await action(app.store, schedule)
 
         outcome = _run(ctx.load_app(), work)
-        if as_json:
-            emit_json(outcome)
+        if as_json:  # the HTTP API's fields; the message is for people
+            emit_json({k: v for k, v in outcome.items() if k != "message"})
         else:
             click.echo(outcome["message"])
 

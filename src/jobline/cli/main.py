@@ -104,6 +104,6 @@ def cli(ctx: click.Context, database_url, data_dir, app_spec, log_format, log_le
 
 
 def main() -> None:
-    from . import cron, db, jobs, run, secrets  # noqa: F401  (they register their commands on `cli`)
+    from . import cron, db, jobs, run, secrets, serve, tokens  # noqa: F401  (they register their commands on `cli`)
 
     cli(prog_name="jobline")

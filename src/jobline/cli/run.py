@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 
 import click
+from click.core import ParameterSource
 
 from .main import Context, cli, pass_context
 from .output import emit_json, table
@@ -28,10 +29,19 @@ def _worker_options(function):
               help="Seconds a claim is trusted without a heartbeat (default 30).")
 @click.option("--scheduler/--no-scheduler", default=True, show_default=True,
               help="Also turn cron ticks into jobs (safe in every worker: each tick fires once).")
+@click.option("--remote", metavar="URL", help="Work over HTTP through the jobline server at URL, without a "
+              "database (falls back to --database-url if given and the server is unreachable).")
+@click.option("--token", envvar="JOBLINE_TOKEN", show_envvar=True,
+              help="With --remote: the bearer token (service key, user JWT or API token).")
 @pass_context
-def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, scheduler) -> None:
+def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, scheduler, remote, token) -> None:
     """Claim and run jobs of the app's functions until stopped (SIGTERM/SIGINT); also runs the
-    scheduler unless --no-scheduler."""
+    scheduler unless --no-scheduler. With --remote URL, claim them over HTTP instead."""
+    if remote:
+        _remote_worker(ctx, remote, token, concurrency, grace, queue=queues, batch_size=batch_size)
+        return
+    if token and click.get_current_context().get_parameter_source("token") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--token goes with --remote URL (a worker with a database needs no token)")
     if lease:
         ctx.settings = dataclasses.replace(ctx.settings, lease_seconds=lease)
     app = ctx.load_app()
@@ -41,6 +51,36 @@ def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, schedule
             w = await app.worker_async(concurrency=concurrency, queues=list(queues) or None,
                                        batch_size=batch_size, grace_seconds=grace, scheduler=scheduler)
             await w.run()
+
+    asyncio.run(go())
+
+
+def _remote_worker(ctx: Context, url: str, token: str | None, concurrency: int | None, grace: float, **refused) -> None:
+    """`jobline worker --remote`: the App's functions, claimed and reported over HTTP (client/)."""
+    from ..client.client import Client
+    from ..client.remote_worker import RemoteWorker
+
+    source = click.get_current_context().get_parameter_source
+    given = [f"--{name.replace('_', '-')}" for name, value in refused.items() if value]
+    given += [f"--{name}" for name in ("lease", "scheduler") if source(name) == ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be used with --remote: the server picks tasks for any "
+                               "queue, sets their lease (JOBLINE_REMOTE_LEASE_SECONDS), and runs no schedules")
+    if not token:
+        raise click.UsageError("--remote needs --token TOKEN (or JOBLINE_TOKEN): the service key, a user JWT or "
+                               "an API token from `jobline tokens create`")
+    settings = ctx.settings
+    app = ctx.load_app()
+
+    async def go():
+        client = Client(url, token, settings.database_url, settings=settings)
+        try:
+            worker = RemoteWorker(client, app.registry, concurrency=concurrency or settings.concurrency,
+                                  grace_seconds=grace)
+            await worker.run()
+        finally:
+            await client.close_async()
+            await app.close_async()
 
     asyncio.run(go())
 

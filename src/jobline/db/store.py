@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -17,7 +18,8 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..errors import Conflict, DatabaseError, InvalidInput, JobNotFound, ScheduleNotFound, SecretNotFound
+from ..errors import (Conflict, DatabaseError, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
+                      SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
 from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec
 from . import queries as q
@@ -33,9 +35,9 @@ def translate_errors() -> Iterator[None]:
     """Turn psycopg errors into jobline errors with the server's message (cause kept)."""
     try:
         yield
-    except (pg_errors.InvalidParameterValue, pg_errors.CheckViolation, pg_errors.ForeignKeyViolation,
-            pg_errors.InvalidTextRepresentation, pg_errors.NumericValueOutOfRange,
-            pg_errors.UntranslatableCharacter, pg_errors.DatetimeFieldOverflow) as exc:
+    except (psycopg.DataError, pg_errors.CheckViolation, pg_errors.ForeignKeyViolation) as exc:
+        # DataError: SQLSTATE class 22 (a value PostgreSQL refuses), or psycopg refusing to send
+        # one (a NUL in a string).
         raise InvalidInput(_server_message(exc)) from exc
     except pg_errors.UndefinedTable as exc:
         raise DatabaseError(f"{_server_message(exc)}; is the schema installed? Run `jobline db migrate`") from exc
@@ -204,36 +206,40 @@ class Store:
 
     # -- reading and steering jobs -----------------------------------------------------------
 
-    async def job_get(self, job_id: int) -> Job:
-        rows = await self._fetch(q.JOB_GET, {"id": job_id})
+    async def job_get(self, job_id: int, *, owner: str | None = None) -> Job:
+        """A job; with ``owner``, only that user's (another's answers as one that does not exist)."""
+        rows = await self._fetch(q.JOB_GET, {"id": job_id, "owner": owner})
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
         return Job.from_row(rows[0])
 
     async def job_list(self, *, statuses: list[str] | None = None, function: str | None = None,
                        queue: str | None = None, owner: str | None = None, before_id: int | None = None,
+                       created_after: Any = None, created_before: Any = None,
                        include_archived: bool = False, limit: int = 50,
                        live_seconds: float = 90) -> list[tuple[Job, bool]]:
         """Jobs newest first, each with whether a live worker serves its function."""
         rows = await self._fetch(q.JOB_LIST, {
             "statuses": statuses, "function": function, "queue": queue, "owner": owner,
-            "before_id": before_id, "include_archived": include_archived, "limit": limit,
+            "created_after": created_after, "created_before": created_before, "before_id": before_id, "include_archived": include_archived, "limit": limit,
             "live_seconds": live_seconds})
         return [(Job.from_row(row), row["served"]) for row in rows]
 
-    async def attempt_list(self, job_id: int) -> list[Attempt]:
-        rows = await self._fetch(q.ATTEMPT_LIST, {"job_id": job_id})
+    async def attempt_list(self, job_id: int, *, owner: str | None = None) -> list[Attempt]:
+        """A job's attempts; with ``owner``, none unless that user owns the job."""
+        rows = await self._fetch(q.ATTEMPT_LIST, {"job_id": job_id, "owner": owner})
         return [Attempt(**row) for row in rows]
 
-    async def _steer(self, query: str, job_id: int, action: str, allowed: str, **params) -> Job:
+    async def _steer(self, query: str, job_id: int, action: str, allowed: str, *, owner: str | None,
+                     **params) -> Job:
         async with self.connection() as c:
             with translate_errors():
                 async with c.transaction():
                     cur = c.cursor(row_factory=dict_row)
-                    await cur.execute(query, {"id": job_id, **params})
+                    await cur.execute(query, {"id": job_id, "owner": owner, **params})
                     row = await cur.fetchone()
                     if row is None:
-                        current = await self.job_get(job_id)  # raises JobNotFound
+                        current = await self.job_get(job_id, owner=owner)  # raises JobNotFound
                         raise Conflict(f"cannot {action} job {job_id}: it is {current.status}; "
                                        f"only {allowed} jobs can be")
                     job = Job.from_row(row)
@@ -241,20 +247,65 @@ class Store:
                         await self._settle(cur, [(job.id, job.status)])
         return job
 
-    async def job_retry(self, job_id: int) -> Job:
-        return await self._steer(q.JOB_RETRY, job_id, "retry", "failed or cancelled")
+    # Steering: with ``owner``, only that user's jobs (others answer as jobs that do not exist).
 
-    async def job_cancel(self, job_id: int, reason: str | None = None) -> Job:
-        return await self._steer(q.JOB_CANCEL, job_id, "cancel", "waiting, pending or running", reason=reason)
+    async def job_retry(self, job_id: int, *, owner: str | None = None) -> Job:
+        return await self._steer(q.JOB_RETRY, job_id, "retry", "failed or cancelled", owner=owner)
 
-    async def job_run_now(self, job_id: int) -> Job:
-        return await self._steer(q.JOB_RUN_NOW, job_id, "run now", "pending")
+    async def job_cancel(self, job_id: int, reason: str | None = None, *, owner: str | None = None) -> Job:
+        return await self._steer(q.JOB_CANCEL, job_id, "cancel", "waiting, pending or running", owner=owner,
+                                 reason=reason)
 
-    async def job_archive(self, job_id: int) -> Job:
-        return await self._steer(q.JOB_ARCHIVE, job_id, "archive", "finished")
+    async def job_run_now(self, job_id: int, *, owner: str | None = None) -> Job:
+        return await self._steer(q.JOB_RUN_NOW, job_id, "run now", "pending", owner=owner)
+
+    async def job_archive(self, job_id: int, *, owner: str | None = None) -> Job:
+        return await self._steer(q.JOB_ARCHIVE, job_id, "archive", "finished", owner=owner)
 
     async def function_list(self, live_seconds: float = 90) -> list[dict]:
         return await self._fetch(q.FUNCTION_LIST, {"live_seconds": live_seconds})
+
+    # -- remote tasks: claim-next-task and its reports (see tasks.py) -----------------------------
+
+    async def task_claim(self, *, worker_id: str, owner: str | None, task_types: list[str] | None,
+                         lease_seconds: float) -> dict | None:
+        """Lease the next claimable job (see the query) or None."""
+        # Not prepared: a custom plan sees whether the owner is given and picks its index.
+        rows = await self._fetch(q.TASK_CLAIM, {"worker_id": worker_id, "owner": owner, "task_types": task_types,
+                                                "lease_seconds": lease_seconds}, prepare=False)
+        return rows[0] if rows else None
+
+    async def task_hold(self, job_id: int, *, worker_id: str, owner: str | None) -> dict | None:
+        """The attempt of job ``job_id`` that lease ``worker_id`` holds, if it still does."""
+        rows = await self._fetch(q.TASK_HOLD, {"id": job_id, "worker_id": worker_id, "owner": owner})
+        return rows[0] if rows else None
+
+    async def task_heartbeat(self, job_id: int, *, worker_id: str, owner: str | None, lease_seconds: float) -> Any:
+        """Extend the lease; returns its new end, or None if the lease was lost."""
+        rows = await self._fetch(q.TASK_HEARTBEAT, {"id": job_id, "worker_id": worker_id, "owner": owner,
+                                                    "lease_seconds": lease_seconds}, rows=tuple_row)
+        return rows[0][0] if rows else None
+
+    # -- API tokens (SHA-256 only) ---------------------------------------------------------------
+
+    async def api_token_insert(self, *, user_id: str, name: str | None, token_hash: bytes, prefix: str) -> dict:
+        rows = await self._fetch(q.API_TOKEN_INSERT, {"user_id": user_id, "name": name, "token_hash": token_hash,
+                                                      "prefix": prefix})
+        return rows[0]
+
+    async def api_token_list(self, user_id: str | None = None) -> list[dict]:
+        return await self._fetch(q.API_TOKEN_LIST, {"user_id": user_id})
+
+    async def api_token_revoke(self, token_id: int) -> dict:
+        rows = await self._fetch(q.API_TOKEN_REVOKE, {"id": token_id})
+        if not rows:
+            raise NotFound(f"no API token with id {token_id}; `jobline tokens ls` lists them")
+        return rows[0]
+
+    async def api_token_use(self, token_hash: bytes) -> str | None:
+        """The user of a live token with this hash (recording its use), or None."""
+        rows = await self._fetch(q.API_TOKEN_USE, {"token_hash": token_hash}, rows=tuple_row)
+        return rows[0][0] if rows else None
 
     # -- schedules ------------------------------------------------------------------------------
 
@@ -274,18 +325,21 @@ class Store:
                                  rows=tuple_row)
         return [(name, change) for name, change in rows]
 
-    async def schedule_get(self, ref: str | int) -> Schedule:
-        """A schedule by name, or by id when ``ref`` is a number (a name wins)."""
+    async def schedule_get(self, ref: str | int, *, owner: str | None = None) -> Schedule:
+        """A schedule by name, or by id when ``ref`` is a number (a name wins); with ``owner``,
+        only that user's (another's answers as one that does not exist)."""
         text = str(ref)
-        rows = await self._fetch(q.SCHEDULE_GET, {"ref": text, "id": int(text) if text.isdigit() and len(text) < 19 else None})
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+        as_id = int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+        rows = await self._fetch(q.SCHEDULE_GET, {"ref": text, "id": as_id, "owner": owner})
         if not rows:
             raise ScheduleNotFound(f"no schedule named or numbered {text!r}; `jobline cron ls` lists them")
         return Schedule.from_row(rows[0])
 
-    async def schedule_list(self) -> list[tuple[Schedule, ScheduleRun | None]]:
-        """Every schedule, with its latest run."""
+    async def schedule_list(self, *, owner: str | None = None) -> list[tuple[Schedule, ScheduleRun | None]]:
+        """Every schedule (of ``owner``, when given), with its latest run."""
         out = []
-        for row in await self._fetch(q.SCHEDULE_LIST):
+        for row in await self._fetch(q.SCHEDULE_LIST, {"owner": owner}):
             last = None
             if row["run_id"] is not None:
                 last = ScheduleRun(id=row["run_id"], schedule_id=row["id"], tick_at=row["run_tick_at"],
@@ -296,12 +350,12 @@ class Store:
             out.append((Schedule.from_row(row), last))
         return out
 
-    async def schedule_delete(self, schedule_id: int) -> None:
-        if not await self._fetch(q.SCHEDULE_DELETE, {"id": schedule_id}):
+    async def schedule_delete(self, schedule_id: int, *, owner: str | None = None) -> None:
+        if not await self._fetch(q.SCHEDULE_DELETE, {"id": schedule_id, "owner": owner}):
             raise ScheduleNotFound(f"no schedule with id {schedule_id}")
 
-    async def schedule_set_active(self, schedule_id: int, active: bool) -> Schedule:
-        rows = await self._fetch(q.SCHEDULE_SET_ACTIVE, {"id": schedule_id, "active": active})
+    async def schedule_set_active(self, schedule_id: int, active: bool, *, owner: str | None = None) -> Schedule:
+        rows = await self._fetch(q.SCHEDULE_SET_ACTIVE, {"id": schedule_id, "active": active, "owner": owner})
         if not rows:
             raise ScheduleNotFound(f"no schedule with id {schedule_id}")
         return Schedule.from_row(rows[0])
@@ -383,6 +437,22 @@ class Store:
                     return {"status": cur.statusmessage, "rowcount": cur.rowcount,
                             "rows": [list(r) for r in rows]}
 
+    # -- what the HTTP API reads (api/) -------------------------------------------------------
+
+    async def job_stats(self, *, owner: str | None = None, now: Any = None) -> dict:
+        """Counts by function and status, recent outcomes and the oldest due job's age (see
+        the query), for ``owner`` (None: every owner)."""
+        return (await self._fetch(q.JOB_STATS, {"owner": owner, "now": now}))[0]
+
+    async def job_filter_owned(self, ids: Sequence[int], *, owner: str) -> set[int]:
+        """Those of ``ids`` that exist and belong to ``owner``."""
+        rows = await self._fetch(q.JOB_FILTER_OWNED, {"ids": list(ids), "owner": owner}, rows=tuple_row)
+        return {row[0] for row in rows}
+
+    async def schema_migration_list(self) -> list[int]:
+        """The versions of the applied migrations."""
+        return [row[0] for row in await self._fetch(q.SCHEMA_MIGRATION_LIST, rows=tuple_row)]
+
 
 # -- enqueue on a given connection: the pool's, or the caller's own transaction ------------
 # The async and sync forms differ only in awaiting; the statements and parameters are shared.
@@ -395,7 +465,7 @@ async def job_insert_on(conn: psycopg.AsyncConnection, new: NewJob) -> Job:
             await cur.execute(q.JOB_INSERT, insert_params(new))
             return new.stored(**await cur.fetchone())
         await cur.execute(q.JOB_ENQUEUE, insert_params(new))
-        await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values()))})
+        await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values())), "owner": None})
         return Job.from_row(await cur.fetchone())
 
 
@@ -433,7 +503,7 @@ def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
             cur.execute(q.JOB_INSERT, insert_params(new))
             return new.stored(**cur.fetchone())
         cur.execute(q.JOB_ENQUEUE, insert_params(new))
-        cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values()))})
+        cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values())), "owner": None})
         return Job.from_row(cur.fetchone())
 
 

@@ -10,9 +10,13 @@ network backend below resolves the host itself, checks every address, and connec
 checked one, for the first request and for each redirect hop.
 
 Secrets: ``{{secret:NAME}}`` in the URL, query parameters, headers and body are resolved just
-before sending, in memory only. The job row keeps the placeholders; results and errors are
-scrubbed of the plaintexts; httpx's own logging of our requests (which shows resolved URLs) is
-silenced, and jobline logs only ids, statuses and sizes.
+before sending, in memory only. The job row keeps the placeholders. What we write ourselves
+(the request line in errors, egress refusals, ``url`` and ``final_url`` without redirects) is
+built from the payload as written, never from resolved text; what the other side or a library
+wrote (the response, a redirect target, an exception's message) is scrubbed of every form of
+the plaintexts (``vault.Scrubber``) before it is cut to size, and left out when a value still
+shows through. httpx's own logging of our requests (which shows resolved URLs) is silenced,
+and jobline logs only ids, statuses and sizes.
 
 >>> app.enqueue("http", {"url": "https://api.example.com/hooks", "body": {"event": "signup"},
 ...                      "headers": {"Authorization": "Bearer {{secret:api_token}}"}})  # doctest: +SKIP
@@ -21,6 +25,7 @@ silenced, and jobline logs only ids, statuses and sizes.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextvars
 import dataclasses
 import datetime as dt
@@ -31,6 +36,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import socket
 import time
@@ -175,7 +181,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         addresses = await self._vetted(host, port, timeout)
-        failure: Exception = httpcore.ConnectError(f"{host} resolved to no address")
+        failure: Exception = httpcore.ConnectError("the host resolved to no address")
         for address in addresses:
             try:
                 return await self._inner.connect_tcp(str(address), port, timeout=timeout,
@@ -193,22 +199,31 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def _vetted(self, host: str, port: int, timeout: float | None) -> list[egress.IPAddress]:
         name, literal = egress.parse_host(host)
+        # The URL being requested as the job wrote it, when it holds a secret's value: then
+        # messages name that instead of the host, unless it spells the host out.
+        current = _WRITTEN.get()
+        written = current.url if current is not None else None
         if literal is not None:
-            self.policy.check_address(literal, name)
+            self.policy.check_address(literal, name, written)
             return [literal]
-        self.policy.check_name(name)
+        self.policy.check_name(name, written)
         try:
             async with asyncio.timeout(timeout):
                 infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {name} timed out") from None
+            raise httpcore.ConnectTimeout("resolving the host timed out") from None
         except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {name}: {exc.strerror or exc}") from None
+            if egress.host_as_written(written):
+                raise httpcore.ConnectError(f"cannot resolve {name}: {exc.strerror or exc}") from None
+            # Only the resolver's reason (gaierror's strerror), never str(exc), which may quote the name.
+            reason = f": {exc.strerror}" if isinstance(exc, socket.gaierror) and exc.strerror else ""
+            raise httpcore.ConnectError(f"cannot resolve the host of {written} (filled in from a secret)"
+                                        f"{reason}") from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
         # Every address, not only the one we would use: a name that mixes public and internal
         # addresses is a rebinding setup, and which one is "first" is the resolver's choice.
         for address in addresses:
-            self.policy.check_address(address, name)
+            self.policy.check_address(address, name, written)
         return addresses
 
 
@@ -237,6 +252,18 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 # on those loggers drops their records while one of our calls is being made (a context
 # variable, so other code's use of httpx in the same process still logs as usual).
 _SENDING = contextvars.ContextVar("jobline_http_sending", default=False)
+
+
+@dataclasses.dataclass
+class _Written:
+    """The URL being requested as the job wrote it (placeholders, not values), or None when the
+    URL holds no secret's value; updated at each redirect hop. GuardedBackend reads it through
+    _WRITTEN, as it has no other way to learn which call a connection is for."""
+
+    url: str | None = None
+
+
+_WRITTEN: contextvars.ContextVar[_Written | None] = contextvars.ContextVar("jobline_http_written", default=None)
 
 
 class _QuietWhileSending(logging.Filter):
@@ -339,21 +366,25 @@ class HttpCaller:
         names = vault.references([call.url, call.headers, call.params, call.body])
         secrets: dict[str, str] = {}
         if names:  # SecretNotFound / ConfigError (no master key) fail this attempt; retried later
-            secrets = await vault.load(ctx.store, vault.MasterKeys.from_settings(self.settings), names)
-        token = _SENDING.set(True)
+            secrets = await vault.load(ctx.require_store(), vault.MasterKeys.from_settings(self.settings), names)
+        scrubber = vault.Scrubber(secrets)
+        written = _Written(call.url if vault.references(call.url) else None)
+        sending, writing = _SENDING.set(True), _WRITTEN.set(written)
         try:
-            return await self._send(call, ctx, secrets)
+            return await self._send(call, ctx, secrets, scrubber, written)
         except (Fail, RetryIn, HttpCallFailed):
-            raise  # their messages are scrubbed already
+            raise  # their messages hold no secret's value already
         except Exception as exc:
-            # The one place resolved secrets exist: whatever escapes (an httpx error, a header
-            # encoding error) is re-raised as text without them, and without its cause chained,
-            # because the executor stores the message and traceback of what reaches it.
-            raise HttpCallFailed(_scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
+            # The one place resolved secrets exist: whatever escapes (a header encoding error, a
+            # bug) is re-raised as text without them, and without its cause chained, because
+            # the executor stores the message and traceback of what reaches it.
+            raise HttpCallFailed(_described(exc, scrubber, quotes_request=True)) from None
         finally:
-            _SENDING.reset(token)
+            _WRITTEN.reset(writing)
+            _SENDING.reset(sending)
 
-    async def _send(self, call: Call, ctx: JobContext, secrets: dict[str, str]) -> dict:
+    async def _send(self, call: Call, ctx: JobContext, secrets: dict[str, str], scrubber: vault.Scrubber,
+                    written: _Written) -> dict:
         url, headers, params, body = vault.substitute([call.url, call.headers, call.params, call.body], secrets)
         secret_headers = {name.lower() for name, value in call.headers.items() if vault.references(value)}
         for name, value in headers.items():
@@ -373,15 +404,17 @@ class HttpCaller:
 
         client = self.client()  # sets self.policy on first use
         settings = self.settings
-        scrub = lambda value: _scrub(value, secrets)  # noqa: E731
+        limit = settings.http_max_body_bytes
         seconds = call.timeout_ms / 1000
         began = time.perf_counter()
         elapsed = lambda: round((time.perf_counter() - began) * 1000, 1)  # noqa: E731
-        what = f"{call.method} {scrub(url if len(url) <= 300 else url[:300] + '...')}"
+        # The request line of error messages, from the URL as written: it holds placeholders,
+        # never values, so cutting it cannot leave part of a value behind.
+        what = f"{call.method} {call.url if len(call.url) <= 300 else call.url[:300] + '...'}"
         hops = 0
         try:
             async with asyncio.timeout(seconds):
-                self.policy.check_url(url)
+                self.policy.check_url(url, written.url)
                 # Merged into the URL's own query (httpx's params= would replace it; pg_net appends).
                 target = httpx.URL(url).copy_merge_params(params) if params else url
                 request = client.build_request(call.method, target, headers=request_headers, content=content,
@@ -395,57 +428,70 @@ class HttpCaller:
                         raise Fail(f"{what}: more than {settings.http_max_redirects} redirects "
                                    f"(JOBLINE_HTTP_MAX_REDIRECTS); "
                                    f"the last one was {response.status_code} to "
-                                   f"{scrub(response.headers.get('location', '?'))}")
+                                   f"{_kept(response.headers.get('location', '?'), scrubber)}")
                     hops += 1
                     following = response.next_request
-                    self.policy.check_url(str(following.url))
+                    # A redirect target is the receiver's text, and a relative one keeps the
+                    # host of the URL before it, which may have come from a secret.
+                    written.url = _written_hop(str(following.url), scrubber)
+                    self.policy.check_url(str(following.url), written.url)
                     if _origin(following.url) != _origin(request.url):
                         for name in secret_headers:  # httpx drops only Authorization across origins
                             following.headers.pop(name, None)
                     request = following
                 try:
-                    raw, truncated = await _read_capped(response, settings.http_max_body_bytes)
+                    # A secret's value cut by the cap is recognised only whole: read enough
+                    # beyond it to hold any value that starts before it, scrub, then cut.
+                    raw, more = await _read_capped(response, limit + scrubber.margin_bytes)
                 finally:
                     await response.aclose()
         except DestinationBlocked as exc:
             log.warning("http.blocked", extra={"job_id": ctx.job_id, "attempt": ctx.attempt, "rule": exc.rule,
                                                "redirects": hops})
-            raise Fail(scrub(f"DestinationBlocked: {exc}")) from None
+            raise Fail(f"DestinationBlocked: {_kept_text(str(exc), scrubber)}") from None
         except (TimeoutError, httpx.TimeoutException) as exc:
             phase = _timeout_phase(exc)
             raise HttpCallFailed(f"{what} timed out after {elapsed():g} ms{phase} "
                                  f"(timeout_ms {call.timeout_ms})") from None
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
-            raise Fail(scrub(f"{what}: {type(exc).__name__}: {exc}")) from None
+            raise Fail(f"{what}: {_described(exc, scrubber, quotes_request=True)}") from None
         except httpx.HTTPError as exc:
-            raise HttpCallFailed(scrub(f"{what}: {type(exc).__name__}: {str(exc) or 'connection failed'}")) from None
+            raise HttpCallFailed(f"{what}: {_described(exc, scrubber)}") from None
 
-        status, reason = response.status_code, response.reason_phrase
-        text_body = _decode(raw, response.headers.get("content-type"), truncated)
-        result = scrub({
+        status = response.status_code
+        truncated = more or len(raw) > limit
+        if truncated:
+            text, cut = _decode_head(raw, limit)
+            text_body: Any = _kept_text(scrubber.scrub_cut(text, cut), scrubber)
+        else:
+            text_body = _kept(_decode(raw, response.headers.get("content-type")), scrubber)
+        result = {
             "status": status,
-            "reason": reason,
+            "reason": _kept(response.reason_phrase, scrubber),
             "elapsed_ms": elapsed(),
             "url": call.url,
-            "final_url": str(response.url),
-            "headers": {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers},
+            "final_url": _final_url(call, response, hops, secrets, scrubber),
+            "headers": _kept({name: response.headers[name] for name in KEPT_HEADERS if name in response.headers},
+                             scrubber),
             "body": text_body,
             "truncated": truncated,
-        })
+        }
         log.debug("http.responded", extra={"job_id": ctx.job_id, "attempt": ctx.attempt, "status": status,
                                            "elapsed_ms": result["elapsed_ms"], "bytes": len(raw), "redirects": hops})
         if status < 400:
             return result
+        # The first line is what logs show (runtime.executor.first_line): status and timing only.
+        # The body, which may be anything the receiver echoes, follows on the next line.
+        summary = f"HTTP {status} {httpx.codes.get_reason_phrase(status)}".rstrip()
+        summary += f" after {result['elapsed_ms']:g} ms"
+        delay = retry_after(response.headers.get("retry-after")) if status == 429 else None
+        if delay is not None:
+            summary += f" (Retry-After: {delay:g} s)"
         excerpt = result["body"] if isinstance(result["body"], str) else json.dumps(result["body"], ensure_ascii=False)
-        message = f"HTTP {status} {result['reason']} after {result['elapsed_ms']:g} ms"
-        if excerpt:
-            message += f": {excerpt[:ERROR_BODY_CHARS]}"
-        if status == 429:
-            delay = retry_after(response.headers.get("retry-after"))
-            if delay is not None:
-                raise RetryIn(delay, message + f" (Retry-After: {delay:g} s)")
-            raise HttpCallFailed(message)
-        if status >= 500:
+        message = summary + (f"\n{excerpt[:ERROR_BODY_CHARS]}" if excerpt else "")
+        if delay is not None:
+            raise RetryIn(delay, message)
+        if status == 429 or status >= 500:
             raise HttpCallFailed(message)
         raise Fail(message)
 
@@ -465,16 +511,26 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
     return b"".join(chunks), False
 
 
-def _decode(raw: bytes, content_type: str | None, truncated: bool) -> Any:
-    """JSON when it says so and arrived whole, else text (UTF-8, bad bytes replaced)."""
+def _decode(raw: bytes, content_type: str | None) -> Any:
+    """A whole body: JSON when it says so, else text (UTF-8, bad bytes replaced)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if not truncated and raw and (media == "application/json" or media.endswith("+json")):
+    if raw and (media == "application/json" or media.endswith("+json")):
         try:
             return _without_nul(json.loads(raw, parse_constant=_refuse_constant))
         except ValueError:
             pass
     # PostgreSQL's jsonb cannot store NUL characters.
     return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def _decode_head(raw: bytes, limit: int) -> tuple[str, int]:
+    """A cut body, as text (JSON cut short is not parsed): all of ``raw`` decoded, and how many
+    characters of it come from its first ``limit`` bytes (a character the cut splits is not
+    among them). The rest is kept for the scrubber, which needs to see past the cut."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    head = decoder.decode(raw[:limit])
+    text = head + decoder.decode(raw[limit:], final=True)
+    return text.replace("\x00", "\ufffd"), len(head)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -525,8 +581,86 @@ def _timeout_phase(exc: BaseException) -> str:
             httpx.WriteTimeout: " (sending)", httpx.PoolTimeout: " (waiting for a connection)"}.get(type(exc), "")
 
 
-def _scrub(value: Any, secrets: Mapping[str, str]) -> Any:
-    return vault.scrub(value, secrets) if secrets else value
+NOT_SHOWN = "(not shown: it holds a secret's value)"
+
+
+def _kept_text(text: str, scrubber: vault.Scrubber) -> str:
+    """Text that came from elsewhere (the receiver, a library), scrubbed; replaced whole when a
+    value still shows through (percent-decoded or with its escapes read, say)."""
+    if not scrubber:
+        return text
+    shown = scrubber.scrub(text)
+    return NOT_SHOWN if scrubber.reveals(shown) else shown
+
+
+def _kept(value: Any, scrubber: vault.Scrubber) -> Any:
+    """:func:`_kept_text` for every string in a str/dict/list."""
+    if not scrubber:
+        return value
+    if isinstance(value, str):
+        return _kept_text(value, scrubber)
+    if isinstance(value, Mapping):
+        return {_kept(k, scrubber): _kept(v, scrubber) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_kept(v, scrubber) for v in value]
+    return value
+
+
+def _described(exc: BaseException, scrubber: vault.Scrubber, *, quotes_request: bool = False) -> str:
+    """``Type: message`` of an exception from httpx or below, fit to keep. When the call holds
+    secrets, the message of an error about the request itself (a bad URL or header, which
+    such messages quote in part, e.g. "Invalid port: '...'") is left out: a part of a value is
+    not something a scrubber can recognise."""
+    name = type(exc).__name__
+    text = str(exc) or "connection failed"
+    if not scrubber:
+        return f"{name}: {text}"
+    if quotes_request:
+        return f"{name} (its message is not shown: it may quote the request, which holds secret values)"
+    shown = _kept_text(text, scrubber)
+    return f"{name}: {shown}" if shown != NOT_SHOWN else f"{name} {NOT_SHOWN}"
+
+
+def _written_hop(url: str, scrubber: vault.Scrubber) -> str | None:
+    """How to name a redirect target in messages: None when it holds no secret's value (then
+    it is named as it is), else scrubbed (its host then goes unnamed: see egress.check_url)."""
+    if not scrubber:
+        return None
+    shown = scrubber.scrub(url)
+    if scrubber.reveals(shown):
+        return "(a redirect target that holds a secret's value)"
+    return None if shown == url else shown
+
+
+def _final_url(call: Call, response: httpx.Response, hops: int, secrets: Mapping[str, str],
+               scrubber: vault.Scrubber) -> str:
+    """Where the call ended. Without secrets, the URL httpx requested; without redirects, that
+    URL as the payload wrote it (built, not scrubbed); after redirects, the last target
+    scrubbed, or, if a value still shows through, the first URL as written and a note."""
+    if not secrets:
+        return str(response.url)
+    if hops == 0 or scrubber.reveals(scrubber.scrub(str(response.url))):
+        written = _as_written(call)
+        return written if hops == 0 else (f"{written} (redirected {hops} time(s); the final URL is not shown: "
+                                          "it holds a secret's value)")
+    return scrubber.scrub(str(response.url))
+
+
+def _as_written(call: Call) -> str:
+    """The first request's URL, query parameters merged, with each ``{{secret:NAME}}`` kept as
+    written. httpx builds it (so it reads like the URL it sent) from markers that stand in for
+    the placeholders: lower-case letters and digits, which no part of a URL changes."""
+    names = sorted(vault.references([call.url, call.params]))
+    tag = os.urandom(6).hex()
+    markers = {name: f"jl{tag}s{i}x" for i, name in enumerate(names)}
+    url, params = vault.substitute([call.url, call.params], markers)
+    try:
+        text = str(httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return call.url
+    for name, marker in markers.items():
+        text = text.replace(marker, "{{secret:" + name + "}}")
+    return text
 
 
 def _clip(value: Any, limit: int = 100) -> str:

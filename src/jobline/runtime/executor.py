@@ -11,7 +11,6 @@ import asyncio
 import contextvars
 import dataclasses
 import functools
-import json
 import logging
 import time
 import traceback
@@ -20,7 +19,7 @@ from typing import Any
 
 from ..db.store import Store
 from ..errors import Cancel, Fail, RetryIn
-from ..job import JSON_NUL, MAX_PAYLOAD_BYTES
+from ..job import encode_result
 from .context import JobContext
 from .registry import Function, Registry
 
@@ -55,19 +54,9 @@ def first_line(error: str | None, limit: int = 200) -> str | None:
     return error.strip().split("\n", 1)[0][:limit] if error and error.strip() else None
 
 
-def _encode_result(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if len(text.encode()) > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"result is larger than the {MAX_PAYLOAD_BYTES} bytes limit")
-    if JSON_NUL.search(text):
-        raise ValueError("result contains a NUL character (\\u0000), which PostgreSQL cannot store")
-    return text
-
-
 class Executor:
-    def __init__(self, store: Store, registry: Registry, worker_id: str, threads: int):
+    def __init__(self, store: Store | None, registry: Registry, worker_id: str, threads: int):
+        # store is None in a remote worker: handlers' contexts then have no database.
         self.store = store
         self.registry = registry
         self.worker_id = worker_id
@@ -87,7 +76,7 @@ class Executor:
             else:
                 async with asyncio.timeout(function.timeout):
                     value = await self._call(function, payload, job)
-            result = _encode_result(value)
+            result = encode_result(value)
         except Fail as signal:
             return self._outcome(job, started_at, "failed", "failed", error=signal.reason)
         except Cancel as signal:

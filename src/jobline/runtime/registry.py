@@ -26,6 +26,9 @@ class Function:
     is_async: bool = False
     wants_context: bool = False        # handler(payload, ctx) rather than handler(payload)
     takes_payload: bool = True         # False for handler()
+    # Whether GET|POST /functions/v1/<name> needs a credential (as Supabase's per-function
+    # verify_jwt). Jobs are unaffected.
+    verify_jwt: bool = True
 
     def __post_init__(self) -> None:
         check_name(self.name, "function name")

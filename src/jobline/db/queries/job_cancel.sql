@@ -3,5 +3,5 @@
 UPDATE jobline.jobs
 SET status = 'cancelled', finished_at = now(), worker_id = NULL, lease_until = NULL,
     last_error = coalesce(%(reason)s, 'cancelled by a person')
-WHERE id = %(id)s AND status IN ('waiting', 'pending', 'running')
+WHERE id = %(id)s AND (%(owner)s::text IS NULL OR owner = %(owner)s) AND status IN ('waiting', 'pending', 'running')
 RETURNING *

@@ -1,5 +1,6 @@
--- job_list: newest first, filtered; keyset pagination with %(before_id)s. Each row says whether
--- a live worker (seen within %(live_seconds)s) serves its function.
+-- job_list: newest first, filtered (a user's listing always passes its %(owner)s); keyset
+-- pagination with %(before_id)s. Each row says whether a live worker (seen within
+-- %(live_seconds)s) serves its function.
 SELECT j.*,
        EXISTS (SELECT 1 FROM jobline.workers w
                WHERE j.function = ANY(w.functions)
@@ -9,6 +10,8 @@ WHERE (%(statuses)s::text[] IS NULL OR j.status = ANY(%(statuses)s::text[]))
   AND (%(function)s::text IS NULL OR j.function = %(function)s)
   AND (%(queue)s::text IS NULL OR j.queue = %(queue)s)
   AND (%(owner)s::text IS NULL OR j.owner = %(owner)s)
+  AND (%(created_after)s::timestamptz IS NULL OR j.created_at >= %(created_after)s)
+  AND (%(created_before)s::timestamptz IS NULL OR j.created_at < %(created_before)s)
   AND (%(before_id)s::bigint IS NULL OR j.id < %(before_id)s)
   AND (%(include_archived)s OR j.archived_at IS NULL)
 ORDER BY j.id DESC

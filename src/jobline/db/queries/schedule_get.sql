@@ -1,6 +1,7 @@
 -- schedule_get: one schedule by name, or by id (%(id)s, when the reference is a number); a
--- name wins over an id, so a schedule named '42' is still reachable by its name.
+-- name wins over an id, so a schedule named '42' is still reachable by its name. With %(owner)s,
+-- only that user's schedules (NULL: any owner).
 SELECT * FROM jobline.schedules
-WHERE name = %(ref)s OR id = %(id)s::bigint
+WHERE (name = %(ref)s OR id = %(id)s::bigint) AND (%(owner)s::text IS NULL OR owner = %(owner)s)
 ORDER BY name = %(ref)s DESC NULLS LAST
 LIMIT 1

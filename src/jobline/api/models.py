@@ -1,0 +1,263 @@
+"""Request bodies (strict: unknown fields and wrong types are refused with 422) and the shapes
+of the answers, which document the OpenAPI spec. Answers are built from the core's own
+``to_dict()`` methods, not validated through these models at run time; the tests check that
+they match (schemathesis validates every answer against the spec)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..job import MAX_ATTEMPTS_RANGE, MAX_DELAY_SECONDS, MAX_NAME_LENGTH, PRIORITY_RANGE
+from ..schedule import CATCH_UP_MAX_RANGE
+from ..tasks import MAX_RETRY_IN, MAX_TASK_TYPES
+
+MAX_ID = 2**63 - 1
+MAX_DEPENDENCIES = 1000
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Status = Literal["waiting", "pending", "running", "succeeded", "failed", "cancelled"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ClaimIn(Body):
+    task_types: list[Name] | None = Field(
+        None, min_length=1, max_length=MAX_TASK_TYPES,
+        description="Only these functions; without it, only remote task types (functions no in-process worker serves)")
+
+
+class CompleteIn(Body):
+    lease_token: str = Field(max_length=100, description="The lease_token that claim-next-task returned")
+    result: Any = Field(None, description="Any JSON value, at most 1 MiB")
+
+
+class FailIn(Body):
+    lease_token: str = Field(max_length=100)
+    error: str = Field(min_length=1, description="What went wrong (kept up to 64 KiB)")
+    retryable: bool = Field(True, description="Retry while attempts remain (false: fail now)")
+    retry_in: float | None = Field(None, ge=0, le=MAX_RETRY_IN,
+                                   description="Seconds before the retry (default: the backoff)")
+
+
+class HeartbeatIn(Body):
+    lease_token: str = Field(max_length=100)
+
+
+class EnqueueIn(Body):
+    function: Name
+    payload: dict[str, Any] | None = Field(None, description="A JSON object, at most 1 MiB")
+    run_at: str | None = Field(None, max_length=64, description="ISO 8601; a time without zone is UTC")
+    delay: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS, description="Seconds from now (instead of run_at)")
+    queue: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])
+    owner: Name | None = Field(None, description="A user's job is always theirs; the service may name any owner")
+    max_attempts: int | None = Field(None, ge=MAX_ATTEMPTS_RANGE[0], le=MAX_ATTEMPTS_RANGE[1])
+    depends_on: list[JobId] | None = Field(None, max_length=MAX_DEPENDENCIES,
+                                            description="Run only after these jobs succeed")
+    unique_key: Name | None = Field(None, description="Return the live job with this key instead of adding another")
+
+
+class ScheduleIn(Body):
+    name: Name
+    expression: str = Field(min_length=1, max_length=200,
+                            description="Five cron fields, a macro (@daily) or 'N seconds' (1 to 59)")
+    function: Name | None = Field(None, description="Enqueue this function on each tick")
+    payload: dict[str, Any] | None = Field(None, description="The function's payload, a JSON object")
+    sql: str | None = Field(None, min_length=1, description="Run this SQL command on each tick (the service only)")
+    timezone: str = Field("UTC", min_length=1, max_length=100, description="IANA time zone of the expression")
+    owner: Name | None = Field(None, description="A user's schedule is always theirs; the service may name any owner")
+    queue: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])
+    max_attempts: int | None = Field(None, ge=MAX_ATTEMPTS_RANGE[0], le=MAX_ATTEMPTS_RANGE[1])
+    overlap: Literal["skip", "allow"] = "skip"
+    catch_up: Literal["latest", "none", "all"] = "latest"
+    catch_up_max: int = Field(10, ge=CATCH_UP_MAX_RANGE[0], le=CATCH_UP_MAX_RANGE[1])
+    active: bool = True
+    replace: bool = Field(False, description="Replace a schedule of the same name (else 409)")
+
+
+class RunIn(Body):
+    limit: int = Field(100, ge=1, le=1000, description="Most jobs to run")
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Out):
+    code: str
+    message: str
+
+
+class ErrorOut(Out):
+    error: ErrorDetail
+
+
+class TaskOut(Out):
+    task_id: int
+    params: dict[str, Any]
+    task_type: str
+    project_id: str | None
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    lease_until: str
+
+
+class ReportOut(Out):
+    task_id: int
+    status: Literal["succeeded", "pending", "failed"]
+
+
+class HeartbeatOut(Out):
+    task_id: int
+    lease_until: str
+
+
+class JobOut(Out):
+    id: int
+    function: str
+    payload: dict[str, Any]
+    status: Status
+    queue: str
+    priority: int
+    owner: str | None
+    run_at: str
+    attempts: int
+    max_attempts: int
+    depends_on: list[int] | None
+    unique_key: str | None
+    worker_id: str | None
+    lease_until: str | None
+    started_at: str | None
+    finished_at: str | None
+    result: Any
+    last_error: str | None
+    archived_at: str | None
+    created_at: str
+
+
+class AttemptOut(Out):
+    job_id: int
+    attempt: int
+    worker_id: str
+    started_at: str
+    finished_at: str
+    outcome: str
+    error: str | None
+    duration_ms: float
+
+
+class JobDetailOut(JobOut):
+    attempts: list[AttemptOut]  # type: ignore[assignment]  # the finished attempts, not their count
+
+
+class JobListOut(Out):
+    jobs: list[JobOut]
+    next_cursor: int | None = Field(description="Pass as `before` for the next page; null on the last page")
+
+
+class RunResultOut(Out):
+    id: int
+    function: str
+    attempt: int
+    status: str
+    error: str | None
+
+
+class RunOut(Out):
+    status: Literal["ok"]
+    processed: int
+    succeeded: int
+    retried: int
+    failed: int
+    cancelled: int
+    by_function: dict[str, dict[str, int]]
+    results: list[RunResultOut]
+
+
+class WindowOut(Out):
+    succeeded: int
+    failed: int
+    failure_rate: float | None = Field(description="failed / (succeeded + failed); null when both are 0")
+
+
+class StatsOut(Out):
+    owner: str | None = Field(description="Whose jobs these are (null: every owner)")
+    by_status: dict[str, int]
+    by_function: dict[str, dict[str, int]]
+    windows: dict[str, WindowOut] = Field(description="Jobs that finished in the last 1m, 5m and 1h")
+    oldest_due_pending_seconds: float | None
+
+
+class StatusOut(Out):
+    status: str
+    reason: str | None = None
+
+
+class ScheduleRunOut(Out):
+    id: int
+    schedule_id: int
+    tick_at: str | None = Field(description="The tick; null for a manual trigger")
+    status: Literal["created", "triggered", "skipped", "missed"]
+    job_id: int | None
+    message: str | None
+    created_at: str
+    job_status: Status | None
+    started_at: str | None
+    finished_at: str | None
+    result: Any
+    last_error: str | None
+    outcome: str = Field(description="The job's status, or skipped / missed")
+
+
+class ScheduleOut(Out):
+    id: int
+    name: str | None
+    expression: str
+    timezone: str
+    function: str
+    payload: dict[str, Any]
+    owner: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    active: bool
+    overlap: Literal["skip", "allow"]
+    catch_up: Literal["latest", "none", "all"]
+    catch_up_max: int
+    source: Literal["runtime", "code"]
+    next_run_at: str | None
+    changed_at: str
+    created_at: str
+    next_run: str | None = Field(description="When it fires next (null when paused)")
+    last_run: ScheduleRunOut | None
+
+
+class ScheduleListOut(Out):
+    schedules: list[ScheduleOut]
+
+
+class ScheduleRunListOut(Out):
+    runs: list[ScheduleRunOut]
+    next_cursor: int | None = Field(description="Pass as `before` for the next page; null on the last page")
+
+
+class ScheduleTriggeredOut(Out):
+    id: int
+    name: str | None
+    job_id: int
+
+
+class ScheduleRemovedOut(Out):
+    id: int
+    name: str | None
+    removed: Literal[True]

@@ -1,0 +1,139 @@
+"""Who is calling: a bearer credential becomes a Principal, or is refused.
+
+Three kinds of credential, tried in this order:
+
+1. The service key (JOBLINE_SERVICE_KEY), compared in constant time: service access.
+2. A JWT signed with JOBLINE_JWT_SECRET, as Supabase issues them: HS256 only (the token does
+   not get to choose: ``alg: none`` and every other algorithm are refused), the signature
+   checked, ``exp`` required, ``nbf`` honoured, 30 s of leeway for clock skew. A ``role`` (or
+   ``app_metadata.role``) of ``service_role`` or ``supabase_admin`` is service access, as
+   Supabase's own service-role JWT is (it has no ``sub`` or ``aud``). Any other token must be for
+   audience ``authenticated`` (or have none) and name its user in ``sub``; a valid token without a
+   user (no ``sub``, or role ``anon``) is Forbidden, not Unauthenticated.
+3. A user API token from `jobline tokens create`: its SHA-256 is looked up; unknown or revoked
+   tokens are refused.
+
+Anything else is Unauthenticated (401), with one message whatever the reason, so a caller
+learns nothing about which check failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+import jwt
+
+from .db.store import Store
+from .errors import Forbidden, InvalidInput, Unauthenticated
+from .job import check_name
+from .settings import Settings
+
+SERVICE_ROLES = frozenset({"service_role", "supabase_admin"})
+USER_AUDIENCE = "authenticated"
+LEEWAY_SECONDS = 30
+MAX_TOKEN_LENGTH = 8192
+TOKEN_PREFIX = "jl_"
+INVALID = "invalid credentials: send `Authorization: Bearer <service key | user JWT | API token>`"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the service (every owner) or one user."""
+
+    user_id: str | None   # None: the service
+    via: str              # service_key | jwt | api_token
+
+    @property
+    def is_service(self) -> bool:
+        return self.user_id is None
+
+    @property
+    def owner(self) -> str | None:
+        """The owner every query made for this caller is scoped to (None: all owners)."""
+        return self.user_id
+
+
+SERVICE = Principal(user_id=None, via="service_key")
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; Unauthenticated otherwise."""
+    if not authorization:
+        raise Unauthenticated("missing credentials: send `Authorization: Bearer <service key | user JWT | API token>`")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthenticated(INVALID)
+    return token
+
+
+async def authenticate(token: str, settings: Settings, store: Store) -> Principal:
+    """The caller a bearer token stands for (see the module's docstring)."""
+    if settings.service_key and hmac.compare_digest(token.encode(), settings.service_key.encode()):
+        return SERVICE
+    if token.count(".") == 2 and not token.startswith(TOKEN_PREFIX):
+        return _from_jwt(token, settings)
+    user_id = await store.api_token_use(token_hash(token))
+    if user_id is None:
+        raise Unauthenticated(INVALID)
+    return Principal(user_id=user_id, via="api_token")
+
+
+def _from_jwt(token: str, settings: Settings) -> Principal:
+    if not settings.jwt_secret:
+        raise Unauthenticated(INVALID)
+    try:
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], leeway=LEEWAY_SECONDS,
+                            # Audience is judged below: Supabase's service-role JWT has none.
+                            options={"require": ["exp"], "verify_aud": False})
+    except jwt.PyJWTError:
+        raise Unauthenticated(INVALID) from None
+    if _role(claims) in SERVICE_ROLES:
+        return Principal(user_id=None, via="jwt")
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else None
+    if audience is not None and (audiences is None or USER_AUDIENCE not in audiences):
+        raise Unauthenticated(INVALID)
+    subject = claims.get("sub")
+    if _role(claims) == "anon" or not isinstance(subject, str) or not _is_user_id(subject):
+        raise Forbidden("this token is valid but names no user (no `sub`, or role anon): it cannot act on tasks")
+    return Principal(user_id=subject, via="jwt")
+
+
+def _role(claims: dict[str, Any]) -> Any:
+    metadata = claims.get("app_metadata")
+    return claims.get("role") or (metadata.get("role") if isinstance(metadata, dict) else None)
+
+
+def _is_user_id(value: str) -> bool:
+    try:
+        check_name(value, "user id")
+    except InvalidInput:
+        return False
+    return True
+
+
+# -- API tokens --------------------------------------------------------------------------------
+
+
+def new_token() -> str:
+    """A new API token: shown once, stored only as its SHA-256."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def token_prefix(token: str) -> str:
+    """What listings show of a token, to tell tokens apart without revealing them."""
+    return token[: len(TOKEN_PREFIX) + 6]
+
+
+def secret_matches(given: str | None, expected: str | None) -> bool:
+    """A shared secret (the runner secret) compared in constant time; never matches when unset."""
+    return bool(given and expected) and hmac.compare_digest(given.encode(), expected.encode())

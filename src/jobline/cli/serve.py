@@ -1,0 +1,50 @@
+"""`jobline serve`: the HTTP API under uvicorn, in this process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import click
+
+from .main import Context, cli, pass_context
+
+
+@cli.command("serve")
+@click.option("--host", envvar="JOBLINE_HOST", show_envvar=True, default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", envvar="JOBLINE_PORT", show_envvar=True, type=click.IntRange(0, 65535), default=8000,
+              show_default=True, help="Port to listen on.")
+@pass_context
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the HTTP API (docs/reference/http.md) for the app's functions until SIGTERM/SIGINT.
+
+    Also rescues expired leases (remote workers' included) and prunes old jobs, so a deployment
+    whose only workers are remote needs nothing else. Credentials: JOBLINE_SERVICE_KEY,
+    JOBLINE_JWT_SECRET, JOBLINE_RUNNER_SECRET and API tokens (`jobline tokens create`).
+    """
+    import uvicorn  # only this command needs the server
+
+    from ..api import create_app
+
+    from ..db import connect
+
+    app = ctx.load_app()
+    # Fail here, in one line, if the database is unreachable or not migrated (the server would
+    # otherwise report it as a crash of its startup).
+    connect.ready_database_url(app.settings)
+    # uvicorn's own lines (listening, bind errors) go through jobline's log setup (--log-format).
+    # The access log is off: a line per request would drown the job events; /metrics counts them.
+    ours, theirs = logging.getLogger("jobline"), logging.getLogger("uvicorn")
+    theirs.handlers[:], theirs.propagate = list(ours.handlers), False
+    theirs.setLevel(ours.level)
+    config = uvicorn.Config(create_app(app), host=host, port=port, log_config=None, access_log=False,
+                            server_header=False, lifespan="on")
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # it found: a no-op one makes a requested stop exit 0, as `jobline worker` does.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server.run()
+    if not server.started:  # e.g. the database is unreachable or the port is taken: logged above
+        raise SystemExit(1)

@@ -1,0 +1,24 @@
+-- task_claim: lease the next claimable job to a remote worker as %(worker_id)s (a token unique
+-- to this claim, which its reports must present) for %(lease_seconds)s seconds: the highest
+-- priority, then the earliest run_at, then the oldest. Scoped to %(owner)s (NULL: any owner).
+-- With %(task_types)s, only those functions; without, only remote task types: never a function
+-- that in-process workers serve (jobline.local_functions, built-ins included). Jobs waiting on a
+-- dependency are not pending, so dependencies are respected. SKIP LOCKED: concurrent callers
+-- get distinct jobs. Uses jobs_owner_due_idx for a user, jobs_due_idx for the service key.
+WITH next AS (
+  SELECT j.id FROM jobline.jobs j
+  WHERE j.status = 'pending' AND j.run_at <= now()
+    AND (%(owner)s::text IS NULL OR j.owner = %(owner)s)
+    AND (CASE WHEN %(task_types)s::text[] IS NULL
+              THEN NOT EXISTS (SELECT 1 FROM jobline.local_functions f WHERE f.function = j.function)
+              ELSE j.function = ANY(%(task_types)s::text[]) END)
+  ORDER BY j.priority DESC, j.run_at, j.id
+  LIMIT 1
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE jobline.jobs j
+SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
+    lease_until = now() + make_interval(secs => %(lease_seconds)s), started_at = now()
+FROM next
+WHERE j.id = next.id
+RETURNING j.id, j.function, j.payload, j.owner, j.attempts, j.max_attempts, j.lease_until, j.started_at

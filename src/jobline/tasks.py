@@ -1,0 +1,170 @@
+"""Remote tasks: a job claimed by a worker outside this process (over HTTP, or a Client falling
+back to the database), and the reports it makes on it. One implementation for both paths.
+
+A claim leases one job under a token unique to that claim; complete, fail and heartbeat must
+present it. Everything is scoped to the caller's owner in SQL: another user's task answers as a
+task that does not exist. A report whose lease was lost (it expired and the task was rescued,
+or a person cancelled it) is refused with LeaseLost and changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .auth import Principal
+from .db.store import Store
+from .errors import Forbidden, InvalidInput, LeaseLost
+from .job import BUILTIN_FUNCTIONS, Job, check_ids, check_name, encode_result
+from .retry import DEFAULT_BACKOFF
+
+MAX_TASK_TYPES = 100
+MAX_ERROR_CHARS = 64 * 1024
+MAX_RETRY_IN = 366 * 86400
+LEASE_TOKEN = re.compile(r"remote:[0-9a-f]{32}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Task:
+    """A claimed task, with seed 004's field names plus what its reports need."""
+
+    task_id: int
+    task_type: str
+    params: dict
+    project_id: str | None      # the owner
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    lease_until: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lease_until"] = self.lease_until.isoformat()
+        return d
+
+
+class Tasks:
+    def __init__(self, store: Store, lease_seconds: float):
+        self.store = store
+        self.lease_seconds = lease_seconds
+
+    async def claim(self, owner: str | None, task_types: Sequence[str] | None = None) -> Task | None:
+        """The next claimable task for ``owner`` (None: any owner), or None. Without
+        ``task_types``, only remote task types (functions no in-process worker serves)."""
+        types = None if task_types is None else check_task_types(task_types)
+        lease = f"remote:{secrets.token_hex(16)}"
+        row = await self.store.task_claim(worker_id=lease, owner=owner, task_types=types,
+                                          lease_seconds=self.lease_seconds)
+        if row is None:
+            return None
+        return Task(task_id=row["id"], task_type=row["function"], params=row["payload"], project_id=row["owner"],
+                    attempt=row["attempts"], max_attempts=row["max_attempts"], lease_token=lease,
+                    lease_until=row["lease_until"])
+
+    async def complete(self, owner: str | None, task_id: int, lease_token: str, result: Any = None) -> str:
+        """Record success with ``result`` (JSON, at most 1 MiB); returns the job's status."""
+        return await self._report(owner, task_id, lease_token, "succeeded", result=encode_result(result))
+
+    async def fail(self, owner: str | None, task_id: int, lease_token: str, error: str, *, retryable: bool = True,
+                   retry_in: float | None = None) -> str:
+        """Record a failed attempt: retried with backoff (or after ``retry_in`` seconds) while
+        attempts remain and it is ``retryable``, else final. Returns the job's new status."""
+        if not isinstance(error, str) or not error.strip():
+            raise InvalidInput("error must be a non-empty string saying what went wrong")
+        if retry_in is not None and (isinstance(retry_in, bool) or not isinstance(retry_in, (int, float))
+                                     or not 0 <= retry_in <= MAX_RETRY_IN):
+            raise InvalidInput(f"retry_in must be a number of seconds from 0 to {MAX_RETRY_IN}, got {retry_in!r}")
+        return await self._report(owner, task_id, lease_token, "failed", error=error[:MAX_ERROR_CHARS],
+                                  retryable=bool(retryable), retry_in=retry_in)
+
+    async def heartbeat(self, owner: str | None, task_id: int, lease_token: str) -> dt.datetime:
+        """Extend the lease by the lease time from now; returns its new end."""
+        self._check(task_id, lease_token)
+        until = await self.store.task_heartbeat(task_id, worker_id=lease_token, owner=owner,
+                                                lease_seconds=self.lease_seconds)
+        if until is None:
+            await self._lost(owner, task_id)
+        return until
+
+    async def _report(self, owner: str | None, task_id: int, lease_token: str, outcome: str, *,
+                      result: str | None = None, error: str | None = None, retryable: bool = False,
+                      retry_in: float | None = None) -> str:
+        self._check(task_id, lease_token)
+        held = await self.store.task_hold(task_id, worker_id=lease_token, owner=owner)
+        if held is None:
+            await self._lost(owner, task_id)
+        attempt = held["attempts"]
+        if outcome == "succeeded":
+            status = "succeeded"
+        elif retryable and attempt < held["max_attempts"]:
+            status = "pending"
+            retry_in = DEFAULT_BACKOFF.delay(attempt) if retry_in is None else float(retry_in)
+        else:
+            status, retry_in = "failed", None
+        # job_complete_many is fenced on (status, worker_id, attempts): a lease lost since
+        # task_hold makes it write nothing.
+        done = await self.store.job_complete_many(lease_token, {
+            "ids": [task_id], "attempts": [attempt], "statuses": [status], "retry_in": [retry_in],
+            "results": [result], "errors": [error], "outcomes": [outcome],
+            "started_at": [held["started_at"].timestamp()], "finished_at": [time.time()]})
+        if not done:
+            await self._lost(owner, task_id)
+        return status
+
+    @staticmethod
+    def _check(task_id: int, lease_token: str) -> None:
+        check_ids([task_id], "task id")
+        if not isinstance(lease_token, str) or not LEASE_TOKEN.fullmatch(lease_token):
+            raise InvalidInput("lease_token must be the lease_token that claim-next-task returned with the task")
+
+    async def _lost(self, owner: str | None, task_id: int) -> None:
+        """Raise the right refusal for a report that matched no held lease."""
+        job = await self.store.job_get(task_id, owner=owner)  # JobNotFound: not theirs, or no such task
+        raise LeaseLost(f"task {task_id} is no longer held under this lease (it is {job.status}: the lease "
+                        "expired and the task was rescued, or it was cancelled); this report changes nothing")
+
+
+# -- acting for a caller of the API (the HTTP routes and the Client's database fallback) ----------
+
+
+async def owner_for_enqueue(store: Store, caller: Principal, function: str, owner: str | None,
+                            depends_on: Sequence[int] | int | None) -> str | None:
+    """The owner a caller's new job gets. The service may name any owner (or none). A user's job
+    is always theirs (naming another owner is Forbidden), may depend only on their own jobs
+    (another user's answers as one that does not exist), and may not be a built-in: ``sql`` runs
+    any SQL and ``http`` could carry the vault's secrets anywhere, so they are the service's."""
+    if caller.is_service:
+        return owner
+    if owner is not None and owner != caller.owner:
+        raise Forbidden("a user's job belongs to that user: leave out `owner` or give your own user id")
+    if function in BUILTIN_FUNCTIONS:
+        raise Forbidden(f"only the service may enqueue the built-in {function!r} function")
+    wanted = [depends_on] if isinstance(depends_on, int) else list(depends_on or ())
+    if wanted:
+        missing = set(wanted) - await store.job_filter_owned(check_ids(wanted, "depends_on id"), owner=caller.owner)
+        if missing:
+            raise InvalidInput(f"depends_on names jobs that do not exist: {sorted(missing)}")
+    return caller.owner
+
+
+def public_job(job: Job) -> dict[str, Any]:
+    """Job.to_dict() for a caller of the API: a remote claim's worker_id is its lease token, the
+    claimant's alone to know, so it reads "remote"."""
+    out = job.to_dict()
+    out["worker_id"] = public_worker_id(out["worker_id"])
+    return out
+
+
+def public_worker_id(worker_id: str | None) -> str | None:
+    return "remote" if worker_id is not None and worker_id.startswith("remote:") else worker_id
+
+
+def check_task_types(task_types: Any) -> list[str]:
+    if not isinstance(task_types, (list, tuple)) or not task_types or len(task_types) > MAX_TASK_TYPES:
+        raise InvalidInput(f"task_types must be a list of 1 to {MAX_TASK_TYPES} function names")
+    return [check_name(name, "task type") for name in task_types]

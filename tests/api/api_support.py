@@ -1,0 +1,123 @@
+"""Shared by the HTTP API tests: a real uvicorn server on 127.0.0.1 (in a thread of the test
+process, so a test can move its clock), credentials of every kind, and small helpers.
+
+Imported by the test modules of tests/api (not a conftest: tests/conftest.py is imported by name
+elsewhere)."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+import time
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from apps.api import register
+
+from jobline import App
+from jobline.api import create_app
+from jobline.settings import Settings
+
+SERVICE_KEY = "svc_" + secrets.token_urlsafe(32)
+JWT_SECRET = secrets.token_urlsafe(48)  # 64 bytes: long enough to sign the HS512 forgeries too
+RUNNER_SECRET = "run_" + secrets.token_urlsafe(32)
+
+
+class Clock:
+    """A clock the test moves (the authentication-failure window reads it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Server:
+    """`create_app` over a fresh App, served by uvicorn in a thread on 127.0.0.1 (a free port)."""
+
+    def __init__(self, settings: Settings, *, functions=register, **options) -> None:
+        self.app = functions(App(settings=settings))
+        self.clock = options.setdefault("clock", Clock())
+        self.asgi = create_app(self.app, **options)
+        config = uvicorn.Config(self.asgi, host="127.0.0.1", port=0, log_config=None, access_log=False,
+                                lifespan="on", server_header=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+
+    def start(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def api_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, service_key=SERVICE_KEY, jwt_secret=JWT_SECRET, runner_secret=RUNNER_SECRET,
+                               remote_lease_seconds=300)
+
+
+@pytest.fixture
+def server(settings):
+    running = Server(api_settings(settings)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+SERVICE = bearer(SERVICE_KEY)
+
+
+def user_jwt(sub: str | None = "alice", *, secret: str = JWT_SECRET, algorithm: str = "HS256", **claims) -> str:
+    """A Supabase-style user JWT (aud authenticated, role authenticated, exp in an hour)."""
+    now = int(time.time())
+    body = {"aud": "authenticated", "role": "authenticated", "iat": now, "exp": now + 3600, **claims}
+    if sub is not None:
+        body["sub"] = sub
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, secret, algorithm=algorithm)
+
+
+def as_user(sub: str) -> dict[str, str]:
+    return bearer(user_jwt(sub))
+
+
+def enqueue(sql, function: str, owner: str | None, **options) -> int:
+    """A job inserted through jobline.enqueue (the state to test, not the system under test)."""
+    args = "".join(f", {k} => %({k})s" for k in options)
+    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{args})", {"f": function, "owner": owner,
+                                                                          **options})[0][0]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict:
+    """The response is `status` with the error shape and `code`, and holds no traceback."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    return body["error"]

@@ -1,0 +1,83 @@
+"""Property-based run of schemathesis against the /openapi.json of a running server, bounded
+in time (reliability.md S6, the in-suite version): data that fits the spec and data that does
+not, with the service key. No answer may be a 5xx; every error has the error shape; and every
+answer to valid data matches the status codes and schemas the spec documents.
+
+A longer run takes its budget and examples per operation from JOBLINE_FUZZ_SECONDS and
+JOBLINE_FUZZ_EXAMPLES."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import schemathesis
+from api_support import SERVICE, Server, api_settings
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+
+from jobline import App
+
+# In the suite: about 20 s. A longer run: JOBLINE_FUZZ_SECONDS=900 JOBLINE_FUZZ_EXAMPLES=1000.
+BUDGET_SECONDS = float(os.environ.get("JOBLINE_FUZZ_SECONDS", 60))
+MAX_EXAMPLES = int(os.environ.get("JOBLINE_FUZZ_EXAMPLES", 60))
+
+
+def only_echo(app: App) -> App:
+    """Functions that never fail by design: the gateway's 502/503/504 answers are its contract
+    (test_api_functions covers them), not server errors."""
+
+    @app.function("echo")
+    def echo(payload):
+        return payload
+
+    return app
+
+
+@pytest.fixture
+def fuzz_server(settings):
+    running = Server(api_settings(settings), functions=only_echo, auth_failure_limit=1_000_000).start()
+    yield running
+    running.stop()
+
+
+def test_schemathesis_finds_no_server_error(fuzz_server):
+    schema = schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 16
+    runs = [(op, mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+    began = time.monotonic()
+    slice_seconds = BUDGET_SECONDS / len(runs)
+    calls = 0
+    for index, (operation, mode) in enumerate(runs):
+        # Each run gets its share of the budget, plus whatever earlier runs left unused.
+        stop_at = began + slice_seconds * (index + 1)
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @hypothesis_settings(max_examples=MAX_EXAMPLES, deadline=None, phases=[Phase.generate], database=None,
+                             suppress_health_check=list(HealthCheck))
+        def check(case):
+            nonlocal calls
+            if time.monotonic() > stop_at:
+                return
+            response = case.call(base_url=fuzz_server.url, headers=SERVICE, timeout=30)
+            calls += 1
+            where = f"{case.method} {case.formatted_path} ({mode.value}): {response.status_code} {response.text[:300]}"
+            assert response.status_code < 500, where
+            assert "Traceback" not in response.text, where
+            if response.status_code >= 400:
+                body = response.json()
+                assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, where
+            if mode is GenerationMode.POSITIVE:
+                case.validate_response(response, checks=[status_code_conformance, response_schema_conformance])
+
+        try:
+            check()
+        except Unsatisfiable:  # nothing in this operation can be made invalid (e.g. GET /healthz)
+            assert mode is GenerationMode.NEGATIVE, operation.label
+    print(f"schemathesis: {calls} requests in {time.monotonic() - began:.1f} s")
+    assert calls >= 200  # the budget really was spent on requests

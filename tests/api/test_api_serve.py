@@ -1,0 +1,78 @@
+"""`jobline serve` as a real process: it answers on the port it is given (option or
+JOBLINE_PORT), rescues expired remote leases by itself, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import httpx
+from api_support import JWT_SECRET, RUNNER_SECRET, SERVICE, SERVICE_KEY, as_user, enqueue
+from conftest import eventually, start_jobline
+
+CREDENTIALS = {"JOBLINE_SERVICE_KEY": SERVICE_KEY, "JOBLINE_JWT_SECRET": JWT_SECRET,
+               "JOBLINE_RUNNER_SECRET": RUNNER_SECRET}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, process, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("jobline serve did not come up")
+
+
+async def test_serve_answers_rescues_expired_leases_and_stops_on_sigterm(db_url, sql, processes):
+    port = free_port()
+    enqueue(sql, "render", "alice")
+    stale = enqueue(sql, "render", "alice")
+    sql("""UPDATE jobline.jobs SET status = 'running', attempts = 1, worker_id = 'remote:' || repeat('0', 32),
+             started_at = now() - interval '10 minutes', lease_until = now() - interval '1 minute' WHERE id = %s""",
+        [stale])
+    server = start_jobline(["--app", "apps.api:app", "serve"], db_url, JOBLINE_PORT=port, **CREDENTIALS)
+    processes.append(server)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url, server)
+    with httpx.Client(base_url=url) as http:
+        assert http.post("/functions/v1/claim-next-task", headers=as_user("alice")).status_code == 200
+        assert http.post("/functions/v1/echo", headers=SERVICE, json={"a": 1}).json() == {"got": {"a": 1}}
+        assert http.post("/functions/v1/public").status_code == 200
+    # Nothing but the server runs: its maintenance role rescues the expired remote lease.
+    await eventually(lambda: sql("SELECT status FROM jobline.jobs WHERE id = %s", [stale]) == [("pending",)],
+                     timeout=15)
+    server.send_signal(signal.SIGTERM)
+    output, _ = server.communicate(timeout=20)
+    assert server.returncode == 0, output
+    assert "api.started" in output and "api.stopped" in output and "job.rescued" in output
+    for secret in (SERVICE_KEY, JWT_SECRET, RUNNER_SECRET):
+        assert secret not in output
+
+
+def test_serve_fails_clearly_without_a_database(processes):
+    port = free_port()
+    server = start_jobline(["serve", "--port", str(port)], "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    processes.append(server)
+    output, _ = server.communicate(timeout=60)
+    assert server.returncode == 1
+    assert output.startswith("error: connection failed") and "Traceback" not in output
+
+
+def test_serve_refuses_a_short_service_key(db_url, processes):
+    server = start_jobline(["serve", "--port", str(free_port())], db_url, JOBLINE_SERVICE_KEY="short")
+    processes.append(server)
+    output, _ = server.communicate(timeout=30)
+    assert server.returncode == 1
+    assert "JOBLINE_SERVICE_KEY is shorter than 32 bytes" in output and "short" not in output.replace(
+        "shorter", "")

@@ -1,0 +1,117 @@
+"""Remote tasks on a real database: claim order, owner scoping, remote-only task types,
+dependencies, distinct claims under concurrency, and fenced reports."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobline.errors import InvalidInput, JobNotFound, LeaseLost
+from jobline.tasks import Tasks
+
+
+@pytest.fixture
+def tasks(store) -> Tasks:
+    return Tasks(store, lease_seconds=300)
+
+
+def enqueue(sql, function: str, owner: str | None, **options) -> int:
+    args = ", ".join(f"{k} => %({k})s" for k in options)
+    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{', ' + args if args else ''})",
+               {"f": function, "owner": owner, **options})[0][0]
+
+
+async def test_a_user_claims_only_its_own_tasks_in_priority_then_run_at_then_creation_order(tasks, sql):
+    late = enqueue(sql, "render", "alice")
+    urgent = enqueue(sql, "render", "alice", priority=5)
+    enqueue(sql, "render", "bob", priority=9)
+    early = enqueue(sql, "render", "alice", run_at="2020-01-01T00:00:00Z")
+    claimed = [await tasks.claim("alice") for _ in range(4)]
+    assert [t.task_id if t else None for t in claimed] == [urgent, early, late, None]
+    assert (claimed[0].task_type, claimed[0].project_id, claimed[0].attempt) == ("render", "alice", 1)
+    assert sql("SELECT owner FROM jobline.jobs WHERE status = 'pending'") == [("bob",)]
+
+
+async def test_the_service_claims_across_owners_and_only_remote_task_types_by_default(tasks, sql, store):
+    await store.worker_register(id="w1", hostname="h", pid=1, functions=["python-only"], queues=None)
+    enqueue(sql, "python-only", "alice")
+    enqueue(sql, "sql", None)
+    remote = enqueue(sql, "render", "bob")
+    assert (await tasks.claim(None)).task_id == remote
+    assert await tasks.claim(None) is None
+    asked = await tasks.claim(None, ["python-only"])  # named explicitly, it can be claimed
+    assert asked.task_type == "python-only"
+
+
+async def test_dependencies_are_respected(tasks, sql):
+    first = enqueue(sql, "step", "alice")
+    second = sql("SELECT jobline.enqueue('step', owner => 'alice', depends_on => ARRAY[%s]::bigint[])", [first])[0][0]
+    task = await tasks.claim("alice")
+    assert task.task_id == first and await tasks.claim("alice") is None
+    await tasks.complete("alice", task.task_id, task.lease_token, {"ok": True})
+    assert (await tasks.claim("alice")).task_id == second
+
+
+async def test_concurrent_claimers_get_distinct_tasks(store, sql):
+    ids = [enqueue(sql, "render", "alice") for _ in range(40)]
+    claimers = [Tasks(store, 300) for _ in range(8)]
+
+    async def drain(t: Tasks) -> list[int]:
+        got = []
+        while (task := await t.claim("alice")) is not None:
+            got.append(task.task_id)
+        return got
+
+    claimed = [i for batch in await asyncio.gather(*(drain(c) for c in claimers)) for i in batch]
+    assert sorted(claimed) == ids
+
+
+async def test_reports_are_fenced_on_the_lease_and_scoped_to_the_owner(tasks, sql, store):
+    enqueue(sql, "render", "alice", max_attempts=2)
+    task = await tasks.claim("alice")
+    with pytest.raises(JobNotFound):  # another user's task answers as one that does not exist
+        await tasks.complete("bob", task.task_id, task.lease_token, {})
+    with pytest.raises(LeaseLost):  # a lease token that is not the one held
+        await tasks.complete("alice", task.task_id, "remote:" + "0" * 32, {})
+    with pytest.raises(InvalidInput, match="lease_token must be"):
+        await tasks.heartbeat("alice", task.task_id, "guess")
+    assert await tasks.fail("alice", task.task_id, task.lease_token, "boom", retry_in=0) == "pending"
+    with pytest.raises(LeaseLost):  # the first attempt's lease is spent
+        await tasks.heartbeat("alice", task.task_id, task.lease_token)
+    again = await tasks.claim("alice")
+    assert (again.task_id, again.attempt) == (task.task_id, 2)
+    assert await tasks.fail("alice", again.task_id, again.lease_token, "boom again") == "failed"  # attempts used up
+    job = await store.job_get(task.task_id)
+    assert (job.status, job.last_error) == ("failed", "boom again")
+    assert [(a.attempt, a.outcome, a.error) for a in await store.attempt_list(task.task_id)] == [
+        (1, "failed", "boom"), (2, "failed", "boom again")]
+
+
+async def test_a_rescued_task_refuses_the_stale_report(tasks, sql, store):
+    enqueue(sql, "render", "alice")
+    stale = await tasks.claim("alice")
+    sql("UPDATE jobline.jobs SET lease_until = now() - interval '1 second'")
+    assert await store.job_rescue_expired() == [(stale.task_id, "pending")]
+    fresh = await tasks.claim("alice")
+    with pytest.raises(LeaseLost, match="no longer held under this lease"):
+        await tasks.complete("alice", stale.task_id, stale.lease_token, {"from": "stale"})
+    assert await tasks.complete("alice", fresh.task_id, fresh.lease_token, {"from": "fresh"}) == "succeeded"
+    assert (await store.job_get(fresh.task_id)).result == {"from": "fresh"}
+
+
+async def test_heartbeat_extends_the_lease_and_non_retryable_failures_are_final(tasks, sql):
+    enqueue(sql, "render", None)
+    task = await tasks.claim(None)
+    sql("UPDATE jobline.jobs SET lease_until = now() + interval '5 seconds'")
+    until = await tasks.heartbeat(None, task.task_id, task.lease_token)
+    assert sql("SELECT lease_until = %s, lease_until > now() + interval '250 seconds' FROM jobline.jobs", [until]) == [
+        (True, True)]
+    assert await tasks.fail(None, task.task_id, task.lease_token, "bad input", retryable=False) == "failed"
+
+
+@pytest.mark.parametrize("task_types, message", [([], "task_types must be a list"), ("render", "task_types must be"),
+                                                 (["bad\nname"], "control character"), ([1], "must be a string")])
+async def test_bad_task_types_are_refused(tasks, task_types, message):
+    with pytest.raises(InvalidInput, match=message):
+        await tasks.claim(None, task_types)
