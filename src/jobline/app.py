@@ -150,16 +150,18 @@ class App:
 
     async def add_schedule_async(self, name: str | None, expression: str, function: str | None = None,
                                  payload: Mapping[str, Any] | None = None, *, replace: bool = False,
-                                 **options: Any) -> Schedule:
+                                 scope: str | None = None, **options: Any) -> Schedule:
         """Add a schedule at run time (as `jobline cron add` does); with ``replace``, one of the
-        same name is replaced. Options as :meth:`schedule`, plus ``active``."""
+        same name is replaced (with ``scope``, a user's id, only one that user owns). Options as
+        :meth:`schedule`, plus ``active``."""
         spec = self._schedule_spec(name, expression, function, payload, options)
-        return await (await self.open_async()).schedule_upsert(spec, replace=replace)
+        return await (await self.open_async()).schedule_upsert(spec, replace=replace, scope=scope)
 
     def add_schedule(self, name: str | None, expression: str, function: str | None = None,
-                     payload: Mapping[str, Any] | None = None, *, replace: bool = False, **options: Any) -> Schedule:
+                     payload: Mapping[str, Any] | None = None, *, replace: bool = False, scope: str | None = None,
+                     **options: Any) -> Schedule:
         return self._bridge.run(self.add_schedule_async(name, expression, function, payload, replace=replace,
-                                                        **options), "add_schedule")
+                                                        scope=scope, **options), "add_schedule")
 
     # -- connection -------------------------------------------------------------------------
 

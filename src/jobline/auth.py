@@ -7,9 +7,10 @@ Three kinds of credential, tried in this order:
    not get to choose: ``alg: none`` and every other algorithm are refused), the signature
    checked, ``exp`` required, ``nbf`` honoured, 30 s of leeway for clock skew. A ``role`` (or
    ``app_metadata.role``) of ``service_role`` or ``supabase_admin`` is service access, as
-   Supabase's own service-role JWT is (it has no ``sub`` or ``aud``). Any other token must be for
-   audience ``authenticated`` (or have none) and name its user in ``sub``; a valid token without a
-   user (no ``sub``, or role ``anon``) is Forbidden, not Unauthenticated.
+   Supabase's own service-role JWT is (it has no ``sub`` or ``aud``). A token of role ``anon``
+   (Supabase's anon key) is valid but names no user: Forbidden. Any other token must be for
+   audience ``authenticated``, as Supabase's user tokens are (a token signed with the same secret
+   for another purpose is not a user's), and name its user in ``sub`` (else Forbidden).
 3. A user API token from `jobline tokens create`: its SHA-256 is looked up; unknown or revoked
    tokens are refused.
 
@@ -38,6 +39,7 @@ LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
 TOKEN_PREFIX = "jl_"
 INVALID = "invalid credentials: send `Authorization: Bearer <service key | user JWT | API token>`"
+NO_USER = "this token is valid but names no user (no `sub`, or role anon): it cannot act on tasks"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,21 +94,25 @@ def _from_jwt(token: str, settings: Settings) -> Principal:
                             options={"require": ["exp"], "verify_aud": False})
     except jwt.PyJWTError:
         raise Unauthenticated(INVALID) from None
-    if _role(claims) in SERVICE_ROLES:
+    role = _role(claims)
+    if role in SERVICE_ROLES:
         return Principal(user_id=None, via="jwt")
+    if role == "anon":
+        raise Forbidden(NO_USER)
     audience = claims.get("aud")
-    audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else None
-    if audience is not None and (audiences is None or USER_AUDIENCE not in audiences):
+    audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+    if USER_AUDIENCE not in audiences:
         raise Unauthenticated(INVALID)
     subject = claims.get("sub")
-    if _role(claims) == "anon" or not isinstance(subject, str) or not _is_user_id(subject):
-        raise Forbidden("this token is valid but names no user (no `sub`, or role anon): it cannot act on tasks")
+    if not isinstance(subject, str) or not _is_user_id(subject):
+        raise Forbidden(NO_USER)
     return Principal(user_id=subject, via="jwt")
 
 
-def _role(claims: dict[str, Any]) -> Any:
+def _role(claims: dict[str, Any]) -> str | None:
     metadata = claims.get("app_metadata")
-    return claims.get("role") or (metadata.get("role") if isinstance(metadata, dict) else None)
+    role = claims.get("role") or (metadata.get("role") if isinstance(metadata, dict) else None)
+    return role if isinstance(role, str) else None
 
 
 def _is_user_id(value: str) -> bool:

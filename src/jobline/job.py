@@ -247,6 +247,10 @@ def new_job(
             raise InvalidInput(f"run_at must be a datetime, got {type(run_at).__name__}")
         if run_at.tzinfo is None:
             run_at = run_at.replace(tzinfo=dt.timezone.utc)
+        try:  # a time whose UTC instant falls outside years 1 to 9999 could be stored but never read back
+            run_at = run_at.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise InvalidInput(f"run_at {run_at.isoformat()} is outside the years 1 to 9999 (UTC)") from None
     if depends_on is None:
         deps: tuple[int, ...] = ()
     elif isinstance(depends_on, int) and not isinstance(depends_on, bool):

@@ -68,3 +68,16 @@ def test_bad_definitions_are_refused_naming_the_bad_part_and_store_nothing(clien
     assert_error(add(client, SERVICE, name="kept", function="g"), 409, "conflict")
     assert add(client, SERVICE, name="kept", function="g", replace=True).json()["function"] == "g"
     assert sql("SELECT name, function FROM jobline.schedules") == [("kept", "g")]
+
+
+def test_a_user_cannot_take_over_another_owners_schedule_by_name(client, sql):
+    assert add(client, ALICE, name="nightly", function="render").status_code == 201
+    assert add(client, SERVICE, name="svc-sql", sql="SELECT 1").status_code == 201
+    before = sql("SELECT * FROM jobline.schedules ORDER BY id")
+    for name in ("nightly", "svc-sql"):
+        for replace in (False, True):
+            taken = add(client, BOB, name=name, function="echo", replace=replace)
+            message = assert_error(taken, 409, "conflict")["message"]
+            assert message.startswith(f"the schedule name '{name}' is taken")
+    assert sql("SELECT * FROM jobline.schedules ORDER BY id") == before
+    assert add(client, ALICE, name="nightly", function="echo", replace=True).json()["function"] == "echo"

@@ -65,6 +65,8 @@ async def test_a_user_jwt_is_that_user(api_settings, store):
     lambda: signed({"sub": "user-1", "aud": "authenticated"}),                      # no exp
     lambda: signed(user_claims(nbf=int(time.time()) + 120)),
     lambda: signed(user_claims(aud="anon")),
+    lambda: signed({"sub": "user-1", "exp": int(time.time()) + 60}),                # no audience
+    lambda: signed(user_claims(aud=None)),
     lambda: signed(user_claims(), algorithm="HS512"),
     *[lambda alg=alg: b64({"alg": alg, "typ": "JWT"}) + "." + b64(user_claims()) + "." for alg in ("none", "None", "NONE", "nOnE")],
     lambda: b64({"alg": "none", "typ": "JWT"}) + "." + b64(user_claims()) + ".c2lnbmF0dXJl",
@@ -80,11 +82,20 @@ async def test_forgeries_are_unauthenticated_with_one_message(api_settings, stor
 
 @pytest.mark.parametrize("make", [lambda: user_claims(sub=None), lambda: user_claims(sub=""),
                                   lambda: user_claims(sub="x" * 300),
-                                  lambda: {"role": "anon", "iss": "supabase", "exp": int(time.time()) + 60}])
+                                  lambda: {"role": "anon", "iss": "supabase", "exp": int(time.time()) + 60},
+                                  lambda: user_claims(role="anon", aud="anon")])
 async def test_a_valid_token_without_a_user_is_forbidden(api_settings, store, make):
     claims = {k: v for k, v in make().items() if v is not None}
     with pytest.raises(Forbidden):
         await principal(signed(claims), api_settings, store)
+
+
+@pytest.mark.parametrize("role", [["service_role"], {"x": 1}, 7])
+async def test_a_role_that_is_not_a_string_is_no_role(api_settings, store, role):
+    assert await principal(signed(user_claims(role=role)), api_settings, store) == auth.Principal("user-1", "jwt")
+    with pytest.raises(Forbidden):
+        await principal(signed({"app_metadata": {"role": role}, "aud": "authenticated",
+                                "exp": int(time.time()) + 60}), api_settings, store)
 
 
 async def test_without_a_jwt_secret_no_jwt_is_accepted(settings, store):

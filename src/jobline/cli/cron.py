@@ -10,8 +10,7 @@ import click
 from ..app import App
 from ..job import parse_payload
 from ..schedule import CATCH_UP_POLICIES, OVERLAP_POLICIES, Schedule
-from .jobs import _run
-from .main import Context, cli, pass_context
+from .main import Context, cli, pass_context, run_app
 from .output import emit_json, short_time, table
 
 
@@ -57,7 +56,7 @@ def cron_add(ctx: Context, name, expression, function, payload, sql_command, tim
     """Add schedule NAME firing on EXPRESSION ('0 3 * * SUN', '@daily', '30 seconds', ...)."""
     options = {k: v for k, v in dict(queue=queue, priority=priority, max_attempts=max_attempts).items()
                if v is not None}
-    schedule = _run(ctx.load_app(), lambda app: app.add_schedule_async(
+    schedule = run_app(ctx.load_app(), lambda app: app.add_schedule_async(
         name, expression, function, parse_payload(payload) if payload is not None else None, sql=sql_command,
         timezone=timezone, owner=owner, overlap=overlap, catch_up=catch_up, catch_up_max=catch_up_max,
         active=not paused, replace=replace, **options))
@@ -76,7 +75,7 @@ def cron_add(ctx: Context, name, expression, function, payload, sql_command, tim
 def cron_ls(ctx: Context, as_json: bool) -> None:
     """Every schedule with its next run and the outcome of its latest run."""
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [_schedule_row(s, last, now) for s, last in _run(ctx.load_app(), lambda app: app.store.schedule_list())]
+    rows = [_schedule_row(s, last, now) for s, last in run_app(ctx.load_app(), lambda app: app.store.schedule_list())]
     if as_json:
         emit_json(rows)
         return
@@ -101,7 +100,7 @@ def cron_runs(ctx: Context, ref: str, limit: int, before_id: int | None, as_json
         schedule = await app.store.schedule_get(ref)
         return await app.store.schedule_run_list(schedule.id, limit=limit, before_id=before_id)
 
-    runs = [run.to_dict() for run in _run(ctx.load_app(), work)]
+    runs = [run.to_dict() for run in run_app(ctx.load_app(), work)]
     if as_json:
         emit_json(runs)
         return
@@ -123,7 +122,7 @@ def _steer(name: str, help_text: str, action) -> None:
             schedule = await app.store.schedule_get(ref)
             return await action(app.store, schedule)
 
-        outcome = _run(ctx.load_app(), work)
+        outcome = run_app(ctx.load_app(), work)
         if as_json:  # the HTTP API's fields; the message is for people
             emit_json({k: v for k, v in outcome.items() if k != "message"})
         else:

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import click
 
 from ..app import App
 from ..job import FINAL_STATUSES, JobStatus, parse_payload, parse_run_at
-from .main import Context, cli, pass_context
+from .main import Context, cli, pass_context, run_app
 from .output import emit_json, short_time, table
 
 STATUSES = [s.value for s in JobStatus]
-
-
-def _run(app: App, work):
-    """Open the app, run ``work(store)`` on an event loop, close."""
-
-    async def go():
-        async with app:
-            return await work(app)
-
-    return asyncio.run(go())
 
 
 @cli.command("enqueue")
@@ -45,7 +34,7 @@ def enqueue(ctx: Context, function, payload, run_at, delay, queue, owner, priori
     options = dict(payload=parse_payload(payload), run_at=parse_run_at(run_at) if run_at else None,
                    delay=delay, queue=queue, owner=owner, priority=priority,
                    depends_on=list(depends_on) or None, unique_key=unique_key, max_attempts=max_attempts)
-    job = _run(ctx.load_app(), lambda app: app.enqueue_async(function, **options))
+    job = run_app(ctx.load_app(), lambda app: app.enqueue_async(function, **options))
     if as_json:
         emit_json(job.to_dict())
     else:
@@ -79,7 +68,7 @@ def _job_row(job, served: bool | None = None) -> dict:
 @pass_context
 def jobs_list(ctx: Context, status, function, queue, owner, before_id, limit, archived, as_json) -> None:
     """Newest jobs first; flags jobs of functions no live worker serves."""
-    rows = _run(ctx.load_app(), lambda app: app.store.job_list(
+    rows = run_app(ctx.load_app(), lambda app: app.store.job_list(
         statuses=list(status) or None, function=function, queue=queue, owner=owner, before_id=before_id,
         include_archived=archived, limit=limit))
     out = [_job_row(job, served) for job, served in rows]
@@ -102,7 +91,7 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     async def work(app: App):
         return await app.store.job_get(job_id), await app.store.attempt_list(job_id)
 
-    job, attempts = _run(ctx.load_app(), work)
+    job, attempts = run_app(ctx.load_app(), work)
     data = job.to_dict()
     data["attempt_history"] = [a.to_dict() for a in attempts]
     if as_json:
@@ -135,7 +124,7 @@ def _steer_command(name: str, method: str, help_text: str) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @pass_context
     def command(ctx: Context, job_id: int, as_json: bool) -> None:
-        job = _run(ctx.load_app(), lambda app: getattr(app.store, method)(job_id))
+        job = run_app(ctx.load_app(), lambda app: getattr(app.store, method)(job_id))
         if as_json:
             emit_json(job.to_dict())
         else:
@@ -158,7 +147,7 @@ def functions_group() -> None:
 @pass_context
 def functions_ls(ctx: Context, as_json: bool) -> None:
     """Each function with its job counts and how many live workers serve it."""
-    rows = _run(ctx.load_app(), lambda app: app.store.function_list())
+    rows = run_app(ctx.load_app(), lambda app: app.store.function_list())
     for row in rows:
         unfinished = row["waiting"] + row["pending"] + row["running"]
         row["note"] = "not served by any live worker" if row["workers"] == 0 and unfinished else None

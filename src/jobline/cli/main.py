@@ -6,6 +6,7 @@ as one line naming what was wrong, never as a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import sys
@@ -56,6 +57,16 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def run_app(app: App, work):
+    """Open ``app``, run ``work(app)`` (a coroutine function) on an event loop, close it."""
+
+    async def go():
+        async with app:
+            return await work(app)
+
+    return asyncio.run(go())
 
 
 class JoblineGroup(click.Group):

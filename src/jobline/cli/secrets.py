@@ -6,26 +6,14 @@ under JOBLINE_MASTER_KEY, and reaches the database as ciphertext. No command pri
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
 from .. import vault
-from ..app import App
 from ..errors import InvalidInput
-from .main import Context, cli, pass_context
+from .main import Context, cli, pass_context, run_app
 from .output import emit_json, table
-
-
-def _run(app: App, work):
-    """Open the app, run ``work(app)`` on an event loop, close."""
-
-    async def go():
-        async with app:
-            return await work(app)
-
-    return asyncio.run(go())
 
 
 @cli.group("secrets")
@@ -59,7 +47,7 @@ def secrets_set(ctx: Context, name: str, value: str | None, from_stdin: bool, as
     app = ctx.load_app()
     app.master_keys()  # no key: say how to make one before asking for the value
     value = _read_value(name, value, from_stdin)
-    info = _run(app, lambda app: app.set_secret_async(name, value))
+    info = run_app(app, lambda app: app.set_secret_async(name, value))
     if as_json:
         emit_json(info.to_dict())
     else:
@@ -90,7 +78,7 @@ def _read_value(name: str, value: str | None, from_stdin: bool) -> str:
 @pass_context
 def secrets_ls(ctx: Context, as_json: bool) -> None:
     """Secrets by name, with the master key each is sealed under (never their values)."""
-    rows = [info.to_dict() for info in _run(ctx.load_app(), lambda app: app.list_secrets_async())]
+    rows = [info.to_dict() for info in run_app(ctx.load_app(), lambda app: app.list_secrets_async())]
     if as_json:
         emit_json(rows)
         return
@@ -111,7 +99,7 @@ def secrets_ls(ctx: Context, as_json: bool) -> None:
 @pass_context
 def secrets_rm(ctx: Context, name: str, as_json: bool) -> None:
     """Delete the secret NAME (jobs that reference it then fail, naming it)."""
-    _run(ctx.load_app(), lambda app: app.delete_secret_async(name))
+    run_app(ctx.load_app(), lambda app: app.delete_secret_async(name))
     if as_json:
         emit_json({"name": name, "deleted": True})
     else:
@@ -128,7 +116,7 @@ def secrets_rotate_key(ctx: Context, as_json: bool) -> None:
     """
     app = ctx.load_app()
     keys = app.master_keys()
-    rotation = _run(app, lambda app: app.rotate_secrets_async())
+    rotation = run_app(app, lambda app: app.rotate_secrets_async())
     if as_json:
         emit_json(rotation.to_dict())
         return

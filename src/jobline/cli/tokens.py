@@ -6,8 +6,7 @@ import click
 
 from .. import auth
 from ..job import check_name
-from .jobs import _run
-from .main import Context, cli, pass_context
+from .main import Context, cli, pass_context, run_app
 from .output import emit_json, table
 
 
@@ -31,7 +30,7 @@ def tokens_create(ctx: Context, user_id: str, name: str | None, as_json: bool) -
     if name is not None:
         check_name(name, "token name")
     token = auth.new_token()
-    row = _run(ctx.load_app(), lambda app: app.store.api_token_insert(
+    row = run_app(ctx.load_app(), lambda app: app.store.api_token_insert(
         user_id=user_id, name=name, token_hash=auth.token_hash(token), prefix=auth.token_prefix(token)))
     if as_json:
         emit_json({**_jsonable(row), "token": token})
@@ -46,7 +45,7 @@ def tokens_create(ctx: Context, user_id: str, name: str | None, as_json: bool) -
 @pass_context
 def tokens_ls(ctx: Context, user_id: str | None, as_json: bool) -> None:
     """Tokens with their user, name, prefix, creation, last use and revocation (never the token)."""
-    rows = [_jsonable(row) for row in _run(ctx.load_app(), lambda app: app.store.api_token_list(user_id))]
+    rows = [_jsonable(row) for row in run_app(ctx.load_app(), lambda app: app.store.api_token_list(user_id))]
     if as_json:
         emit_json(rows)
         return
@@ -62,7 +61,7 @@ def tokens_ls(ctx: Context, user_id: str | None, as_json: bool) -> None:
 @pass_context
 def tokens_revoke(ctx: Context, token_id: int, as_json: bool) -> None:
     """Revoke token TOKEN_ID (see `jobline tokens ls`): it is refused from now on."""
-    row = _jsonable(_run(ctx.load_app(), lambda app: app.store.api_token_revoke(token_id)))
+    row = _jsonable(run_app(ctx.load_app(), lambda app: app.store.api_token_revoke(token_id)))
     if as_json:
         emit_json(row)
     else:

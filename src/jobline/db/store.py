@@ -309,11 +309,14 @@ class Store:
 
     # -- schedules ------------------------------------------------------------------------------
 
-    async def schedule_upsert(self, spec: ScheduleSpec, *, replace: bool = False) -> Schedule:
-        """Add a run-time schedule; with ``replace``, one of the same name is replaced."""
-        rows = await self._fetch(q.SCHEDULE_UPSERT, {**schedule_params(spec), "replace": replace})
+    async def schedule_upsert(self, spec: ScheduleSpec, *, replace: bool = False, scope: str | None = None) -> Schedule:
+        """Add a run-time schedule; with ``replace``, one of the same name is replaced, and for a
+        user (``scope``) only if that user owns it."""
+        rows = await self._fetch(q.SCHEDULE_UPSERT, {**schedule_params(spec), "replace": replace, "scope": scope})
         if not rows:
-            raise Conflict(f"a schedule named {spec.name!r} exists; remove it first or replace it")
+            # One answer whether the name is another user's or the caller's own (without replace).
+            raise Conflict(f"the schedule name {spec.name!r} is taken (names are unique, as in pg_cron): "
+                           "choose another, or replace a schedule of yours with replace")
         return Schedule.from_row(rows[0])
 
     async def schedule_reconcile_many(self, specs: Sequence[ScheduleSpec], owned_functions: Sequence[str]) -> list[tuple[str, str]]:
@@ -360,9 +363,11 @@ class Store:
             raise ScheduleNotFound(f"no schedule with id {schedule_id}")
         return Schedule.from_row(rows[0])
 
-    async def schedule_trigger(self, schedule_id: int) -> int:
+    async def schedule_trigger(self, schedule_id: int, *, owner: str | None = None) -> int:
         """Run a schedule once now (outside its ticks); returns the new job's id."""
-        rows = await self._fetch(q.SCHEDULE_TRIGGER, {"id": schedule_id}, rows=tuple_row)
+        rows = await self._fetch(q.SCHEDULE_TRIGGER, {"id": schedule_id, "owner": owner}, rows=tuple_row)
+        if not rows:
+            raise ScheduleNotFound(f"no schedule with id {schedule_id}")
         return rows[0][0]
 
     async def schedule_list_due(self, *, now: Any = None, limit: int = 100) -> list[dict]:
@@ -383,10 +388,10 @@ class Store:
     async def schedule_disable(self, schedule_id: int, seen_changed: Any) -> None:
         await self._fetch(q.SCHEDULE_DISABLE, {"id": schedule_id, "seen_changed": seen_changed})
 
-    async def schedule_run_list(self, schedule_id: int, *, limit: int = 20,
-                                before_id: int | None = None) -> list[ScheduleRun]:
+    async def schedule_run_list(self, schedule_id: int, *, limit: int = 20, before_id: int | None = None,
+                                owner: str | None = None) -> list[ScheduleRun]:
         rows = await self._fetch(q.SCHEDULE_RUN_LIST, {"schedule_id": schedule_id, "limit": limit,
-                                                       "before_id": before_id})
+                                                       "before_id": before_id, "owner": owner})
         return [ScheduleRun.from_row(row) for row in rows]
 
     async def schedule_run_prune(self, *, seconds: float, limit: int = 5000) -> None:

@@ -43,7 +43,8 @@ async def list_schedules(request: Request, caller: Principal = Depends(principal
 
 @router.post("/api/schedules", status_code=201, response_model=None, responses={
     201: {"model": ScheduleOut}, **AUTH_ERRORS,
-    409: {"model": ErrorOut, "description": "A schedule of that name exists (send replace: true)"}})
+    409: {"model": ErrorOut, "description": "The name is taken (names are unique across owners); replace: true "
+                                             "replaces a schedule of the caller's own"}})
 async def add_schedule(request: Request, body: ScheduleIn, caller: Principal = Depends(principal)) -> JSONResponse:
     """Add a schedule: each tick enqueues ``function`` with ``payload`` (or runs ``sql``)."""
     owner = body.owner
@@ -57,7 +58,7 @@ async def add_schedule(request: Request, body: ScheduleIn, caller: Principal = D
     schedule = await api_state(request).app.add_schedule_async(
         body.name, body.expression, body.function, body.payload, sql=body.sql, timezone=body.timezone, owner=owner,
         overlap=body.overlap, catch_up=body.catch_up, catch_up_max=body.catch_up_max, active=body.active,
-        replace=body.replace, **options)
+        replace=body.replace, scope=caller.owner, **options)
     return JSONResponse(schedule.summary(), status_code=201)
 
 
@@ -74,7 +75,8 @@ async def schedule_runs(request: Request, ref: Ref, caller: Principal = Depends(
                         limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> JSONResponse:
     """Its runs (ticks and triggers), newest first, with their jobs' state."""
     schedule = await _get(request, caller, ref)
-    runs = await api_state(request).store.schedule_run_list(schedule.id, limit=limit, before_id=before)
+    runs = await api_state(request).store.schedule_run_list(schedule.id, limit=limit, before_id=before,
+                                                            owner=caller.owner)
     out = [run.to_dict() for run in runs]
     return JSONResponse({"runs": out, "next_cursor": out[-1]["id"] if len(out) == limit else None})
 
@@ -103,7 +105,7 @@ async def resume_schedule(request: Request, ref: Ref, caller: Principal = Depend
 async def trigger_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """Run it once now, outside its ticks (recorded as a triggered run; works when paused)."""
     schedule = await _get(request, caller, ref)
-    job_id = await api_state(request).store.schedule_trigger(schedule.id)
+    job_id = await api_state(request).store.schedule_trigger(schedule.id, owner=caller.owner)
     return JSONResponse({"id": schedule.id, "name": schedule.name, "job_id": job_id})
 
 

@@ -12,8 +12,10 @@ WITH expired AS (
   SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
       run_at = now(),
       finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+      -- A remote claim's worker_id is its lease token, the claimant's alone to know: not named.
       last_error = format('attempt %%s was lost: worker %%s stopped renewing its lease (expired at %%s)',
-                          e.attempts, e.worker_id, e.lease_until),
+                          e.attempts, CASE WHEN e.worker_id LIKE 'remote:%%' THEN 'remote' ELSE e.worker_id END,
+                          e.lease_until),
       worker_id = NULL,
       lease_until = NULL
   FROM expired e

@@ -1,6 +1,8 @@
--- schedule_upsert: add a schedule made at run time (CLI, Python); with %(replace)s, a schedule
--- of the same name is replaced (its ticks start again from now), else nothing is returned and
--- the caller reports the conflict. Names are unique; nameless schedules are always added.
+-- schedule_upsert: add a schedule made at run time (CLI, Python, HTTP); with %(replace)s, a
+-- schedule of the same name is replaced (its ticks start again from now), but for a user
+-- (%(scope)s) only one that user owns: names are unique across owners, as in pg_cron, and a
+-- user must never take over another's schedule. Otherwise nothing is returned and the caller
+-- reports the conflict. Nameless schedules are always added.
 INSERT INTO jobline.schedules AS s (name, expression, timezone, function, payload, owner, queue, priority,
                                     max_attempts, overlap, catch_up, catch_up_max, active, source)
 VALUES (%(name)s, %(expression)s, %(timezone)s, %(function)s, %(payload)s::jsonb, %(owner)s, %(queue)s,
@@ -11,5 +13,5 @@ SET expression = excluded.expression, timezone = excluded.timezone, function = e
     max_attempts = excluded.max_attempts, overlap = excluded.overlap, catch_up = excluded.catch_up,
     catch_up_max = excluded.catch_up_max, active = excluded.active, source = 'runtime',
     next_run_at = NULL, changed_at = now()
-WHERE %(replace)s
+WHERE %(replace)s AND (%(scope)s::text IS NULL OR s.owner = %(scope)s)
 RETURNING *
