@@ -1,18 +1,23 @@
-"""Credentials and a real `jobline serve` process for the client and remote-worker tests
-(tests/client/): import the fixtures from here."""
+"""Credentials, a real `jobline serve` process and an in-process API server for the client and
+remote-worker tests (tests/client/): import the fixtures from here."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 import subprocess
+import threading
 import time
 
 import httpx
 import jwt
 import pytest
+import uvicorn
 
 from conftest import start_jobline
+from jobline import App
+from jobline.api import create_app
 from jobline.settings import Settings
 
 SERVICE_KEY = secrets.token_urlsafe(32)
@@ -84,3 +89,44 @@ def server(db_url):
     running = Server(db_url).start()
     yield running
     running.stop()
+
+
+class ApiServer:
+    """``create_app`` served by uvicorn in a thread of this process on 127.0.0.1 (a free port), for
+    what `jobline serve` cannot be told: create_app's options (a small authentication-failure
+    limit). Its App registers no functions; remote leases are 10 s."""
+
+    def __init__(self, settings: Settings, **options):
+        settings = dataclasses.replace(settings, remote_lease_seconds=10)
+        config = uvicorn.Config(create_app(App(settings=settings), **options), host="127.0.0.1", port=0,
+                                log_config=None, access_log=False, lifespan="on", server_header=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+
+    def start(self) -> ApiServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the API server did not start")
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def api_server(auth_settings):
+    """Start an ApiServer with create_app's ``options``; stopped at the end."""
+    started: list[ApiServer] = []
+
+    def start(**options) -> ApiServer:
+        started.append(ApiServer(auth_settings, **options).start())
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()

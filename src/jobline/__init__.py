@@ -1,7 +1,7 @@
 """jobline: a PostgreSQL-native job queue, scheduler and function runner."""
 
 from .app import App
-from .client import Client
+from .client import ClaimedTask, Client
 from .errors import (
     AuthError,
     Cancel,
@@ -17,7 +17,9 @@ from .errors import (
     JobNotFound,
     LeaseLost,
     NotFound,
+    RateLimited,
     RetryIn,
+    ScheduleNotFound,
     SecretError,
     SecretNotFound,
     Unauthenticated,
@@ -31,8 +33,9 @@ from .tasks import Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "App", "Attempt", "AuthError", "Backoff", "Cancel", "Client", "ConfigError", "Conflict", "DatabaseError",
+    "App", "Attempt", "AuthError", "Backoff", "Cancel", "ClaimedTask", "Client", "ConfigError", "Conflict", "DatabaseError",
     "DestinationBlocked", "Fail", "Forbidden", "FunctionNotFound", "InvalidInput", "Job", "JobContext",
-    "JobNotFound", "JobStatus", "JoblineError", "LeaseLost", "NotFound", "RetryIn", "SecretError", "SecretNotFound",
+    "JobNotFound", "JobStatus", "JoblineError", "LeaseLost", "NotFound", "RateLimited", "RetryIn", "ScheduleNotFound",
+    "SecretError", "SecretNotFound",
     "Task", "Unauthenticated", "Unavailable", "__version__",
 ]

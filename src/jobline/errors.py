@@ -107,6 +107,18 @@ class Unavailable(JoblineError):
     code = "unavailable"
 
 
+class RateLimited(Unavailable):
+    """The server answered 429: too many requests (failed authentications) from this address.
+    Not a verdict on the request: send it again after ``retry_after`` seconds (None when the
+    server did not say). It never falls back to the database, since the server is up."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # Handler signals: raised by a handler to decide its job's fate. They are not failures of
 # jobline, so they do not derive from JoblineError.
 

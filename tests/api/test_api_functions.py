@@ -23,6 +23,17 @@ def test_get_invokes_with_the_query_parameters(client):
     assert response.json() == {"got": {"day": "2026-01-31", "id": ["1", "2"]}}
 
 
+def test_a_nul_character_round_trips_because_nothing_is_stored(client):
+    # PostgreSQL refuses NUL in jsonb, but an invocation's result is never stored.
+    response = client.post("/functions/v1/echo", headers=SERVICE, json={"text": "a\x00b"})
+    assert (response.status_code, response.json()) == (200, {"got": {"text": "a\x00b"}})
+    assert client.get("/functions/v1/echo", headers=SERVICE, params={"q": "\x00"}).json() == {"got": {"q": "\x00"}}
+    # A lone surrogate (a "\ud800" escape) has no UTF-8 form: it is answered escaped.
+    echoed = client.post("/functions/v1/echo", headers={**SERVICE, "Content-Type": "application/json"},
+                         content=b'{"s": "\\ud800"}')
+    assert (echoed.status_code, echoed.json()) == (200, {"got": {"s": "\ud800"}})
+
+
 def test_a_handler_without_a_result_answers_null_and_one_without_a_payload_is_fine(client):
     response = client.post("/functions/v1/nothing", headers=SERVICE)
     assert (response.status_code, response.content) == (200, b"null")

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import logging
+import time
 
 import pytest
 
 from jobline import Client, Forbidden, InvalidInput, JobNotFound, LeaseLost, Task, Unauthenticated, Unavailable
 from jobline.auth import token_hash, token_prefix
+from jobline.client import RateLimited
 from jobline.settings import Settings
 from receiver import Receiver, Reply
 from remote_support import JWT_SECRET, SERVICE_KEY, auth_settings, closed_url, user_jwt  # noqa: F401
@@ -59,6 +62,7 @@ async def test_a_user_token_claims_and_reports_only_its_own_tasks_in_the_databas
     task = claimed[0]
     assert isinstance(task, Task) and (task.task_type, task.project_id, task.attempt) == ("render", "alice", 1)
     assert task.lease_until > dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=250)  # 300 s remote lease
+    assert task.lease_seconds == 300                               # known exactly: this process's setting
 
     assert await alice.heartbeat_async(task) >= task.lease_until
     assert await alice.complete_async(task, {"frames": 3}) == "succeeded"
@@ -214,3 +218,23 @@ def test_constructor_checks_its_arguments():
     with pytest.raises(InvalidInput, match="timeout"):
         Client("http://127.0.0.1:1", "t", timeout=0)
     assert "t0ken" not in repr(Client("http://127.0.0.1:1", "t0ken"))
+
+
+async def test_a_429_is_rate_limited_with_its_retry_after_and_never_falls_back(offline, clients, db_url,
+                                                                             auth_settings, sql):
+    enqueue(sql, "render", None)
+    limited = {"error": {"code": "rate_limited", "message": "too many failed authentications from this address"}}
+    in_half_a_minute = email.utils.formatdate(time.time() + 30, usegmt=True)
+    with Receiver(Reply(429, limited, {"Retry-After": "7"}), Reply(429, limited, {"Retry-After": in_half_a_minute}),
+                  Reply(429, limited)) as server:
+        client = Client(server.url(), SERVICE_KEY, db_url, settings=auth_settings)
+        clients.append(client)
+        waits = []
+        for _ in range(3):
+            with pytest.raises(RateLimited, match="too many failed authentications") as caught:
+                await client.claim_next_task_async()
+            assert isinstance(caught.value, Unavailable)
+            waits.append(caught.value.retry_after)
+    assert waits[0] == 7 and 28 <= waits[1] <= 31 and waits[2] is None  # seconds, an HTTP date, none
+    assert client.fallbacks == 0 and client.outage is None
+    assert sql("SELECT status FROM jobline.jobs") == [("pending",)]  # the server is up: not claimed here

@@ -41,6 +41,8 @@ async def test_claim_heartbeat_complete_and_fail_over_http_scoped_to_the_user(se
     assert (first.task_id, second.task_id) == (mine, other)
     assert await alice.claim_next_task_async() is None           # bob's task is not hers: 204
     assert (first.task_type, first.project_id, first.attempt, first.max_attempts) == ("render", "alice", 1, 3)
+    # The 10 s lease as measured against the server's Date header (less 2 s for its resolution).
+    assert 7 <= first.lease_seconds <= 10.5
     assert await alice.heartbeat_async(first) >= first.lease_until
     assert await alice.complete_async(first, {"frames": [1, 2]}) == "succeeded"
     assert await alice.fail_async(second, "corrupt input") == "failed"   # no attempts left

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import logging
 
+import httpx
 import pytest
 
 from apps.remote import app as remote_app
 from conftest import eventually
-from jobline import Client, ConfigError, FunctionNotFound
-from jobline.client.remote_worker import RemoteWorker
+from jobline import App, Client, ConfigError, FunctionNotFound, Task, Unauthenticated
+from jobline.auth import new_token, token_hash, token_prefix
+from jobline.client.remote_worker import RemoteWorker, lease_seconds
 from jobline.runtime.registry import Registry
-from remote_support import SERVICE_KEY, auth_settings, closed_url  # noqa: F401
+from remote_support import SERVICE_KEY, api_server, auth_settings, closed_url  # noqa: F401
 
 
 def enqueue(sql, function: str, payload: str = "{}", owner: str | None = None, **options) -> int:
@@ -113,3 +117,123 @@ def test_a_worker_needs_functions_of_its_own(db_url):
         RemoteWorker(Client(closed_url(), SERVICE_KEY), registry)
     with pytest.raises(FunctionNotFound):
         RemoteWorker(Client(closed_url(), SERVICE_KEY), remote_app.registry, task_types=["other"])
+
+
+# -- against a server: 429s, refused credentials, clock skew ------------------------------------
+
+
+def gated_app(gate: asyncio.Event) -> App:
+    """An App whose 'gated' handler returns once ``gate`` is set, and whose 'poke' handler makes
+    one request with a bad token to the URL in its payload (a failed authentication from this
+    address) before returning."""
+    app = App()
+
+    @app.function("gated")
+    async def gated(payload):
+        await gate.wait()
+        return {"released": True}
+
+    @app.function("poke")
+    async def poke(payload):
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{payload['url']}/api/jobs", json={"function": "x"},
+                                       headers={"Authorization": "Bearer jl_not-a-token"})
+        return {"poked": response.status_code}
+
+    return app
+
+
+@pytest.fixture
+async def running():
+    """Run RemoteWorkers in this process: ``start(worker)`` returns its run(); stopped at the end."""
+    started: list[tuple[RemoteWorker, asyncio.Task]] = []
+
+    def start(worker: RemoteWorker) -> asyncio.Task:
+        started.append((worker, asyncio.create_task(worker.run(handle_signals=False))))
+        return started[-1][1]
+
+    yield start
+    for worker, run in started:
+        worker.request_stop()
+        await asyncio.wait([run], timeout=15)
+        if run.done() and not run.cancelled():
+            run.exception()  # retrieved: a test that expects it has checked it
+        await worker.client.close_async()
+
+
+async def test_a_report_answered_429_is_sent_again_after_retry_after_and_lands(api_server, running, db_url,
+                                                                              auth_settings, sql, caplog):
+    caplog.set_level(logging.WARNING, logger="jobline.client")
+    # One failed authentication puts this address over the limit for 2 s: the report that
+    # follows the handler's bad request is answered 429 with Retry-After: 2.
+    server = api_server(auth_failure_limit=1, auth_failure_window=2.0)
+    job_id = enqueue(sql, "poke", f'{{"url": "{server.url}"}}')
+    client = Client(server.url, SERVICE_KEY, db_url, settings=auth_settings)  # a fallback it must not use
+    worker = RemoteWorker(client, gated_app(asyncio.Event()).registry, concurrency=1, task_types=["poke"])
+    running(worker)
+    await eventually(lambda: job(sql, job_id)[0] == "succeeded", timeout=15)
+    assert job(sql, job_id)[0:3] == ("succeeded", 1, {"poked": 401})  # run once, reported once
+    retried = [r for r in caplog.records if r.getMessage() == "job.report_failed"]
+    assert [(r.job_id, r.retry_in_s) for r in retried] == [(job_id, 2.0)]
+    assert "too many failed authentications" in retried[0].error
+    await eventually(lambda: worker.reported == 1)
+    assert client.fallbacks == 0 and client.outage is None  # a 429 is the live server's answer
+
+
+async def test_a_token_revoked_while_a_task_runs_drops_its_report_and_stops_the_worker(api_server, running, store,
+                                                                                      sql, caplog):
+    caplog.set_level(logging.WARNING, logger="jobline.client")
+    server = api_server()
+    token = new_token()
+    row = await store.api_token_insert(user_id="alice", name="worker", token_hash=token_hash(token),
+                                       prefix=token_prefix(token))
+    held, later = enqueue(sql, "gated", owner="alice"), enqueue(sql, "gated", owner="alice")
+    gate = asyncio.Event()
+    worker = RemoteWorker(Client(server.url, token), gated_app(gate).registry, concurrency=1, task_types=["gated"],
+                          grace_seconds=5)
+    run = running(worker)
+    await eventually(lambda: job(sql, held)[0] == "running")
+    await store.api_token_revoke(row["id"])
+    gate.set()
+    # The report is refused (401): dropped at once, which frees the only slot; the next claim is
+    # refused too, and the worker stops saying why.
+    with pytest.raises(Unauthenticated, match="expired or been revoked.*jobline tokens create"):
+        await asyncio.wait_for(asyncio.shield(run), 15)
+    rejected = [r for r in caplog.records if r.getMessage() == "job.report_rejected"]
+    assert [(r.levelno, r.job_id) for r in rejected] == [(logging.ERROR, held)]
+    assert job(sql, held)[0:2] == ("running", 1)        # left to the rescuer, under its lease
+    assert job(sql, later)[0:2] == ("pending", 0)       # never claimed with the refused token
+    assert worker.reported == 0 and not worker.running
+
+
+async def test_heartbeats_follow_the_servers_clock_not_a_skewed_local_one(api_server, running, sql):
+    server = api_server()
+
+    class BehindClient(Client):
+        """Reads lease_until as a worker whose clock is an hour behind the server's would: an
+        hour further away than it is."""
+
+        async def claim_next_task_async(self, task_types=None):
+            task = await super().claim_next_task_async(task_types)
+            return task and dataclasses.replace(task, lease_until=task.lease_until + dt.timedelta(hours=1))
+
+    job_id = enqueue(sql, "gated")
+    gate = asyncio.Event()
+    worker = RemoteWorker(BehindClient(server.url, SERVICE_KEY), gated_app(gate).registry, concurrency=1,
+                          task_types=["gated"], grace_seconds=5)
+    running(worker)
+    first = await eventually(lambda: sql("SELECT lease_until FROM jobline.jobs WHERE id = %s AND status = 'running'",
+                                         [job_id]))
+    # The lease is 10 s: measured against the server's Date, a heartbeat comes within 3.4 s (with
+    # the local clock it would be 20 minutes away, and the task lost).
+    await eventually(lambda: sql("SELECT lease_until FROM jobline.jobs WHERE id = %s", [job_id]) != first,
+                     timeout=5, interval=0.1)
+    gate.set()
+    await eventually(lambda: job(sql, job_id)[0:2] == ("succeeded", 1))
+
+
+def test_the_lease_without_a_measured_length_trusts_the_local_clock_for_at_most_the_default():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    task = Task(1, "gated", {}, None, 1, 3, "remote:" + "0" * 32, now + dt.timedelta(seconds=60))
+    assert lease_seconds(task, now) == 60
+    assert lease_seconds(dataclasses.replace(task, lease_until=now + dt.timedelta(hours=2)), now) == 300

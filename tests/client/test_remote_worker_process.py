@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 
 from conftest import eventually, start_jobline
+from jobline.auth import new_token, token_hash, token_prefix
 from remote_support import SERVICE_KEY, server, user_jwt  # noqa: F401
 
 REMOTE_APP = ["--app", "apps.remote:app"]
@@ -76,7 +77,8 @@ async def test_heartbeats_keep_a_task_longer_than_its_lease_and_sigterm_lets_it_
     worker = remote_worker(server, SERVICE_KEY, "--grace", "30")
     processes.append(worker)
     await eventually(lambda: row(sql, long)[0] == "running", timeout=20)
-    # Past the 10 s lease: only the heartbeats (every 3.3 s) keep the server from rescuing it.
+    # Past the 10 s lease: only the heartbeats (every third of the lease, measured against the
+    # server's Date header: about 2.7 s) keep the server from rescuing it.
     await eventually(lambda: sql("SELECT now() - started_at > interval '11 seconds' FROM jobline.jobs")[0][0],
                      timeout=20, interval=0.2)
     assert row(sql, long)[0:2] == ("running", 1)
@@ -100,3 +102,18 @@ def test_a_refused_token_stops_the_worker_at_once(server):
     process = remote_worker(server, "jl_not-a-token")
     output = process.communicate(timeout=30)[0]
     assert process.returncode == 1 and "error: invalid credentials" in output
+
+
+async def test_a_token_revoked_after_the_start_stops_the_worker_with_exit_1(server, sql, store, processes):
+    token = new_token()
+    created = await store.api_token_insert(user_id="alice", name="gpu-box", token_hash=token_hash(token),
+                                       prefix=token_prefix(token))
+    first = enqueue(sql, "remote-echo", owner="alice")
+    worker = remote_worker(server, token)
+    processes.append(worker)
+    await eventually(lambda: row(sql, first)[0] == "succeeded", timeout=20)  # accepted, and working
+    await store.api_token_revoke(created["id"])
+    output = worker.communicate(timeout=30)[0]  # its next poll (within 2 s) is refused
+    assert worker.returncode == 1, output
+    assert "expired or been revoked" in output and "jobline tokens create" in output
+    assert token not in output

@@ -1,5 +1,6 @@
 """The HTTP client of remote workers (Client) and the worker loop built on it (RemoteWorker)."""
 
-from .client import Client
+from ..errors import RateLimited
+from .client import ClaimedTask, Client
 
-__all__ = ["Client"]
+__all__ = ["ClaimedTask", "Client", "RateLimited"]

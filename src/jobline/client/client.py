@@ -2,7 +2,9 @@
 to the database when the endpoint is unreachable (seed 004).
 
 Unreachable means a connection error, a timeout or a 5xx answer. A 4xx answer is the server's
-verdict: it is raised as the matching jobline error and never retried in the database.
+verdict: it is raised as the matching jobline error and never retried in the database. A 429 is
+raised as ``RateLimited`` (an ``Unavailable``) carrying the server's ``Retry-After``: try the same
+operation again after that delay (``RemoteWorker`` does).
 
 The fallback runs the same operation through ``tasks.Tasks`` (the code behind the HTTP routes),
 scoped to the owner the token stands for. That owner is found here, with ``auth.authenticate``
@@ -15,6 +17,16 @@ logged once (WARNING ``client.fallback``, then INFO ``client.recovered``) and ev
 in the database is counted in ``Client.fallbacks``.
 
 A task claimed through either path can be reported through either: both lease it the same way.
+
+Claims return a ``ClaimedTask``: a ``Task`` plus ``lease_seconds``, how long its lease runs from
+when the answer arrived, measured in the server's own clock (``lease_until`` minus the answer's
+``Date`` header, less ``DATE_SLACK_SECONDS``), so that a local clock that is off cannot stretch
+heartbeats past the lease. In the fallback it is this process's ``JOBLINE_REMOTE_LEASE_SECONDS``.
+
+Enqueue options a caller leaves out are filled differently on the two paths. Over HTTP the server
+applies the function's registration in the App it serves (``queue``, ``priority``,
+``max_attempts``), then the defaults; the fallback has no App registry (the Client never imports
+one) and applies only the defaults. Pass those options explicitly to get the same job either way.
 """
 
 from __future__ import annotations
@@ -22,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import email.utils
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -35,7 +49,7 @@ from .._sync import SyncBridge
 from ..auth import Principal, authenticate
 from ..db.store import Store
 from ..errors import (AuthError, Conflict, Forbidden, InvalidInput, JobNotFound, JoblineError, LeaseLost, NotFound,
-                      Unauthenticated, Unavailable)
+                      RateLimited, Unauthenticated, Unavailable)
 from ..job import encode_result, new_job
 from ..settings import Settings
 from ..tasks import Task, Tasks, check_task_types, owner_for_enqueue, public_job
@@ -49,6 +63,13 @@ ENQUEUE_OPTIONS = frozenset(inspect.signature(new_job).parameters) - {"function"
 # How long the fallback trusts a token it verified: a revoked API token stops working in the
 # database path within this time, as it does at once on the server.
 PRINCIPAL_TTL_SECONDS = 60.0
+
+# The Date header has a resolution of one second and servers refresh it about once a second
+# (uvicorn does), so it may be up to this much behind the server's clock: a lease measured
+# against it is shortened by as much, to err on the side of an early heartbeat.
+DATE_SLACK_SECONDS = 2.0
+# The longest Retry-After taken at its word: a worker waits that long holding the task's slot.
+MAX_RETRY_AFTER_SECONDS = 3600.0
 
 # A 4xx status's error class; the server's error code may name a more precise one of the same family.
 _STATUS_ERRORS: dict[int, type[JoblineError]] = {401: Unauthenticated, 403: Forbidden, 404: JobNotFound,
@@ -68,6 +89,21 @@ def _error_classes() -> dict[str, type[JoblineError]]:
 
 
 _BY_CODE = _error_classes()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedTask(Task):
+    """A Task as a Client claimed it, with ``lease_seconds``: how long its lease runs from when
+    the claim's answer arrived, in the server's clock (None when the server sent no ``Date``).
+    Heartbeat well within it: a comparison of ``lease_until`` with the local clock is off by as
+    much as the two clocks differ.
+
+    >>> task = client.claim_next_task(["render"])  # doctest: +SKIP
+    >>> task.lease_seconds                          # doctest: +SKIP
+    298.0
+    """
+
+    lease_seconds: float | None = None
 
 
 class Client:
@@ -121,13 +157,19 @@ class Client:
 
     # -- operations (the async form holds the implementation) -----------------------------------
 
-    async def claim_next_task_async(self, task_types: Sequence[str] | None = None) -> Task | None:
+    async def claim_next_task_async(self, task_types: Sequence[str] | None = None) -> ClaimedTask | None:
         """Claim the next task (of ``task_types``, or of any remote task type), or None."""
         types = None if task_types is None else check_task_types(list(task_types))
-        return await self._run("claim", CLAIM_PATH, {} if types is None else {"task_types": types}, _task,
-                               lambda tasks, who: tasks.claim(who.owner, types))
 
-    def claim_next_task(self, task_types: Sequence[str] | None = None) -> Task | None:
+        async def in_database(tasks: Tasks, who: Principal) -> ClaimedTask | None:
+            task = await tasks.claim(who.owner, types)
+            # The lease is exactly this long, in the database's clock, from the claim.
+            return None if task is None else _claimed(task, float(tasks.lease_seconds))
+
+        return await self._run("claim", CLAIM_PATH, {} if types is None else {"task_types": types}, _task,
+                               in_database)
+
+    def claim_next_task(self, task_types: Sequence[str] | None = None) -> ClaimedTask | None:
         return self._bridge.run(self.claim_next_task_async(task_types), "claim_next_task")
 
     async def complete_async(self, task: Task, result: Any = None) -> str:
@@ -167,6 +209,14 @@ class Client:
         Options: run_at (datetime) or delay (seconds), queue, priority, owner, max_attempts,
         depends_on, unique_key. A user token enqueues jobs it owns. After a timeout the fallback
         may enqueue a job the server had already taken: give a ``unique_key`` to make that harmless.
+
+        Options left out: over HTTP the server fills queue, priority and max_attempts from the
+        function's registration in the App it serves; the database fallback has no App and uses
+        the plain defaults (queue ``default``, priority 0, 3 attempts). Give them explicitly when
+        the job must be the same on both paths.
+
+        >>> client.enqueue("render", {"scene": 8}, queue="gpu", priority=5, max_attempts=3)  # doctest: +SKIP
+        {'id': 42, 'function': 'render', 'queue': 'gpu', 'status': 'pending', ...}
         """
         unknown = set(options) - ENQUEUE_OPTIONS
         if unknown:
@@ -339,18 +389,59 @@ def _time(value: Any) -> dt.datetime:
         raise JoblineError(f"the server sent a time that is not ISO 8601: {value!r}") from None
 
 
-def _task(response: httpx.Response) -> Task | None:
+def _task(response: httpx.Response) -> ClaimedTask | None:
     if response.status_code == 204:
         return None
     data = _json(response)
     try:
-        return Task(task_id=int(data["task_id"]), task_type=data["task_type"], params=data["params"],
-                    project_id=data["project_id"], attempt=int(data["attempt"]),
-                    max_attempts=int(data["max_attempts"]), lease_token=data["lease_token"],
-                    lease_until=_time(data["lease_until"]))
+        lease_until = _time(data["lease_until"])
+        task = ClaimedTask(task_id=int(data["task_id"]), task_type=data["task_type"], params=data["params"],
+                           project_id=data["project_id"], attempt=int(data["attempt"]),
+                           max_attempts=int(data["max_attempts"]), lease_token=data["lease_token"],
+                           lease_until=lease_until)
     except (KeyError, TypeError, ValueError) as exc:
         raise JoblineError(f"{response.request.url} answered with a task missing {exc}: is this URL a jobline "
                            "server of the same version?") from None
+    sent = _server_date(response)
+    if sent is None or lease_until.tzinfo is None:
+        return task
+    # Both times are the server's, so the local clock's offset cancels out.
+    lease = (lease_until - sent).total_seconds() - DATE_SLACK_SECONDS
+    return dataclasses.replace(task, lease_seconds=max(lease, 0.0))
+
+
+def _claimed(task: Task, lease_seconds: float) -> ClaimedTask:
+    return ClaimedTask(**{f.name: getattr(task, f.name) for f in dataclasses.fields(Task)},
+                       lease_seconds=lease_seconds)
+
+
+def _server_date(response: httpx.Response) -> dt.datetime | None:
+    """The time the server sent ``response`` (its Date header), or None when it has none."""
+    try:
+        sent = email.utils.parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return sent if sent.tzinfo is not None else sent.replace(tzinfo=dt.timezone.utc)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds (it is a number of seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        when = when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+        # Against the server's own Date when it sent one, so the local clock does not matter.
+        seconds = (when - (_server_date(response) or dt.datetime.now(dt.timezone.utc))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _error(response: httpx.Response, where: str) -> JoblineError:
@@ -367,6 +458,8 @@ def _error(response: httpx.Response, where: str) -> JoblineError:
         return JoblineError(f"{where} answered {status} {response.headers.get('location', '')}".rstrip()
                             + ": check the URL (redirects are not followed)")
     message = message if isinstance(message, str) and message else f"{where} answered {status}"
+    if status == 429:
+        return RateLimited(message, _retry_after(response))
     cls = _STATUS_ERRORS.get(status, InvalidInput)
     family = _FAMILIES.get(status, InvalidInput)
     named = _BY_CODE.get(code) if isinstance(code, str) else None

@@ -4,7 +4,13 @@ machines that cannot reach the database.
 It claims tasks of the App's own functions (never the built-ins ``sql`` and ``http``) one at a
 time through ``claim-next-task``, runs up to ``concurrency`` at once with the local worker's
 executor (same timeouts, signals and retry backoff; handlers' contexts have no database),
-heartbeats each task every third of its lease, and reports the outcome:
+heartbeats each task every third of its lease, and reports the outcome. The lease's length is
+the one the Client measured in the server's clock (``ClaimedTask.lease_seconds``), never
+``lease_until`` against the local clock: a worker whose clock is behind would heartbeat too late
+and lose its tasks. Only when the server sends no ``Date`` header is the local clock used, and
+then trusted for at most ``FALLBACK_LEASE_SECONDS`` (the default lease).
+
+The outcome is reported as:
 
 ===========================  ===============================================================
 handler                      report
@@ -19,8 +25,17 @@ raises, or times out         fail(retry_in=the function's backoff), final on the
 
 Polling: when nothing is claimable it waits 0.2 s, doubling to at most 2 s while the queue stays
 empty, and claims again at once after a task. After an error (the server unreachable without a
-fallback, a 429) it waits 1 s, doubling to 30 s. A credential the server refuses (401/403) on
-the first claim stops the worker with that error; later it is logged and retried.
+fallback) it waits 1 s, doubling to 30 s; after a 429, as long as its ``Retry-After`` says.
+
+A report that fails is sent again, with the same waits, until it lands, except when the answer
+is final: 409/404 (the lease was lost), another 4xx such as 422 (the report is refused), or
+401/403 (the credential was refused: the report is dropped, logged as an ERROR, and the task is
+rescued when its lease expires). A 429 is not final: the report is sent again after Retry-After.
+
+A credential refused (401/403) on a claim stops the worker: on the first claim with the server's
+error (a wrong token), on a later one with an error saying the token has expired or been revoked
+(a user JWT past its ``exp``, a revoked API token). ``run()`` raises it; `jobline worker --remote`
+exits 1.
 
 Shutdown (SIGTERM/SIGINT, or ``request_stop()``): stop claiming, give running tasks
 ``grace_seconds`` to finish and report, then abandon the rest: their heartbeats stop, so the
@@ -35,22 +50,24 @@ import json
 import logging
 import os
 import secrets
-import signal
 import socket
 from collections.abc import Sequence
 
-from ..job import BUILTIN_FUNCTIONS
 from ..errors import AuthError, ConfigError, InvalidInput, JobNotFound, JoblineError, LeaseLost
+from ..job import BUILTIN_FUNCTIONS
 from ..runtime.executor import Executor, Outcome, first_line
 from ..runtime.registry import Registry
+from ..runtime.service import install_stop_signals
 from ..tasks import Task
-from .client import Client
+from .client import Client, RateLimited
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT = (0.2, 2.0)     # seconds between empty claims: first, most
 ERROR_WAIT = (1.0, 30.0)   # seconds after a failed claim or report: first, most
 MIN_HEARTBEAT_SECONDS = 1.0
+# JOBLINE_REMOTE_LEASE_SECONDS's default: the most a lease read off the local clock is trusted for.
+FALLBACK_LEASE_SECONDS = 300.0
 
 
 class RemoteWorker:
@@ -79,10 +96,11 @@ class RemoteWorker:
         self._stop.set()
 
     async def run(self, *, handle_signals: bool = True) -> None:
-        """Claim and run tasks until stop() or a signal; raises the server's AuthError if the
-        very first claim is refused."""
+        """Claim and run tasks until stop() or a signal. Raises AuthError when a claim's
+        credential is refused (a wrong token on the first claim; later, one that has expired or
+        been revoked), after giving running tasks the grace period."""
         if handle_signals:
-            self._install_signal_handlers()
+            install_stop_signals(self._stop, self._hurry, self.grace_seconds)
         self.executor = Executor(None, self.registry, self.id, threads=min(self.concurrency, 256))
         log.info("worker.started", extra={"worker_id": self.id, "remote": self.client.url,
                                           "functions": self.task_types, "concurrency": self.concurrency,
@@ -102,18 +120,20 @@ class RemoteWorker:
             try:
                 task = await self.client.claim_next_task_async(self.task_types)
             except AuthError as exc:
+                # Retrying cannot help: the token stays refused, and every report would be too.
                 slots.release()
-                if not started:
-                    log.error("worker.refused", extra={"worker_id": self.id, "error": str(exc)})
-                    raise
-                log.error("claim.failed", extra={"error": str(exc), "retry_in_s": failing})
-                await self._pause(failing)
-                failing = min(failing * 2, ERROR_WAIT[1])
-                continue
+                log.error("worker.refused", extra={"worker_id": self.id, "error": str(exc)})
+                if not started or self.client.outage is not None:
+                    raise  # a wrong token, or one the fallback cannot verify: the message says which
+                raise type(exc)(
+                    f"the server no longer accepts this worker's token ({exc}): it has expired or been revoked. "
+                    "Start the worker again with a valid token; for a long-running worker use an API token "
+                    "(`jobline tokens create --user ID`), which does not expire") from exc
             except JoblineError as exc:
                 slots.release()
-                log.warning("claim.failed", extra={"error": str(exc), "retry_in_s": failing})
-                await self._pause(failing)
+                delay = _delay(exc, failing)
+                log.warning("claim.failed", extra={"error": str(exc), "retry_in_s": delay})
+                await self._pause(delay)
                 failing = min(failing * 2, ERROR_WAIT[1])
                 continue
             started, failing = True, ERROR_WAIT[0]
@@ -149,8 +169,7 @@ class RemoteWorker:
             handler.cancel()
 
     async def _heartbeat(self, task: Task, handler: asyncio.Task) -> None:
-        lease = (task.lease_until - dt.datetime.now(dt.timezone.utc)).total_seconds()
-        interval = max(MIN_HEARTBEAT_SECONDS, lease / 3)
+        interval = max(MIN_HEARTBEAT_SECONDS, lease_seconds(task) / 3)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -183,9 +202,16 @@ class RemoteWorker:
             except InvalidInput as exc:  # the server refuses this report for good: do not loop
                 log.error("job.report_rejected", extra={**facts, "reason": str(exc)})
                 return
-            except JoblineError as exc:
-                log.warning("job.report_failed", extra={**facts, "error": str(exc), "retry_in_s": wait})
-                await asyncio.sleep(wait)
+            except AuthError as exc:
+                # An expired or revoked token is refused on every retry: holding the slot for it
+                # would wedge the worker. The claim loop stops on its next claim.
+                log.error("job.report_rejected", extra={**facts, "reason": str(exc),
+                                                        "note": "credential refused: rescued when its lease expires"})
+                return
+            except JoblineError as exc:  # unreachable, or a 429: send it again
+                delay = _delay(exc, wait)
+                log.warning("job.report_failed", extra={**facts, "error": str(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
                 wait = min(wait * 2, ERROR_WAIT[1])
                 continue
             break
@@ -234,22 +260,28 @@ class RemoteWorker:
             return False
         return not self._stop.is_set()
 
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        count = 0
 
-        def on_signal(signum: int) -> None:
-            nonlocal count
-            count += 1
-            if count == 1:
-                log.info("worker.stopping", extra={"signal": signal.Signals(signum).name,
-                                                   "grace_s": self.grace_seconds})
-                self._stop.set()
-            else:
-                self._hurry.set()
+def lease_seconds(task: Task, now: dt.datetime | None = None) -> float:
+    """How long ``task``'s lease runs from its claim: as the Client measured it in the server's
+    clock, else ``lease_until`` against the local clock (``now``), trusted for at most
+    FALLBACK_LEASE_SECONDS since a clock that is behind makes it look longer than it is.
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
+    >>> task = await client.claim_next_task_async()  # doctest: +SKIP
+    >>> lease_seconds(task)                          # doctest: +SKIP
+    298.0
+    """
+    measured = getattr(task, "lease_seconds", None)
+    if measured is not None:
+        return measured
+    local = (task.lease_until - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+    return min(local, FALLBACK_LEASE_SECONDS)
+
+
+def _delay(exc: JoblineError, backoff: float) -> float:
+    """How long to wait before trying again after ``exc``: a 429's Retry-After, else ``backoff``."""
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        return max(exc.retry_after, ERROR_WAIT[0])
+    return backoff
 
 
 def _cancelling() -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 
 from ..errors import DatabaseError
@@ -66,3 +67,22 @@ class Service:
             if await self.sleep(pause):
                 return
             pause = min(pause * 2, 10.0)
+
+
+def install_stop_signals(stop: asyncio.Event, hurry: asyncio.Event, grace_seconds: float) -> None:
+    """SIGTERM / SIGINT: the first sets ``stop`` (stop taking work, let running work finish
+    within ``grace_seconds``), a second sets ``hurry`` (stop waiting)."""
+    loop = asyncio.get_running_loop()
+    count = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            log.info("worker.stopping", extra={"signal": signal.Signals(signum).name, "grace_s": grace_seconds})
+            stop.set()
+        else:
+            hurry.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)

@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import signal
 import socket
 from collections.abc import Sequence
 
@@ -31,6 +30,7 @@ from .notifier import Notifier
 from .producer import Producer
 from .registry import Registry
 from .scheduler import Scheduler
+from .service import install_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Worker:
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop() or a signal."""
         if handle_signals:
-            self._install_signal_handlers()
+            install_stop_signals(self._stop_requested, self._hurry, self.grace_seconds)
         await self._start()
         await self._stop_requested.wait()
         await self._shutdown()
@@ -195,20 +195,3 @@ class Worker:
         await self.bookkeeping.worker_unregister(self.id)
         await self.bookkeeping.close()
         log.info("worker.stopped", extra={"worker_id": self.id})
-
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        count = 0
-
-        def on_signal(signum: int) -> None:
-            nonlocal count
-            count += 1
-            if count == 1:
-                log.info("worker.stopping", extra={"signal": signal.Signals(signum).name,
-                                                   "grace_s": self.grace_seconds})
-                self._stop_requested.set()
-            else:
-                self._hurry.set()
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)

@@ -10,6 +10,9 @@ synchronously and answers with its result (the Edge Function runtime of seed 000
 - ``Fail(reason)`` and ``Cancel(reason)`` answer 400 with the reason; ``RetryIn(seconds)`` 503
   with Retry-After; any other exception 502 ``function_failed`` with its first line (the
   traceback goes to the log).
+- The result is answered as JSON of at most MAX_PAYLOAD_BYTES (1 MiB), else 502. It is never
+  stored, so unlike a job's result it may hold NUL characters (U+0000), which PostgreSQL
+  refuses in jsonb: a payload that has one can be echoed back.
 - An invocation is not a job: nothing is written to jobline.jobs and there is no retry. A
   handler that takes a context gets one with ``job_id`` None, attempt 1 of 1, the caller's user
   as ``owner`` (None for the service or an unverified call) and the database store.
@@ -29,9 +32,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from ...job import BUILTIN_FUNCTIONS
 from ...errors import Cancel, Fail, FunctionNotFound, InvalidInput, RetryIn
-from ...job import encode_result
+from ...job import BUILTIN_FUNCTIONS, MAX_PAYLOAD_BYTES
 from ...runtime.context import JobContext
 from ...runtime.executor import first_line
 from ...runtime.registry import Function
@@ -60,7 +62,7 @@ router = APIRouter(tags=["functions"])
                  "schema": {"type": "object", "description": "The payload"}}}}})
 async def invoke_post(request: Request, name: str = NAME, _=Depends(bearer_scheme)) -> Response:
     """Invoke a function with the JSON body as its payload."""
-    function, owner = await _admit(request, name)
+    function, owner = await _invocable(request, name)
     raw = await request.body()
     try:
         payload = json.loads(raw) if raw.strip() else {}
@@ -74,7 +76,7 @@ async def invoke_post(request: Request, name: str = NAME, _=Depends(bearer_schem
 @router.get("/functions/v1/{name}", response_model=None, responses=RESPONSES)
 async def invoke_get(request: Request, name: str = NAME, _=Depends(bearer_scheme)) -> Response:
     """Invoke a function with the query parameters as its payload."""
-    function, owner = await _admit(request, name)
+    function, owner = await _invocable(request, name)
     payload: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
         if key in payload:
@@ -85,8 +87,9 @@ async def invoke_get(request: Request, name: str = NAME, _=Depends(bearer_scheme
     return await _invoke(request, function, payload, owner)
 
 
-async def _admit(request: Request, name: str) -> tuple[Function, str | None]:
-    """The function and the caller's owner; authenticates unless the function is public."""
+async def _invocable(request: Request, name: str) -> tuple[Function, str | None]:
+    """The function ``name`` names and the caller's owner, authenticating the caller unless the
+    function is public (FunctionNotFound for the built-ins and unknown names)."""
     app = api_state(request).app
     function = None if name in BUILTIN_FUNCTIONS else app.registry.find(name)
     if function is not None and not function.verify_jwt:
@@ -104,7 +107,7 @@ async def _invoke(request: Request, function: Function, payload: dict, owner: st
     try:
         async with asyncio.timeout(timeout):
             value = await _call(api, function, payload, owner)
-        body = encode_result(value)
+        body = _response_json(value)
     except Fail as signal:
         raise ApiError(400, "fail", signal.reason) from None
     except Cancel as signal:
@@ -125,7 +128,7 @@ async def _invoke(request: Request, function: Function, payload: dict, owner: st
         raise _failed(function, exc) from None
     log.debug("function.invoked", extra={"function": function.name,
                                          "duration_ms": round((time.perf_counter() - began) * 1000, 1)})
-    return Response(body if body is not None else "null", media_type="application/json")
+    return Response(body, media_type="application/json")
 
 
 async def _call(api, function: Function, payload: dict, owner: str | None) -> Any:
@@ -136,6 +139,24 @@ async def _call(api, function: Function, payload: dict, owner: str | None) -> An
         return await function.handler(*args)
     call = functools.partial(contextvars.copy_context().run, function.handler, *args)
     return await asyncio.get_running_loop().run_in_executor(api.threads, call)
+
+
+def _response_json(value: Any) -> bytes:
+    """The result as the response body. Not job.encode_result: nothing here is stored, so its
+    check for NUL characters (which only PostgreSQL minds) does not apply."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            body = text.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate, e.g. echoed from a "\ud800" escape in the payload: UTF-8 cannot
+            # carry it, JSON's escape can.
+            body = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"result is not JSON-serialisable: {exc}") from None
+    if len(body) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"result is larger than the {MAX_PAYLOAD_BYTES} bytes limit")
+    return body
 
 
 def _failed(function: Function, exc: BaseException) -> ApiError:
