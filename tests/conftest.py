@@ -143,3 +143,10 @@ def start_jobline(args: list[str], db_url: str, **env) -> subprocess.Popen:
                    **{k: str(v) for k, v in env.items()}}
     return subprocess.Popen([sys.executable, "-m", "jobline", *args], env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def enqueue(sql, function: str, owner: str | None, **options) -> int:
+    """A job inserted through jobline.enqueue (the state to test, not the system under test)."""
+    args = "".join(f", {k} => %({k})s" for k in options)
+    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{args})", {"f": function, "owner": owner,
+                                                                             **options})[0][0]

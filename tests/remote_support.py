@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from conftest import start_jobline
-from jobline import App
+from jobline import App, Client
 from jobline.api import create_app
 from jobline.settings import Settings
 
@@ -130,3 +130,11 @@ def api_server(auth_settings):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+async def clients():
+    made: list[Client] = []
+    yield made
+    for client in made:
+        await client.close_async()

@@ -16,6 +16,7 @@ import jwt
 import pytest
 import uvicorn
 from apps.api import register
+from conftest import enqueue  # noqa: F401  (the API tests import it from here)
 
 from jobline import App
 from jobline.api import create_app
@@ -104,13 +105,6 @@ def user_jwt(sub: str | None = "alice", *, secret: str = JWT_SECRET, algorithm: 
 
 def as_user(sub: str) -> dict[str, str]:
     return bearer(user_jwt(sub))
-
-
-def enqueue(sql, function: str, owner: str | None, **options) -> int:
-    """A job inserted through jobline.enqueue (the state to test, not the system under test)."""
-    args = "".join(f", {k} => %({k})s" for k in options)
-    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{args})", {"f": function, "owner": owner,
-                                                                          **options})[0][0]
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:

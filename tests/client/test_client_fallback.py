@@ -12,26 +12,13 @@ import time
 
 import pytest
 
+from conftest import enqueue
 from jobline import Client, Forbidden, InvalidInput, JobNotFound, LeaseLost, Task, Unauthenticated, Unavailable
 from jobline.auth import token_hash, token_prefix
 from jobline.client import RateLimited
 from jobline.settings import Settings
 from receiver import Receiver, Reply
-from remote_support import JWT_SECRET, SERVICE_KEY, auth_settings, closed_url, user_jwt  # noqa: F401
-
-
-def enqueue(sql, function: str, owner: str | None, **options) -> int:
-    args = "".join(f", {k} => %({k})s" for k in options)
-    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{args})", {"f": function, "owner": owner,
-                                                                             **options})[0][0]
-
-
-@pytest.fixture
-async def clients():
-    made: list[Client] = []
-    yield made
-    for client in made:
-        await client.close_async()
+from remote_support import JWT_SECRET, SERVICE_KEY, auth_settings, clients, closed_url, user_jwt  # noqa: F401
 
 
 @pytest.fixture

@@ -11,22 +11,9 @@ import re
 
 import pytest
 
+from conftest import enqueue
 from jobline import Client, Forbidden, InvalidInput, JobNotFound, LeaseLost, Unauthenticated
-from remote_support import SERVICE_KEY, auth_settings, server, user_jwt  # noqa: F401
-
-
-def enqueue(sql, function: str, owner: str | None, **options) -> int:
-    args = "".join(f", {k} => %({k})s" for k in options)
-    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{args})", {"f": function, "owner": owner,
-                                                                             **options})[0][0]
-
-
-@pytest.fixture
-async def clients():
-    made: list[Client] = []
-    yield made
-    for client in made:
-        await client.close_async()
+from remote_support import SERVICE_KEY, auth_settings, clients, server, user_jwt  # noqa: F401
 
 
 async def test_claim_heartbeat_complete_and_fail_over_http_scoped_to_the_user(server, clients, sql):

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from conftest import enqueue
 from jobline.errors import InvalidInput, JobNotFound, LeaseLost
 from jobline.tasks import Tasks
 
@@ -14,12 +15,6 @@ from jobline.tasks import Tasks
 @pytest.fixture
 def tasks(store) -> Tasks:
     return Tasks(store, lease_seconds=300)
-
-
-def enqueue(sql, function: str, owner: str | None, **options) -> int:
-    args = ", ".join(f"{k} => %({k})s" for k in options)
-    return sql(f"SELECT jobline.enqueue(%(f)s, owner => %(owner)s{', ' + args if args else ''})",
-               {"f": function, "owner": owner, **options})[0][0]
 
 
 async def test_a_user_claims_only_its_own_tasks_in_priority_then_run_at_then_creation_order(tasks, sql):
