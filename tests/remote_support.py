@@ -7,17 +7,15 @@ import dataclasses
 import secrets
 import socket
 import subprocess
-import threading
 import time
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 
+import asgi_server
 from conftest import start_jobline
-from jobline import App, Client
-from jobline.api import create_app
+from jobline import Client
 from jobline.settings import Settings
 
 SERVICE_KEY = secrets.token_urlsafe(32)
@@ -91,40 +89,15 @@ def server(db_url):
     running.stop()
 
 
-class ApiServer:
-    """``create_app`` served by uvicorn in a thread of this process on 127.0.0.1 (a free port), for
-    what `jobline serve` cannot be told: create_app's options (a small authentication-failure
-    limit). Its App registers no functions; remote leases are 10 s."""
-
-    def __init__(self, settings: Settings, **options):
-        settings = dataclasses.replace(settings, remote_lease_seconds=10)
-        config = uvicorn.Config(create_app(App(settings=settings), **options), host="127.0.0.1", port=0,
-                                log_config=None, access_log=False, lifespan="on", server_header=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
-
-    def start(self) -> ApiServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise AssertionError("the API server did not start")
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-
 @pytest.fixture
 def api_server(auth_settings):
-    """Start an ApiServer with create_app's ``options``; stopped at the end."""
-    started: list[ApiServer] = []
+    """Start the API in this process with create_app's ``options``; stopped at the end."""
+    started: list[asgi_server.Server] = []
+    settings = dataclasses.replace(auth_settings, remote_lease_seconds=10)
 
-    def start(**options) -> ApiServer:
-        started.append(ApiServer(auth_settings, **options).start())
+    def start(**options) -> asgi_server.Server:
+        # The App registers no functions; remote leases are 10 s.
+        started.append(asgi_server.Server(settings, **options).start())
         return started[-1]
 
     yield start

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import threading
 import time
 
 import httpx
 import jwt
 import pytest
-import uvicorn
+import asgi_server
 from apps.api import register
 from conftest import enqueue  # noqa: F401  (the API tests import it from here)
 
-from jobline import App
-from jobline.api import create_app
 from jobline.settings import Settings
 
 SERVICE_KEY = "svc_" + secrets.token_urlsafe(32)
@@ -27,45 +24,12 @@ JWT_SECRET = secrets.token_urlsafe(48)  # 64 bytes: long enough to sign the HS51
 RUNNER_SECRET = "run_" + secrets.token_urlsafe(32)
 
 
-class Clock:
-    """A clock the test moves (the authentication-failure window reads it)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Server:
-    """`create_app` over a fresh App, served by uvicorn in a thread on 127.0.0.1 (a free port)."""
+class Server(asgi_server.Server):
+    """The API over an App with the test functions of tests/apps/api.py."""
 
     def __init__(self, settings: Settings, *, functions=register, **options) -> None:
-        self.app = functions(App(settings=settings))
-        self.clock = options.setdefault("clock", Clock())
-        self.asgi = create_app(self.app, **options)
-        config = uvicorn.Config(self.asgi, host="127.0.0.1", port=0, log_config=None, access_log=False,
-                                lifespan="on", server_header=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
-
-    def start(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+        options.setdefault("clock", asgi_server.Clock())  # the tests move the limiter's clock
+        super().__init__(settings, functions=functions, **options)
 
 
 def api_settings(settings: Settings) -> Settings:
