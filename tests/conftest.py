@@ -65,6 +65,23 @@ def pg_template(pg_server_url):
 
 
 @pytest.fixture
+def private_postgres():
+    """An embedded PostgreSQL of the test's own (to restart or crash), migrated: (server, url)."""
+    from jobline.db.embedded import EmbeddedPostgres
+
+    parent = tempfile.mkdtemp(prefix="jobline-private-")
+    os.chmod(parent, 0o755)  # as root, PostgreSQL runs as `nobody`, which must reach it
+    server = EmbeddedPostgres(os.path.join(parent, "data"))
+    try:
+        url = server.ensure_running()
+        migrate.migrate(url)
+        yield server, url
+    finally:
+        server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
 def empty_db_url(pg_server_url):
     """A database with no jobline schema."""
     name = f"t_{secrets.token_hex(6)}"

@@ -9,13 +9,10 @@ import pathlib
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import psycopg
 
-from jobline.db import migrate
-from jobline.db.embedded import EmbeddedPostgres
 from receiver import Receiver
 
 CALLS = 100
@@ -28,12 +25,8 @@ def wait_until(check, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_queued_http_posts_survive_an_immediate_restart_and_are_delivered():
-    parent = tempfile.mkdtemp(prefix="jobline-http-crash-")
-    os.chmod(parent, 0o755)
-    server = EmbeddedPostgres(os.path.join(parent, "data"))
-    url = server.ensure_running()
-    migrate.migrate(url)
+def test_queued_http_posts_survive_an_immediate_restart_and_are_delivered(private_postgres):
+    server, url = private_postgres
     worker = None
     with Receiver() as receiver:
         try:
@@ -68,8 +61,6 @@ def test_queued_http_posts_survive_an_immediate_restart_and_are_delivered():
             if worker is not None:
                 worker.send_signal(signal.SIGTERM)
                 output = worker.communicate(timeout=30)[0]
-            server.stop()
-            subprocess.run(["rm", "-rf", parent], check=False)
         paths = sorted(int(seen.path.rsplit("/", 1)[1]) for seen in receiver.requests)
         bodies = {seen.json()["n"] for seen in receiver.requests}
     assert paths == list(range(CALLS)), "each call delivered exactly once"

@@ -7,13 +7,10 @@ import pathlib
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import psycopg
 
-from jobline.db import migrate
-from jobline.db.embedded import EmbeddedPostgres
 
 
 def wait_until(check, timeout=30.0):
@@ -28,12 +25,8 @@ def wait_until(check, timeout=30.0):
         time.sleep(0.05)
 
 
-def test_worker_resumes_after_postgres_restart():
-    parent = tempfile.mkdtemp(prefix="jobline-restart-")
-    os.chmod(parent, 0o755)
-    server = EmbeddedPostgres(os.path.join(parent, "data"))
-    url = server.ensure_running()
-    migrate.migrate(url)
+def test_worker_resumes_after_postgres_restart(private_postgres):
+    server, url = private_postgres
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE seen (job_id bigint)")
 
@@ -61,7 +54,5 @@ def test_worker_resumes_after_postgres_restart():
     finally:
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=30)[0]
-        server.stop()
-        subprocess.run(["rm", "-rf", parent], check=False)
     assert worker.returncode == 0, output
     assert "Traceback" not in output, output
