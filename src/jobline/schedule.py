@@ -122,7 +122,10 @@ class Schedule:
             return None
         if self.next_run_at is not None:
             return self.next_run_at
-        return Cron.parse(self.expression, self.timezone).next_after(self.changed_at)
+        try:
+            return Cron.parse(self.expression, self.timezone).next_after(self.changed_at)
+        except InvalidInput:  # written past the validation; the scheduler pauses it: list it, unknown
+            return None
 
     def to_dict(self) -> dict[str, Any]:
         return {f: jsonable(getattr(self, f)) for f in _SCHEDULE_FIELDS}

@@ -268,3 +268,9 @@ async def test_a_schedule_whose_job_is_refused_is_paused_and_holds_up_no_other(a
 def test_a_code_schedule_needs_a_name(settings):
     with pytest.raises(InvalidInput, match="needs a name"):
         App(settings=settings).schedule(None, "@daily", sql="SELECT 1")
+
+
+async def test_a_schedule_python_cannot_parse_is_still_listed(store, sql):
+    sql("INSERT INTO jobline.schedules (name, expression, function) VALUES ('odd', '0 0 15W * *', 'f')")
+    [(schedule, last)] = await store.schedule_list()
+    assert (schedule.name, schedule.summary(last)["next_run"], last) == ("odd", None, None)
