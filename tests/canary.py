@@ -51,3 +51,12 @@ def pg_dump(db_url: str) -> bytes | None:
         return None
     assert dumped.returncode == 0, dumped.stderr
     return dumped.stdout
+
+
+async def load_by_name(store, keys, names, owner: str | None = None) -> dict[str, str]:
+    """vault.load for bare names (the operator's secrets, or ``owner``'s): name -> value."""
+    from jobline import vault
+
+    refs = [vault.reference(name, owner=owner is not None) for name in names]
+    return {vault.REFERENCE.fullmatch(ref)[2]: value
+            for ref, value in (await vault.load(store, keys, refs, owner)).items()}

@@ -19,7 +19,7 @@ from .db.store import Store
 from .errors import InvalidInput, JoblineError
 from .functions import http as http_function
 from .functions import sql as sql_function
-from .job import BUILTIN_FUNCTIONS, Batch, Job, NewJob, encode_payload, new_job
+from .job import BUILTIN_FUNCTIONS, Batch, Job, NewJob, check_name, encode_payload, new_job
 from .retry import Backoff
 from .schedule import Schedule, ScheduleSpec, new_schedule
 from .runtime.registry import Function, Registry
@@ -299,31 +299,40 @@ class App:
         """The keys of JOBLINE_MASTER_KEY; ConfigError saying how to create one when unset."""
         return vault.MasterKeys.from_settings(self.settings)
 
-    async def set_secret_async(self, name: str, value: str) -> vault.SecretInfo:
+    async def set_secret_async(self, name: str, value: str, *, owner: str | None = None) -> vault.SecretInfo:
         """Encrypt ``value`` under the master key and store it as the secret ``name``, replacing
-        any previous value. Jobs use it as ``{{secret:NAME}}`` in an ``http`` call.
+        any previous value. Without ``owner`` it is the operator's, which calls written by the
+        operator use as ``{{secret:NAME}}``; with ``owner`` (a user id) it is that user's, which
+        an operator's call made for a job the user owns uses as ``{{owner_secret:NAME}}``.
 
         >>> app.set_secret("stripe_key", os.environ["STRIPE_KEY"])  # doctest: +SKIP
+        >>> app.set_secret("linkedin_token", token, owner="user-42")  # doctest: +SKIP
         """
-        sealed = vault.seal(self.master_keys(), name, value)  # validates before connecting
-        return vault.SecretInfo.from_row(await (await self.open_async()).secret_upsert(name, sealed))
+        owner = _secret_owner(owner)
+        sealed = vault.seal(self.master_keys(), name, value, owner)  # validates before connecting
+        store = await self.open_async()
+        return vault.SecretInfo.from_row(await store.secret_upsert(name, sealed, owner,
+                                                                   max_per_owner=vault.MAX_PER_USER))
 
-    def set_secret(self, name: str, value: str) -> vault.SecretInfo:
-        return self._bridge.run(self.set_secret_async(name, value), "set_secret")
+    def set_secret(self, name: str, value: str, *, owner: str | None = None) -> vault.SecretInfo:
+        return self._bridge.run(self.set_secret_async(name, value, owner=owner), "set_secret")
 
-    async def list_secrets_async(self) -> list[vault.SecretInfo]:
-        """Every secret's name, key id and times; never values (needs no master key)."""
-        return [vault.SecretInfo.from_row(row) for row in await (await self.open_async()).secret_list()]
+    async def list_secrets_async(self, *, owner: str | None = None,
+                                 every_owner: bool = False) -> list[vault.SecretInfo]:
+        """The operator's secrets (or ``owner``'s, or with ``every_owner`` everyone's): name,
+        owner, key id and times; never values (needs no master key)."""
+        rows = await (await self.open_async()).secret_list(_secret_owner(owner), every_owner=every_owner)
+        return [vault.SecretInfo.from_row(row) for row in rows]
 
-    def list_secrets(self) -> list[vault.SecretInfo]:
-        return self._bridge.run(self.list_secrets_async(), "list_secrets")
+    def list_secrets(self, *, owner: str | None = None, every_owner: bool = False) -> list[vault.SecretInfo]:
+        return self._bridge.run(self.list_secrets_async(owner=owner, every_owner=every_owner), "list_secrets")
 
-    async def delete_secret_async(self, name: str) -> None:
+    async def delete_secret_async(self, name: str, *, owner: str | None = None) -> None:
         """Remove a secret (SecretNotFound if there is none); needs no master key."""
-        await (await self.open_async()).secret_delete(vault.check_name(name))
+        await (await self.open_async()).secret_delete(vault.check_name(name), _secret_owner(owner))
 
-    def delete_secret(self, name: str) -> None:
-        self._bridge.run(self.delete_secret_async(name), "delete_secret")
+    def delete_secret(self, name: str, *, owner: str | None = None) -> None:
+        self._bridge.run(self.delete_secret_async(name, owner=owner), "delete_secret")
 
     async def rotate_secrets_async(self) -> vault.Rotation:
         """Re-seal every secret under the first key of JOBLINE_MASTER_KEY="NEW,OLD"; safe to
@@ -353,6 +362,10 @@ class App:
 
     def process(self, limit: int | None = None, **options: Any) -> Summary:
         return self._bridge.run(self.process_async(limit, **options), "process")
+
+
+def _secret_owner(owner: str | None) -> str | None:
+    return None if owner is None else check_name(owner, "a secret's owner")
 
 
 def _backoff(backoff: Backoff | None, base: float | None, factor: float | None, max_delay: float | None,

@@ -351,11 +351,11 @@ def host_as_written(written: str | None) -> bool:
     """Whether a URL as written (see :meth:`Policy.check_url`) spells out its scheme and host,
     so naming them shows nothing of a secret: True for ``https://api.example.com/{{secret:t}}``
     or None (no secret in the URL at all), False for ``{{secret:base}}/hook`` or
-    ``https://{{secret:tenant}}.example.com/``."""
+    ``https://{{owner_secret:tenant}}.example.com/``."""
     if written is None:
         return True
     origin = _WRITTEN_ORIGIN.match(written)
-    return origin is not None and "{{secret:" not in origin[0]
+    return origin is not None and "{{" not in origin[0]  # {{secret:...}} or {{owner_secret:...}}
 
 
 def _blocked(host: str, address: str | None, verdict: Verdict, written: str | None = None) -> DestinationBlocked:

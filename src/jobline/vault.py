@@ -1,11 +1,16 @@
 """The secrets vault: master keys, sealed values, and ``{{secret:NAME}}`` references.
 
+A secret belongs to the operator (owner None) or to one user. ``{{secret:NAME}}`` names the
+operator's secret NAME; ``{{owner_secret:NAME}}`` names the secret NAME of the user who owns
+the job making the call. Where a reference is resolved at all is the caller's rule
+(``functions/http.py``): only in what the operator wrote, never in data a user supplied.
+
 A secret's value is encrypted here, in the process that holds ``JOBLINE_MASTER_KEY``, before it
 is sent to PostgreSQL, and decrypted here after it is read back: the database, its backups,
 replicas, ``pg_dump`` output and statement log only ever see ciphertext. Each ciphertext is
-AES-256-GCM under a fresh 96-bit nonce, with the secret's name as associated data, so a row
-copied onto another name (or altered in any bit) fails to decrypt instead of yielding the
-wrong value.
+AES-256-GCM under a fresh 96-bit nonce, with the secret's name and owner as associated data,
+so a row copied onto another name or owner (or altered in any bit) fails to decrypt instead of
+yielding the wrong value.
 
 ``JOBLINE_MASTER_KEY`` holds one key, or ``NEW,OLD,...`` during a rotation: the first key seals,
 all of them open. Every row records the ``key_id`` (a fingerprint, never the key) it was sealed
@@ -18,9 +23,9 @@ parameter (anything with the ``secret_*`` methods), so this module imports nothi
 >>> sealed = seal(keys, "api_token", "s3cr3t-value")
 >>> open_sealed(keys, "api_token", sealed)
 's3cr3t-value'
->>> substitute({"Authorization": "Bearer {{secret:api_token}}"}, {"api_token": "s3cr3t-value"})
+>>> substitute({"Authorization": "Bearer {{secret:api_token}}"}, {"{{secret:api_token}}": "s3cr3t-value"})
 {'Authorization': 'Bearer s3cr3t-value'}
->>> scrub("401 for token s3cr3t-value", {"api_token": "s3cr3t-value"})
+>>> scrub("401 for token s3cr3t-value", {"{{secret:api_token}}": "s3cr3t-value"})
 '401 for token {{secret:api_token}}'
 """
 
@@ -50,9 +55,13 @@ VARIABLE = "JOBLINE_MASTER_KEY"
 KEY_BYTES = 32            # AES-256
 NONCE_BYTES = 12          # 96 bits, GCM's native nonce size
 MAX_VALUE_BYTES = 65536   # a token, a password, a URL or a PEM key; not a file store
+MAX_PER_USER = 100        # secrets one user may hold (users may set their own over HTTP)
 NAME_RULES = "1 to 200 characters of letters, digits, '_', '.' and '-'"
 NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
-REFERENCE = re.compile(r"\{\{secret:([A-Za-z0-9_.\-]+)\}\}")
+# {{secret:NAME}}: the operator's secret; {{owner_secret:NAME}}: the job owner's. Resolved
+# values are keyed by the reference's whole text, which is also what scrubbing writes back.
+REFERENCE = re.compile(r"\{\{(secret|owner_secret):([A-Za-z0-9_.\-]+)\}\}")
+OPERATOR, OWNER = "secret", "owner_secret"
 # Values shorter than this are not scrubbed from outputs: replacing every "abc" or "42" in an
 # error message or a response body would mangle ordinary text and, worse, point at where a
 # short secret occurs. Such values are not secrets worth the name anyway.
@@ -188,36 +197,50 @@ class Sealed:
     ciphertext: bytes = dataclasses.field(repr=False)
 
 
-def _aad(name: str) -> bytes:
-    # The name is authenticated with the value: a row moved to another name does not open.
-    return _AAD_LABEL + name.encode("utf-8")
+def _aad(name: str, owner: str | None) -> bytes:
+    # The name and owner are authenticated with the value: a row moved to another name or owner
+    # does not open. An operator's secret has the name alone (as before owners existed); no
+    # name holds a NUL, so the two forms never collide.
+    aad = _AAD_LABEL + name.encode("utf-8")
+    return aad if owner is None else aad + b"\x00" + owner.encode("utf-8")
 
 
-def seal(keys: MasterKeys, name: str, plaintext: str) -> Sealed:
-    """Encrypt ``plaintext`` for the secret ``name`` under the current master key."""
+def describe(name: str, owner: str | None) -> str:
+    """How messages name a secret: "secret 'x'", or "user 'u1''s secret 'x'"."""
+    return f"secret {name!r}" if owner is None else f"user {owner!r}'s secret {name!r}"
+
+
+def set_command(name: str, owner: str | None) -> str:
+    return f"`jobline secrets set {name}`" if owner is None else f"`jobline secrets set {name} --owner {owner}`"
+
+
+def seal(keys: MasterKeys, name: str, plaintext: str, owner: str | None = None) -> Sealed:
+    """Encrypt ``plaintext`` for the secret ``name`` of ``owner`` (None: the operator's) under
+    the current master key."""
     check_name(name)
     check_value(plaintext)
     key = keys.current
     # Random nonces are safe for 2**32 seals per key (NIST SP 800-38D); a vault is far below.
     nonce = os.urandom(NONCE_BYTES)
-    return Sealed(key.key_id, nonce, key.aead.encrypt(nonce, plaintext.encode("utf-8"), _aad(name)))
+    return Sealed(key.key_id, nonce, key.aead.encrypt(nonce, plaintext.encode("utf-8"), _aad(name, owner)))
 
 
-def open_sealed(keys: MasterKeys, name: str, sealed: Sealed) -> str:
-    """Decrypt the secret ``name``; SecretError (naming the secret, never the value or the key)
-    when its key is not among ``keys`` or the row was altered or moved."""
+def open_sealed(keys: MasterKeys, name: str, sealed: Sealed, owner: str | None = None) -> str:
+    """Decrypt the secret ``name`` of ``owner``; SecretError (naming the secret, never the value
+    or the key) when its key is not among ``keys`` or the row was altered or moved."""
+    what = describe(name, owner)
     key = keys.find(sealed.key_id)
     if key is None:
         raise SecretError(
-            f"secret {name!r} is encrypted under master key {sealed.key_id}, which is not in {VARIABLE} "
+            f"{what} is encrypted under master key {sealed.key_id}, which is not in {VARIABLE} "
             f"(it holds {', '.join(keys.ids)}); put that key after the current one ({VARIABLE}=NEW,OLD) "
-            f"and run `jobline secrets rotate-key`, or set the secret again with `jobline secrets set {name}`")
+            f"and run `jobline secrets rotate-key`, or set the secret again with {set_command(name, owner)}")
     try:
-        data = key.aead.decrypt(bytes(sealed.nonce), bytes(sealed.ciphertext), _aad(name))
+        data = key.aead.decrypt(bytes(sealed.nonce), bytes(sealed.ciphertext), _aad(name, owner))
     except (InvalidTag, ValueError) as exc:
         raise SecretError(
-            f"secret {name!r} cannot be decrypted with master key {sealed.key_id}: its row was altered or "
-            f"copied from another secret; set it again with `jobline secrets set {name}`") from exc
+            f"{what} cannot be decrypted with master key {sealed.key_id}: its row was altered or "
+            f"copied from another secret; set it again with {set_command(name, owner)}") from exc
     return data.decode("utf-8")
 
 
@@ -235,29 +258,36 @@ def _walk(value: Any, on_text: Callable[[str], str]) -> Any:
     return value
 
 
-def references(value: Any) -> set[str]:
-    """Names of the secrets referenced as ``{{secret:NAME}}`` anywhere in a str/dict/list.
+def reference(name: str, *, owner: bool = False) -> str:
+    """The text that references a secret: ``{{secret:NAME}}``, or ``{{owner_secret:NAME}}``
+    for the job owner's."""
+    return "{{" + (OWNER if owner else OPERATOR) + ":" + name + "}}"
 
-    >>> sorted(references({"url": "https://x/{{secret:a}}", "headers": {"{{secret:b}}": "1"}}))
-    ['a', 'b']
+
+def references(value: Any) -> set[str]:
+    """The references (their whole text) anywhere in a str/dict/list.
+
+    >>> sorted(references({"url": "https://x/{{secret:a}}", "headers": {"X": "{{owner_secret:b}}"}}))
+    ['{{owner_secret:b}}', '{{secret:a}}']
     """
     found: set[str] = set()
 
     def collect(text: str) -> str:
-        found.update(REFERENCE.findall(text))
+        found.update(match[0] for match in REFERENCE.finditer(text))
         return text
 
     _walk(value, collect)
     return found
 
 
-def substitute(value: Any, secrets: Mapping[str, str]) -> Any:
-    """A copy of ``value`` with every ``{{secret:NAME}}`` replaced by its plaintext; a name
-    missing from ``secrets`` raises SecretNotFound. Keep the result in memory only."""
-    missing = sorted(references(value) - set(secrets))
+def substitute(value: Any, resolved: Mapping[str, str]) -> Any:
+    """A copy of ``value`` with every reference replaced by its plaintext from ``resolved``
+    (reference text -> value, as :func:`load` returns it); a reference missing there raises
+    SecretNotFound. Keep the result in memory only."""
+    missing = sorted(references(value) - set(resolved))
     if missing:
-        raise SecretNotFound(missing_message(missing))
-    return _walk(value, lambda text: REFERENCE.sub(lambda m: secrets[m[1]], text))
+        raise SecretNotFound(f"not resolved: {', '.join(missing)}")  # load() says which secrets do not exist
+    return _walk(value, lambda text: REFERENCE.sub(lambda m: resolved[m[0]], text))
 
 
 def _encoded_forms(plaintext: str) -> set[str]:
@@ -354,6 +384,29 @@ def _all_forms(plaintext: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_SCRUB_LENGTH}
 
 
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]+")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
+
+
+def _decoded_runs(text: str, shortest: int) -> Iterator[bytes]:
+    """What each run of base64 (standard or urlsafe) or hex characters in ``text`` decodes to,
+    at every alignment (a value may sit anywhere in the encoded bytes), for runs long enough to
+    hold a value of ``shortest`` bytes."""
+    for run in _BASE64_RUN.findall(text):
+        if len(run) * 3 // 4 >= shortest:
+            standard = run.replace("-", "+").replace("_", "/")
+            for offset in range(4):
+                chunk = standard[offset:]
+                if len(chunk) % 4 == 1:  # one character past a whole group encodes no byte
+                    chunk = chunk[:-1]
+                yield base64.b64decode(chunk + "=" * (-len(chunk) % 4))
+    for run in _HEX_RUN.findall(text):
+        if len(run) // 2 >= shortest:
+            for offset in range(2):
+                chunk = run[offset:]
+                yield bytes.fromhex(chunk[: len(chunk) - len(chunk) % 2])
+
+
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|[\\'\"/nrtbf])")
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 
@@ -377,23 +430,27 @@ class Scrubber:
     httpx writes a path or a query), JSON-escaped, and inside the repr() of a str or bytes.
     A value that is a URL is also recognised as a URL client normalises it (host in lower case
     and IDNA, default port dropped), and so are its origin and its host on their own; a value
-    that is not a URL is also recognised in its IDNA form. Each occurrence becomes
-    ``{{secret:NAME}}``. Values shorter than ``MIN_SCRUB_LENGTH`` are left alone (see there why).
+    that is not a URL is also recognised in its IDNA form. Each occurrence becomes the
+    reference it was resolved from (``{{secret:NAME}}``). Values shorter than
+    ``MIN_SCRUB_LENGTH`` are left alone (see there why). :meth:`reveals` also looks through
+    percent-encoding, backslash escapes, base64 and hex, for text to withhold whole.
 
-    >>> Scrubber({"base": "https://API.Example.com:443"}).scrub("GET https://api.example.com/v1")
+    >>> Scrubber({"{{secret:base}}": "https://API.Example.com:443"}).scrub("GET https://api.example.com/v1")
     'GET {{secret:base}}/v1'
     """
 
     def __init__(self, secrets: Mapping[str, str]):
-        forms: dict[str, tuple[str, str]] = {}  # lower case -> (form, name): one of each, any case
-        for name, plaintext in sorted(secrets.items()):
+        """``secrets``: reference text -> plaintext, as :func:`load` returns them."""
+        forms: dict[str, tuple[str, str]] = {}  # lower case -> (form, reference): one of each, any case
+        for ref, plaintext in sorted(secrets.items()):
             if len(plaintext) >= MIN_SCRUB_LENGTH:
                 for form in _all_forms(plaintext):
-                    forms.setdefault(form.lower(), (form, name))
+                    forms.setdefault(form.lower(), (form, ref))
+        self._values = sorted({v.encode("utf-8") for v in secrets.values() if len(v) >= MIN_SCRUB_LENGTH})
         # Longest first: at any position the regex takes the first alternative that matches, so
         # a value that contains another secret's value is replaced whole.
         ordered = sorted(forms.values(), key=lambda entry: (-len(entry[0]), entry[0]))
-        self._names = [""] + [name for _, name in ordered]  # by group number
+        self._references = [""] + [ref for _, ref in ordered]  # by group number
         self._pattern = (re.compile("|".join(f"({re.escape(form)})" for form, _ in ordered), re.IGNORECASE)
                          if ordered else None)
         # A match is as many characters as its form (case-insensitive matching is one character
@@ -415,8 +472,9 @@ class Scrubber:
         return self._replace(text, limit)
 
     def reveals(self, text: str) -> bool:
-        """Whether ``text`` shows a value in a recognised form, also once percent-decoded or
-        with backslash escapes read (a last check before text that may quote a secret is kept)."""
+        """Whether ``text`` shows a value in a recognised form, also once percent-decoded, with
+        backslash escapes read, or inside base64 or hex (a last check before text that may
+        quote a secret is kept)."""
         if self._pattern is None:
             return False
         # Placeholders out of the way first: a value may also be a word of "{{secret:NAME}}".
@@ -427,28 +485,31 @@ class Scrubber:
             variants.add(unescaped.encode("latin-1").decode("utf-8"))
         except UnicodeError:
             pass
-        return any(self._pattern.search(variant) for variant in variants)
+        if any(self._pattern.search(variant) for variant in variants):
+            return True
+        shortest = len(self._values[0]) if self._values else 0
+        return any(value in decoded for decoded in _decoded_runs(text, shortest) for value in self._values)
 
     def _replace(self, text: str, limit: int) -> str:
         if self._pattern is None:
             return text[:limit]
         out: list[str] = []
         position = 0
-        for start, end, names in self._spans(text, limit):
+        for start, end, refs in self._spans(text, limit):
             out.append(text[position:start])
-            out.append("".join("{{secret:" + name + "}}" for name in names))
+            out.append("".join(refs))
             position = end
         if position < limit:
             out.append(text[position:limit])
         return "".join(out)
 
     def _spans(self, text: str, limit: int) -> Iterator[tuple[int, int, list[str]]]:
-        """(start, end, names) of each occurrence starting before ``limit``; occurrences that
+        """(start, end, references) of each occurrence starting before ``limit``; occurrences that
         overlap (two values sharing characters, or one value repeating into itself) are one
         span, so no part of either is left."""
         assert self._pattern is not None
         # Placeholders already in the text stay as they are, even if a value is a word of one.
-        placeholders = [m.span() for m in REFERENCE.finditer(text)] if "{{secret:" in text else []
+        placeholders = [m.span() for m in REFERENCE.finditer(text)] if "{{" in text else []
         search = 0
         while True:
             found = self._pattern.search(text, search)
@@ -459,16 +520,16 @@ class Scrubber:
             if around is not None:
                 search = around[1]
                 continue
-            names = [self._names[found.lastindex or 0]]
+            refs = [self._references[found.lastindex or 0]]
             inner = start + 1
             while inner < end:
                 more = self._pattern.match(text, inner)
                 if more is not None and more.end() > end:
                     end = more.end()
-                    if self._names[more.lastindex or 0] not in names:
-                        names.append(self._names[more.lastindex or 0])
+                    if self._references[more.lastindex or 0] not in refs:
+                        refs.append(self._references[more.lastindex or 0])
                 inner += 1
-            yield start, end, names
+            yield start, end, refs
             search = end
 
 
@@ -479,12 +540,17 @@ def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
     return Scrubber(secrets).scrub(value)
 
 
-def missing_message(names: Iterable[str]) -> str:
+def missing_message(names: Iterable[str], owner: str | None = None) -> str:
     names = sorted(names)
+    whose = "" if owner is None else f"user {owner!r} has no "
     if len(names) == 1:
-        return f"secret {names[0]!r} does not exist; set it with `jobline secrets set {names[0]}`"
-    return (f"secrets {', '.join(repr(n) for n in names)} do not exist; set each with "
-            "`jobline secrets set NAME`")
+        what = f"secret {names[0]!r}"
+        return (f"{what} does not exist; set it with {set_command(names[0], owner)}" if owner is None
+                else f"{whose}{what}; set it with {set_command(names[0], owner)}")
+    listed = ", ".join(repr(n) for n in names)
+    if owner is None:
+        return f"secrets {listed} do not exist; set each with `jobline secrets set NAME`"
+    return f"{whose}secrets {listed}; set each with `jobline secrets set NAME --owner {owner}`"
 
 
 # -- with a store -------------------------------------------------------------------------------
@@ -495,38 +561,63 @@ class SecretInfo:
     """What may be shown about a secret: everything but its value."""
 
     name: str
+    owner: str | None     # None: the operator's
     key_id: str
     created_at: dt.datetime
     updated_at: dt.datetime
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SecretInfo:
-        return cls(row["name"], row["key_id"], row["created_at"], row["updated_at"])
+        return cls(row["name"], row["owner"], row["key_id"], row["created_at"], row["updated_at"])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the field names of the CLI's --json (and the HTTP API)."""
-        return {"name": self.name, "key_id": self.key_id, "created_at": self.created_at.isoformat(),
-                "updated_at": self.updated_at.isoformat()}
+        return {"name": self.name, "owner": self.owner, "key_id": self.key_id,
+                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
 
 
 def _sealed(row: Mapping[str, Any]) -> Sealed:
     return Sealed(row["key_id"], bytes(row["nonce"]), bytes(row["ciphertext"]))
 
 
-async def load(store: Any, keys: MasterKeys, names: Iterable[str]) -> dict[str, str]:
-    """Fetch and decrypt the named secrets (``store.secret_get_many``); SecretNotFound lists
+def split(refs: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The names that ``refs`` (reference texts) give of the operator's secrets, and of the job
+    owner's.
+
+    >>> split({"{{secret:a}}", "{{owner_secret:b}}"})
+    ({'a'}, {'b'})
+    """
+    operator: set[str] = set()
+    owners: set[str] = set()
+    for ref in refs:
+        kind, name = REFERENCE.fullmatch(ref).groups()
+        (owners if kind == OWNER else operator).add(name)
+    return operator, owners
+
+
+async def load(store: Any, keys: MasterKeys, refs: Iterable[str], owner: str | None = None) -> dict[str, str]:
+    """Fetch and decrypt the secrets that ``refs`` name: ``{{secret:NAME}}`` the operator's,
+    ``{{owner_secret:NAME}}`` those of ``owner`` (the job's owner; the caller refuses such a
+    reference when there is none). Returns reference text -> plaintext; SecretNotFound lists
     every missing name. Keep the result in memory only.
 
-    >>> secrets = await load(app.store, MasterKeys.from_settings(app.settings), {"api_token"})  # doctest: +SKIP
+    >>> keys = MasterKeys.from_settings(app.settings)  # doctest: +SKIP
+    >>> secrets = await load(app.store, keys, {"{{secret:api_token}}"})  # doctest: +SKIP
     """
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    rows = {row["name"]: row for row in await store.secret_get_many(wanted)}
-    missing = [name for name in wanted if name not in rows]
-    if missing:
-        raise SecretNotFound(missing_message(missing))
-    return {name: open_sealed(keys, name, _sealed(row)) for name, row in rows.items()}
+    operator_names, owner_names = split(refs)
+    if owner_names and owner is None:
+        raise InvalidInput("{{owner_secret:...}} names the job owner's secret, and this call has no owner")
+    resolved: dict[str, str] = {}
+    for names, whose, owned in ((operator_names, None, False), (owner_names, owner, True)):
+        if not names:
+            continue
+        rows = {row["name"]: row for row in await store.secret_get_many(sorted(names), owner=whose)}
+        missing = sorted(names - set(rows))
+        if missing:
+            raise SecretNotFound(missing_message(missing, whose))
+        for name, row in rows.items():
+            resolved[reference(name, owner=owned)] = open_sealed(keys, name, _sealed(row), whose)
+    return resolved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -549,28 +640,33 @@ async def rotate(store: Any, keys: MasterKeys, *, batch_size: int = 500) -> Rota
     SecretError once every other row is done.
     """
     target = keys.current.key_id
-    listed = await store.secret_list()
-    stale = [row["name"] for row in listed if row["key_id"] != target]
-    current, rotated = len(listed) - len(stale), 0
-    unknown: dict[str, list[str]] = {}  # key id -> names
+    listed = await store.secret_list(every_owner=True)
+    stale: dict[str | None, list[str]] = {}  # owner -> names
+    for row in listed:
+        if row["key_id"] != target:
+            stale.setdefault(row["owner"], []).append(row["name"])
+    current, rotated = len(listed) - sum(map(len, stale.values())), 0
+    unknown: dict[str, list[str]] = {}  # key id -> secrets, as messages name them
     broken: list[str] = []
-    for start in range(0, len(stale), batch_size):
-        for row in await store.secret_get_many(stale[start:start + batch_size]):
-            name, old = row["name"], _sealed(row)
-            if old.key_id == target:  # set again since we listed
-                current += 1
-                continue
-            if keys.find(old.key_id) is None:
-                unknown.setdefault(old.key_id, []).append(name)
-                continue
-            try:
-                plaintext = open_sealed(keys, name, old)
-            except SecretError:
-                broken.append(name)
-                continue
-            if await store.secret_reseal(name, old, seal(keys, name, plaintext)):
-                rotated += 1
-                log.debug("secret.resealed", extra={"secret": name, "from_key": old.key_id, "to_key": target})
+    for owner, names in stale.items():
+        for start in range(0, len(names), batch_size):
+            for row in await store.secret_get_many(names[start:start + batch_size], owner=owner):
+                name, old = row["name"], _sealed(row)
+                if old.key_id == target:  # set again since we listed
+                    current += 1
+                    continue
+                if keys.find(old.key_id) is None:
+                    unknown.setdefault(old.key_id, []).append(describe(name, owner))
+                    continue
+                try:
+                    plaintext = open_sealed(keys, name, old, owner)
+                except SecretError:
+                    broken.append(describe(name, owner))
+                    continue
+                if await store.secret_reseal(name, owner, old, seal(keys, name, plaintext, owner)):
+                    rotated += 1
+                    log.debug("secret.resealed", extra={"secret": name, "owner": owner, "from_key": old.key_id,
+                                                        "to_key": target})
     log.info("vault.rotated", extra={"key_id": target, "rotated": rotated, "current": current,
                                      "failed": len(broken) + sum(map(len, unknown.values()))})
     if unknown or broken:
@@ -581,11 +677,11 @@ async def rotate(store: Any, keys: MasterKeys, *, batch_size: int = 500) -> Rota
 def _rotation_failure(keys: MasterKeys, rotated: int, unknown: dict[str, list[str]], broken: list[str]) -> str:
     parts = [f"rotated {rotated} secret(s) to master key {keys.current.key_id}, but not all"]
     for key_id, names in sorted(unknown.items()):
-        parts.append(f"{', '.join(repr(n) for n in sorted(names))} {'is' if len(names) == 1 else 'are'} "
+        parts.append(f"{', '.join(sorted(names))} {'is' if len(names) == 1 else 'are'} "
                      f"encrypted under master key {key_id}, "
                      f"which is not in {VARIABLE}: put it after the new key ({VARIABLE}=NEW,OLD) and run "
                      "`jobline secrets rotate-key` again, or set them again")
     if broken:
-        parts.append(f"{', '.join(repr(n) for n in sorted(broken))} cannot be decrypted (the row was altered "
-                     "or copied from another secret): set it again with `jobline secrets set NAME`")
+        parts.append(f"{', '.join(sorted(broken))} cannot be decrypted (the row was altered "
+                     "or copied from another secret): set it again with `jobline secrets set NAME [--owner USER]`")
     return "; ".join(parts)

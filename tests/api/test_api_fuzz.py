@@ -8,6 +8,7 @@ JOBLINE_FUZZ_EXAMPLES."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -20,7 +21,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from jobline import App
+from jobline import App, vault
 
 # In the suite: about 20 s. A longer run: JOBLINE_FUZZ_SECONDS=900 JOBLINE_FUZZ_EXAMPLES=1000.
 BUDGET_SECONDS = float(os.environ.get("JOBLINE_FUZZ_SECONDS", 60))
@@ -42,7 +43,9 @@ def only_echo(app: App) -> App:
 
 @pytest.fixture
 def fuzz_server(settings):
-    running = Server(api_settings(settings), functions=only_echo, auth_failure_limit=1_000_000).start()
+    # With a master key, so that PUT /api/secrets stores what it is sent (without one it is 503).
+    fuzz_settings = dataclasses.replace(api_settings(settings), master_key=vault.generate_key())
+    running = Server(fuzz_settings, functions=only_echo, auth_failure_limit=1_000_000).start()
     yield running
     running.stop()
 

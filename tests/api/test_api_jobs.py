@@ -144,7 +144,10 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
     sql("UPDATE jobline.jobs SET status = 'failed', attempts = 1 WHERE id = %s", [job_id])
     assert client.post("/api/schedules", headers=ALICE, json={"name": "alices", "expression": "@daily",
                                                                "function": "render"}).status_code == 201
-    before = sql("SELECT * FROM jobline.jobs"), sql("SELECT * FROM jobline.schedules")
+    sql("INSERT INTO jobline.secrets (name, owner, key_id, nonce, ciphertext) "
+        "VALUES ('alices', 'alice', repeat('0', 16), decode(repeat('00', 12), 'hex'), decode(repeat('00', 32), 'hex'))")
+    tables = ("jobs", "schedules", "secrets")
+    before = [sql(f"SELECT * FROM jobline.{table}") for table in tables]
     bodies = {"complete": {"lease_token": "remote:" + "0" * 32}, "fail": {"lease_token": "remote:" + "0" * 32,
                                                                           "error": "x"},
               "heartbeat": {"lease_token": "remote:" + "0" * 32}}
@@ -156,6 +159,9 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
             continue  # functions belong to no owner: see test_api_functions
         if "{ref}" in path:  # a schedule, by name (by id: test_api_schedules)
             param, theirs_ref, missing_ref, code = "{ref}", "alices", "alicez", "schedule_not_found"
+        elif path == "/api/secrets/{name}":  # each owner names their own: PUT sets the caller's (test_api_secrets)
+            methods = [m for m in methods if m != "put"]
+            param, theirs_ref, missing_ref, code = "{name}", "alices", "alicez", "secret_not_found"
         else:
             assert "{id}" in path, f"{path}: a new kind of path parameter needs its own BOLA check"
             param, theirs_ref, missing_ref, code = "{id}", str(job_id), str(job_id + 10_000), "job_not_found"
@@ -164,11 +170,12 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
             theirs = client.request(method, path.replace(param, theirs_ref), headers=BOB, json=body)
             missing = client.request(method, path.replace(param, missing_ref), headers=BOB, json=body)
             assert theirs.status_code == 404, (method, path, theirs.text)
-            assert theirs.content == missing.content, (method, path)
+            # Byte for byte, but for the name the caller sent (a secret's 404 repeats it).
+            assert theirs.content == missing.content.replace(missing_ref.encode(), theirs_ref.encode()), (method, path)
             assert_error(theirs, 404, code)
             swept.append((method, path))
-    assert len(swept) == 14  # 8 job and task routes, 6 schedule routes
-    assert (sql("SELECT * FROM jobline.jobs"), sql("SELECT * FROM jobline.schedules")) == before
+    assert len(swept) == 15  # 8 job and task routes, 6 schedule routes, removing a secret
+    assert [sql(f"SELECT * FROM jobline.{table}") for table in tables] == before
     assert client.post(f"/api/jobs/{job_id}/retry", headers=ALICE).status_code == 200  # the owner can
 
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import canary
 from jobline import vault
 from jobline.vault import MasterKeys
 
@@ -55,7 +56,7 @@ def test_set_from_an_argument_and_from_stdin_then_ls_shows_names_not_values(jobl
     piped = jobline("secrets", "set", "db_password", "--from-stdin", "--json", stdin=CANARY + "\n")
     assert piped.returncode == 0, piped.stderr
     shown = json.loads(piped.stdout)
-    assert set(shown) == {"name", "key_id", "created_at", "updated_at"} and shown["name"] == "db_password"
+    assert set(shown) == {"name", "owner", "key_id", "created_at", "updated_at"} and shown["name"] == "db_password"
 
     listed = jobline("secrets", "ls", "--json", key=None)
     assert listed.returncode == 0, listed.stderr
@@ -79,7 +80,7 @@ async def test_stdin_loses_exactly_one_trailing_newline(jobline, app, settings):
     assert jobline("secrets", "set", "crlf", "--from-stdin", stdin="windows-value\r\n").returncode == 0
     assert jobline("secrets", "set", "bare", "--from-stdin", stdin="no-newline").returncode == 0
     keys = MasterKeys.from_settings(dataclasses.replace(settings, master_key=NEW))
-    assert await vault.load(app.store, keys, ["two_lines", "crlf", "bare"]) == {
+    assert await canary.load_by_name(app.store, keys, ["two_lines", "crlf", "bare"]) == {
         "two_lines": "line one\nline two\n", "crlf": "windows-value", "bare": "no-newline"}
 
 
@@ -89,7 +90,7 @@ def test_set_replaces_a_value_and_rm_deletes_it(jobline):
     assert len(json.loads(jobline("secrets", "ls", "--json").stdout)) == 1
     removed = jobline("secrets", "rm", "token", "--json", key=None)
     assert removed.returncode == 0, removed.stderr
-    assert json.loads(removed.stdout) == {"name": "token", "deleted": True}
+    assert json.loads(removed.stdout) == {"name": "token", "owner": None, "deleted": True}
     assert jobline("secrets", "ls").stdout == "no secrets\n"
     again = jobline("secrets", "rm", "token")
     assert (again.returncode, again.stdout) == (3, "")
@@ -118,7 +119,7 @@ def test_rotate_key_without_the_old_key_names_the_secrets_it_could_not_move(jobl
     result = jobline("secrets", "rotate-key", key=NEW)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith(f"error: rotated 0 secret(s) to master key {key_id(NEW)}, but not all; "
-                                    f"'orphan' is encrypted under master key {key_id(OLD)}")
+                                    f"secret 'orphan' is encrypted under master key {key_id(OLD)}")
     assert len(result.stderr.splitlines()) == 1 and "orphan-value" not in result.stderr
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import canary
 from jobline import App, vault
-from jobline.errors import ConfigError, InvalidInput, SecretError, SecretNotFound
+from jobline.errors import ConfigError, Conflict, InvalidInput, SecretError, SecretNotFound
 from jobline.vault import MasterKeys
 
 OLD = vault.generate_key()
@@ -66,15 +66,15 @@ async def test_secret_upsert_replaces_the_value_keeping_created_at(apps, sql):
     second = await app.set_secret_async("api_token", "second-value")
     assert (second.name, second.key_id) == ("api_token", key_id(NEW))
     assert second.created_at == first.created_at and second.updated_at > first.updated_at
-    assert await vault.load(app.store, app.master_keys(), ["api_token"]) == {"api_token": "second-value"}
+    assert await canary.load_by_name(app.store, app.master_keys(), ["api_token"]) == {"api_token": "second-value"}
     assert sql("SELECT count(*) FROM jobline.secrets") == [(1,)]
 
 
 async def test_secret_upsert_reports_whether_the_name_is_new(apps):
     app = await apps(NEW)
     keys = app.master_keys()
-    assert (await app.store.secret_upsert("t", vault.seal(keys, "t", "value1")))["created"] is True
-    assert (await app.store.secret_upsert("t", vault.seal(keys, "t", "value2")))["created"] is False
+    assert (await app.store.secret_upsert("t", vault.seal(keys, "t", "value1"), max_per_owner=1))["created"] is True
+    assert (await app.store.secret_upsert("t", vault.seal(keys, "t", "value2"), max_per_owner=1))["created"] is False
 
 
 async def test_secret_list_never_returns_ciphertext_or_plaintext(apps):
@@ -83,7 +83,7 @@ async def test_secret_list_never_returns_ciphertext_or_plaintext(apps):
     await app.set_secret_async("a_token", "another-value")
     rows = await app.store.secret_list()
     assert [row["name"] for row in rows] == ["a_token", "b_token"]
-    assert all(set(row) == {"name", "key_id", "created_at", "updated_at"} for row in rows)
+    assert all(set(row) == {"name", "owner", "key_id", "created_at", "updated_at"} for row in rows)
     listed = await app.list_secrets_async()
     assert [s.to_dict()["key_id"] for s in listed] == [key_id(NEW)] * 2
     assert CANARY not in repr(listed) and "another-value" not in repr(listed)
@@ -103,7 +103,94 @@ async def test_the_table_refuses_names_the_vault_refuses(sql, apps):
     app = await apps(NEW)
     sealed = vault.seal(app.master_keys(), "fine", "value")
     with pytest.raises(InvalidInput, match="secrets_name_check"):
-        await app.store.secret_upsert("bad name", sealed)
+        await app.store.secret_upsert("bad name", sealed, max_per_owner=1)
+
+
+# -- owners ------------------------------------------------------------------------------------
+
+
+async def test_each_owner_has_its_own_namespace(apps, sql):
+    app = await apps(NEW)
+    await app.set_secret_async("token", "operator-value")
+    await app.set_secret_async("token", "value-of-u1", owner="u1")
+    await app.set_secret_async("token", "value-of-u2", owner="u2")
+    await app.set_secret_async("token", "u1-replaced", owner="u1")
+    assert sql("SELECT owner, count(*) FROM jobline.secrets GROUP BY owner ORDER BY owner NULLS FIRST") == [
+        (None, 1), ("u1", 1), ("u2", 1)]
+    keys = app.master_keys()
+    assert await canary.load_by_name(app.store, keys, ["token"]) == {"token": "operator-value"}
+    assert await canary.load_by_name(app.store, keys, ["token"], "u1") == {"token": "u1-replaced"}
+    assert [(s.owner, s.name) for s in await app.list_secrets_async()] == [(None, "token")]
+    assert [(s.owner, s.name) for s in await app.list_secrets_async(owner="u2")] == [("u2", "token")]
+    assert [s.owner for s in await app.list_secrets_async(every_owner=True)] == [None, "u1", "u2"]
+    await app.delete_secret_async("token", owner="u2")
+    with pytest.raises(SecretNotFound, match="no secret named 'token' of user 'u2'"):
+        await app.delete_secret_async("token", owner="u2")
+    assert await canary.load_by_name(app.store, keys, ["token"]) == {"token": "operator-value"}
+
+
+async def test_load_resolves_each_kind_of_reference_in_its_owners_namespace(apps):
+    app = await apps(NEW)
+    await app.set_secret_async("api_key", "operator-key")
+    await app.set_secret_async("api_key", "users-key", owner="u1")
+    keys = app.master_keys()
+    refs = ["{{secret:api_key}}", "{{owner_secret:api_key}}"]
+    assert await vault.load(app.store, keys, refs, "u1") == {
+        "{{secret:api_key}}": "operator-key", "{{owner_secret:api_key}}": "users-key"}
+    with pytest.raises(SecretNotFound, match=r"^user 'u2' has no secret 'api_key'; set it with "
+                                             r"`jobline secrets set api_key --owner u2`$"):
+        await vault.load(app.store, keys, refs, "u2")
+    with pytest.raises(InvalidInput, match="this call has no owner"):
+        await vault.load(app.store, keys, refs, None)
+
+
+async def test_a_row_moved_to_another_owner_does_not_decrypt(apps, sql):
+    app = await apps(NEW)
+    await app.set_secret_async("token", "value-of-u1", owner="u1")
+    await app.set_secret_async("token", "operator-value")
+    sql("UPDATE jobline.secrets SET owner = 'u2' WHERE owner = 'u1'")
+    with pytest.raises(SecretError, match="user 'u2''s secret 'token' cannot be decrypted") as caught:
+        await canary.load_by_name(app.store, app.master_keys(), ["token"], "u2")
+    assert "value-of-u1" not in str(caught.value)
+    sql("DELETE FROM jobline.secrets WHERE owner IS NULL")
+    sql("UPDATE jobline.secrets SET owner = NULL")  # a user's row passed off as the operator's
+    with pytest.raises(SecretError, match="secret 'token' cannot be decrypted"):
+        await canary.load_by_name(app.store, app.master_keys(), ["token"])
+
+
+async def test_rotation_reseals_every_owners_secrets(apps, sql):
+    old = await apps(OLD)
+    await old.set_secret_async("token", "operator-value")
+    await old.set_secret_async("token", "value-of-u1", owner="u1")
+    await old.set_secret_async("other", "other-of-u1", owner="u1")
+    rotated = await (await apps(f"{NEW},{OLD}")).rotate_secrets_async()
+    assert (rotated.rotated, rotated.current) == (3, 0)
+    new = await apps(NEW)
+    assert await canary.load_by_name(new.store, new.master_keys(), ["token", "other"], "u1") == {
+        "token": "value-of-u1", "other": "other-of-u1"}
+    assert await canary.load_by_name(new.store, new.master_keys(), ["token"]) == {"token": "operator-value"}
+
+
+async def test_a_user_holds_at_most_a_hundred_secrets_and_may_still_replace_them(apps, sql):
+    app = await apps(NEW)
+    keys = app.master_keys()
+    for i in range(vault.MAX_PER_USER):
+        await app.store.secret_upsert(f"s{i}", vault.seal(keys, f"s{i}", "value", "u1"), "u1", max_per_owner=100)
+    with pytest.raises(Conflict, match="user 'u1' already has 100 secrets"):
+        await app.set_secret_async("one_more", "value", owner="u1")
+    await app.set_secret_async("s7", "replaced", owner="u1")  # a name it holds may be set again
+    await app.set_secret_async("operator_has_no_cap", "value")
+    await app.set_secret_async("one_more", "value", owner="u2")
+    assert sql("SELECT owner, count(*) FROM jobline.secrets GROUP BY owner ORDER BY owner NULLS FIRST") == [
+        (None, 1), ("u1", 100), ("u2", 1)]
+
+
+async def test_a_secrets_owner_is_checked_like_any_owner(apps, sql):
+    app = await apps(NEW)
+    for bad in ("", " u1", "u\x001", "x" * 201, 7):
+        with pytest.raises(InvalidInput, match="a secret's owner"):
+            await app.set_secret_async("token", "value", owner=bad)
+    assert sql("SELECT count(*) FROM jobline.secrets") == [(0,)]
 
 
 # -- what the database sees ----------------------------------------------------------------------
@@ -145,7 +232,7 @@ async def test_the_statement_log_shows_only_ciphertext(apps, sql, db_url):
     start = log_file.stat().st_size
     app = await apps(NEW)  # a new pool: its sessions take the setting
     await app.set_secret_async("logged_canary", CANARY)
-    assert await vault.load(app.store, app.master_keys(), ["logged_canary"]) == {"logged_canary": CANARY}
+    assert await canary.load_by_name(app.store, app.master_keys(), ["logged_canary"]) == {"logged_canary": CANARY}
     await app.close_async()
     with open(log_file, "rb") as handle:
         handle.seek(start)
@@ -161,7 +248,7 @@ async def test_load_decrypts_the_named_secrets(apps):
     app = await apps(NEW)
     for name in ("a", "b", "c"):
         await app.set_secret_async(name, f"value-of-{name}")
-    assert await vault.load(app.store, app.master_keys(), ["a", "c", "a"]) == {"a": "value-of-a", "c": "value-of-c"}
+    assert await canary.load_by_name(app.store, app.master_keys(), ["a", "c", "a"]) == {"a": "value-of-a", "c": "value-of-c"}
     assert await vault.load(None, app.master_keys(), []) == {}  # no reference, no query
 
 
@@ -169,12 +256,12 @@ async def test_load_names_every_missing_secret(apps):
     app = await apps(NEW)
     await app.set_secret_async("present", "value")
     with pytest.raises(SecretNotFound) as caught:
-        await vault.load(app.store, app.master_keys(), ["present", "project_url", "api_key"])
+        await canary.load_by_name(app.store, app.master_keys(), ["present", "project_url", "api_key"])
     assert str(caught.value) == ("secrets 'api_key', 'project_url' do not exist; set each with "
                                  "`jobline secrets set NAME`")
     with pytest.raises(SecretNotFound, match=r"secret 'project_url' does not exist; set it with "
                                              r"`jobline secrets set project_url`"):
-        await vault.load(app.store, app.master_keys(), ["project_url"])
+        await canary.load_by_name(app.store, app.master_keys(), ["project_url"])
 
 
 async def test_load_refuses_a_row_copied_onto_another_name(apps, sql):
@@ -184,7 +271,7 @@ async def test_load_refuses_a_row_copied_onto_another_name(apps, sql):
     sql("UPDATE jobline.secrets d SET nonce = p.nonce, ciphertext = p.ciphertext FROM jobline.secrets p "
         "WHERE d.name = 'dev_token' AND p.name = 'prod_token'")
     with pytest.raises(SecretError, match="'dev_token' cannot be decrypted") as caught:
-        await vault.load(app.store, app.master_keys(), ["dev_token"])
+        await canary.load_by_name(app.store, app.master_keys(), ["dev_token"])
     assert "prod-value" not in str(caught.value)
 
 
@@ -200,7 +287,7 @@ async def test_setting_a_secret_without_a_master_key_says_how_to_make_one(apps, 
 
 async def _values(app: App) -> dict[str, str]:
     names = [s.name for s in await app.list_secrets_async()]
-    return await vault.load(app.store, app.master_keys(), names)
+    return await canary.load_by_name(app.store, app.master_keys(), names)
 
 
 def _key_ids(sql) -> dict[str, str]:
@@ -233,7 +320,7 @@ async def test_a_rotation_cut_short_leaves_everything_readable_and_a_rerun_finis
     for row in await rotating.store.secret_get_many(["s1", "s4"]):
         old_sealed = vault.Sealed(row["key_id"], row["nonce"], row["ciphertext"])
         new_sealed = vault.seal(keys, row["name"], vault.open_sealed(keys, row["name"], old_sealed))
-        assert await rotating.store.secret_reseal(row["name"], old_sealed, new_sealed)
+        assert await rotating.store.secret_reseal(row["name"], None, old_sealed, new_sealed)
     assert sorted(name for name, k in _key_ids(sql).items() if k == key_id(NEW)) == ["s1", "s4"]
     assert await _values(rotating) == expected
     result = await rotating.rotate_secrets_async()
@@ -249,7 +336,7 @@ async def test_secret_reseal_leaves_a_row_that_changed_since_it_was_read(apps, s
     row = (await rotating.store.secret_get_many(["token"]))[0]
     read = vault.Sealed(row["key_id"], row["nonce"], row["ciphertext"])
     await old.set_secret_async("token", "newer-value")  # e.g. a process still configured with OLD only
-    assert not await rotating.store.secret_reseal("token", read, vault.seal(keys, "token", "old-value"))
+    assert not await rotating.store.secret_reseal("token", None, read, vault.seal(keys, "token", "old-value"))
     assert await _values(rotating) == {"token": "newer-value"}
 
 
@@ -276,7 +363,7 @@ async def test_rows_under_an_unknown_key_are_reported_by_name_after_the_others_a
         await rotating.rotate_secrets_async()
     message = str(caught.value)
     assert message.startswith(f"rotated 2 secret(s) to master key {key_id(NEW)}, but not all")
-    assert f"'orphan' is encrypted under master key {key_id(STRAY)}" in message
+    assert f"secret 'orphan' is encrypted under master key {key_id(STRAY)}" in message
     assert "JOBLINE_MASTER_KEY=NEW,OLD" in message
     assert "orphan-value" not in message and STRAY not in message
     assert _key_ids(sql) == {"orphan": key_id(STRAY), "kept1": key_id(NEW), "kept2": key_id(NEW),

@@ -9,6 +9,7 @@ assert that a refused destination was never connected to.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -16,11 +17,13 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
+import canary
 from conftest import eventually
 from jobline import App, vault
 from jobline.errors import InvalidInput
@@ -849,3 +852,88 @@ async def test_an_http_error_logs_status_and_timing_only_and_keeps_the_body_afte
     assert retrying and all("warming" not in str(r.__dict__) for r in retrying)
     assert "warming" not in _logged(caplog)
 
+
+
+# -- echoes in other encodings (issue 8, finding 2) -------------------------------------------------
+
+
+def _encoded_echo(seen: Seen) -> Reply:
+    """Echoes the request's X-Token the way the path asks: /utf-16?type=text/plain;charset=utf-16."""
+    token = seen.headers.get("x-token", "no-token")
+    path, _, query = seen.path.partition("?")
+    content_type = urllib.parse.unquote(query.removeprefix("type=")) if query else "text/plain"
+    text = f"your token was {token}, thanks"
+    body = {
+        "/utf-16": text.encode("utf-16"),                          # with a BOM
+        "/utf-16le": text.encode("utf-16-le"),                     # no BOM
+        "/utf-32": text.encode("utf-32"),
+        "/latin-1": text.encode("latin-1"),
+        "/json-utf-16": json.dumps({"echo": token}).encode("utf-16-le"),
+        "/base64": base64.b64encode(text.encode()),
+        "/hex": text.encode().hex().encode(),
+        "/binary": b"\x89PNG\r\n\x1a\n\xff\xfe" + token.encode() + b"\x00\xff",
+    }[path]
+    return Reply(400 if "fail" in query else 200, body, {"Content-Type": content_type})
+
+
+ENCODED_CASES = [  # (path, Content-Type, what the result's body must be: "scrubbed", "withheld" or "not shown")
+    ("/utf-16", "text/plain", "scrubbed"),                             # the BOM says UTF-16
+    ("/utf-16le", "text/plain; charset=utf-16-le", "scrubbed"),        # the charset says so
+    ("/utf-32", "text/plain; charset=utf-8", "scrubbed"),              # a BOM wins over the header
+    ("/latin-1", "text/plain; charset=ISO-8859-1", "scrubbed"),
+    ("/json-utf-16", "application/json", "json"),                      # JSON detects its own encoding
+    ("/utf-16le", "text/plain", "withheld"),                           # UTF-16 read as UTF-8: NULs
+    ("/utf-16le", "text/plain; charset=iso-8859-1", "withheld"),       # a wrong charset: NULs too
+    ("/binary", "image/png", "withheld"),                              # not UTF-8 at all
+    ("/base64", "text/plain", "not shown"),
+    ("/hex", "text/plain", "not shown"),
+]
+
+
+async def test_an_echo_in_any_declared_or_detected_encoding_is_scrubbed_or_withheld(make_app, receiver, caplog, sql):
+    caplog.set_level(logging.DEBUG)
+    receiver.respond = _encoded_echo
+    app = make_app(master_key=vault.generate_key())
+    async with app:
+        await app.set_secret_async("tok", TOKEN)
+        ids = [(await app.enqueue_async("http", {
+            "url": receiver.url(f"{path}?type={urllib.parse.quote(content_type)}"),
+            "headers": {"X-Token": "{{secret:tok}}"}})).id for path, content_type, _ in ENCODED_CASES]
+        failing = await app.enqueue_async("http", {"url": receiver.url("/utf-16le?type=text/plain&fail=1"),
+                                                   "headers": {"X-Token": "{{secret:tok}}"}}, max_attempts=1)
+        await app.process_async()
+        jobs = [await app.get_job_async(i) for i in ids]
+        failed = await app.get_job_async(failing.id)
+    assert all(seen.headers["x-token"] == TOKEN for seen in receiver.requests)
+    for (path, content_type, expected), job in zip(ENCODED_CASES, jobs):
+        case = (path, content_type, job.result)
+        assert job.status == "succeeded", case
+        body = job.result["body"]
+        if expected == "scrubbed":
+            assert body == "your token was {{secret:tok}}, thanks", case
+        elif expected == "json":
+            assert body == {"echo": "{{secret:tok}}"}, case
+        elif expected == "not shown":
+            assert body == "(not shown: it holds a secret's value)", case
+        else:
+            withheld = job.result["body_withheld"]
+            assert body is None and "the call sent secrets" in withheld["reason"], case
+            assert withheld["bytes"] > 0 and len(withheld["sha256"]) == 64, case
+    assert failed.status == "failed" and "HTTP 400" in failed.last_error and "body withheld" in failed.last_error
+    # No character run of the token anywhere, in any encoding the tests know of.
+    _assert_nowhere(PIECES, _stored(sql), _logged(caplog))
+    stored = _stored(sql)
+    canary.assert_nowhere(stored.encode(), TOKEN)
+    assert "\\u0000" not in stored and "L\\ufffdE\\ufffdA" not in stored
+
+
+async def test_without_secrets_a_body_is_decoded_by_its_charset_and_bad_bytes_are_replaced(make_app, receiver):
+    receiver.respond = _encoded_echo
+    app = make_app()
+    async with app:
+        utf16 = await app.enqueue_async("http", {"url": receiver.url("/utf-16le?type=text/plain;charset=utf-16le")})
+        binary = await app.enqueue_async("http", {"url": receiver.url("/binary?type=image/png")})
+        await app.process_async()
+        utf16, binary = await app.get_job_async(utf16.id), await app.get_job_async(binary.id)
+    assert utf16.result["body"] == "your token was no-token, thanks"
+    assert binary.result["body"].startswith("\ufffdPNG") and "body_withheld" not in binary.result

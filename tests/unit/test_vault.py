@@ -174,6 +174,11 @@ def test_bad_values_are_refused_without_echoing_them(keys, value, message):
 # -- references, substitution, scrubbing ----------------------------------------------------------
 
 
+def S(**values: str) -> dict[str, str]:
+    """Resolved operator secrets as vault.load returns them: reference text -> value."""
+    return {vault.reference(name): value for name, value in values.items()}
+
+
 CALL = {
     "url": "https://api.example.com/{{secret:project}}/items?key={{secret:api_key}}",
     "headers": {"Authorization": "Bearer {{secret:token}}", "X-{{secret:header_name}}": "1"},
@@ -183,13 +188,13 @@ CALL = {
 
 
 def test_references_walks_strings_dicts_lists_and_dict_keys():
-    assert vault.references(CALL) == {"project", "api_key", "token", "header_name", "a.b-c_d"}
+    assert vault.references(CALL) == {vault.reference(n) for n in ("project", "api_key", "token", "header_name", "a.b-c_d")}
     assert vault.references("no refs {{secret:}} {{ secret:x }} {{secret:bad name}}") == set()
     assert vault.references(17) == set()
 
 
 def test_substitute_replaces_every_reference_and_leaves_the_input_alone():
-    secrets = {"project": "p1", "api_key": "k&y", "token": "tok", "header_name": "Key", "a.b-c_d": "deep"}
+    secrets = {**S(project="p1", api_key="k&y", token="tok", header_name="Key"), "{{secret:a.b-c_d}}": "deep"}
     done = vault.substitute(CALL, secrets)
     assert done == {
         "url": "https://api.example.com/p1/items?key=k&y",
@@ -202,17 +207,30 @@ def test_substitute_replaces_every_reference_and_leaves_the_input_alone():
 
 def test_substitute_with_a_missing_secret_names_all_that_are_missing():
     with pytest.raises(SecretNotFound) as caught:
-        vault.substitute(CALL, {"token": "t", "project": "p"})
-    assert str(caught.value) == ("secrets 'a.b-c_d', 'api_key', 'header_name' do not exist; set each with "
-                                 "`jobline secrets set NAME`")
-    with pytest.raises(SecretNotFound, match=r"^secret 'project_url' does not exist; set it with "
-                                             r"`jobline secrets set project_url`$"):
-        vault.substitute("{{secret:project_url}}", {})
+        vault.substitute(CALL, S(token="t", project="p"))
+    assert str(caught.value) == "not resolved: {{secret:a.b-c_d}}, {{secret:api_key}}, {{secret:header_name}}"
+
+
+def test_missing_messages_name_whose_secret_and_how_to_set_it():
+    assert vault.missing_message(["project_url"]) == (
+        "secret 'project_url' does not exist; set it with `jobline secrets set project_url`")
+    assert vault.missing_message(["b", "a"]) == (
+        "secrets 'a', 'b' do not exist; set each with `jobline secrets set NAME`")
+    assert vault.missing_message(["tok"], "user-42") == (
+        "user 'user-42' has no secret 'tok'; set it with `jobline secrets set tok --owner user-42`")
+
+
+def test_references_tell_the_operators_secrets_from_the_job_owners():
+    refs = vault.references({"h": "{{secret:a}} {{owner_secret:b}} {{owner_secret:a}} {{user_secret:c}}"})
+    assert refs == {"{{secret:a}}", "{{owner_secret:b}}", "{{owner_secret:a}}"}
+    assert vault.split(refs) == ({"a"}, {"a", "b"})
+    assert vault.substitute("x{{owner_secret:a}}y{{secret:a}}", {"{{owner_secret:a}}": "OWN", "{{secret:a}}": "OP"}) \
+        == "xOWNyOP"
 
 
 def test_scrub_replaces_raw_percent_encoded_and_json_escaped_values():
     value = 'p@ss w/rd"+é'
-    secrets = {"db_password": value}
+    secrets = S(db_password=value)
     texts = [
         f"raw {value} end",
         f"quote {urllib.parse.quote(value, safe='')}",
@@ -229,7 +247,7 @@ def test_scrub_replaces_raw_percent_encoded_and_json_escaped_values():
 
 
 def test_scrub_walks_nested_values_and_dict_keys_and_keeps_other_types():
-    secrets = {"token": "abcd1234"}
+    secrets = S(token="abcd1234")
     value = {"abcd1234": ["x abcd1234 y", 3, None, {"k": "abcd1234abcd1234"}], "n": 1.5}
     assert vault.scrub(value, secrets) == {
         "{{secret:token}}": ["x {{secret:token}} y", 3, None, {"k": "{{secret:token}}{{secret:token}}"}],
@@ -238,23 +256,23 @@ def test_scrub_walks_nested_values_and_dict_keys_and_keeps_other_types():
 
 
 def test_scrub_prefers_the_longest_value_when_one_contains_another():
-    secrets = {"short": "abcd", "long": "abcdefgh"}
+    secrets = S(short="abcd", long="abcdefgh")
     assert vault.scrub("abcdefgh abcd", secrets) == "{{secret:long}} {{secret:short}}"
 
 
 def test_values_shorter_than_four_characters_are_not_scrubbed():
     # Scrubbing "abc" would rewrite every "abc" in ordinary text (and point at where it occurs).
-    assert vault.scrub("abc cab abcd", {"tiny": "abc", "four": "abcd"}) == "abc cab {{secret:four}}"
+    assert vault.scrub("abc cab abcd", S(tiny="abc", four="abcd")) == "abc cab {{secret:four}}"
 
 
 def test_scrub_then_substitute_gives_the_original_back():
-    secrets = {"token": "t0k3n-value"}
+    secrets = S(token="t0k3n-value")
     original = {"message": "401: token t0k3n-value refused"}
     assert vault.substitute(vault.scrub(original, secrets), secrets) == original
 
 
 def test_scrub_recognises_a_secret_url_as_a_url_client_normalises_it():
-    scrubber = vault.Scrubber({"base": "https://API.Example.com:443", "idn": "http://Bücher.example"})
+    scrubber = vault.Scrubber(S(base="https://API.Example.com:443", idn="http://Bücher.example"))
     assert scrubber.scrub("https://api.example.com/hook") == "{{secret:base}}/hook"       # lower case, no :443
     assert scrubber.scrub("https://api.example.com:443/hook") == "{{secret:base}}/hook"
     assert scrubber.scrub("certificate is not valid for 'api.example.com'") == (
@@ -265,14 +283,14 @@ def test_scrub_recognises_a_secret_url_as_a_url_client_normalises_it():
 
 def test_scrub_recognises_values_quoted_by_repr_and_in_any_case():
     value = "Qx\\Zq'\"Wv-é"
-    scrubber = vault.Scrubber({"weird": value})
+    scrubber = vault.Scrubber(S(weird=value))
     for shown in (repr(value), ascii(value), repr(value.encode()), repr("ftp://x/" + value), value.upper()):
         scrubbed = scrubber.scrub(shown)
         assert "{{secret:weird}}" in scrubbed and "Qx" not in scrubbed and "Zq" not in scrubbed, shown
 
 
 def test_scrub_cut_replaces_a_value_the_cut_runs_through_whole():
-    scrubber = vault.Scrubber({"tok": "0123456789abcdefghij"})
+    scrubber = vault.Scrubber(S(tok="0123456789abcdefghij"))
     body = "x" * 50 + "0123456789abcdefghij" + "tail"
     assert scrubber.scrub_cut(body, 60) == "x" * 50 + "{{secret:tok}}"
     assert scrubber.scrub_cut(body, 50) == "x" * 50
@@ -282,16 +300,16 @@ def test_scrub_cut_replaces_a_value_the_cut_runs_through_whole():
 
 
 def test_overlapping_values_leave_no_part_of_either():
-    assert vault.scrub("xxabcdefghyy", {"a": "abcdef", "b": "defghy"}) == "xx{{secret:a}}{{secret:b}}y"
-    assert vault.scrub("aaaaaa!", {"a": "aaaa"}) == "{{secret:a}}!"
+    assert vault.scrub("xxabcdefghyy", S(a="abcdef", b="defghy")) == "xx{{secret:a}}{{secret:b}}y"
+    assert vault.scrub("aaaaaa!", S(a="aaaa")) == "{{secret:a}}!"
 
 
 def test_reveals_sees_values_that_scrubbing_left_in_an_unusual_encoding():
-    scrubber = vault.Scrubber({"tok": "tok-S3cr3t"})
+    scrubber = vault.Scrubber(S(tok="tok-S3cr3t"))
     assert scrubber.reveals("/done?t=" + "".join(f"%{b:02X}" for b in b"tok-S3cr3t"))
     assert scrubber.reveals("\\x74ok-S3cr3t")
     assert not scrubber.reveals("{{secret:tok}} and ordinary text")
-    assert not vault.Scrubber({"word": "secret"}).reveals("{{secret:word}}")  # the placeholder is not the value
+    assert not vault.Scrubber(S(word="secret")).reveals("{{secret:word}}")  # the placeholder is not the value
 
 
 def test_a_value_that_is_not_valid_utf8_is_refused_without_echoing_it(keys):
@@ -300,3 +318,16 @@ def test_a_value_that_is_not_valid_utf8_is_refused_without_echoing_it(keys):
         vault.check_value(value)
     with pytest.raises(InvalidInput, match="valid UTF-8"):
         seal(keys, "token", value)
+
+
+def test_reveals_sees_a_value_inside_base64_or_hex_at_any_offset():
+    value = "tok-S3cr3t-value"
+    scrubber = vault.Scrubber(S(tok=value))
+    for prefix in (b"", b"u", b"us", b"user:"):  # every alignment of the value in the encoded bytes
+        raw = prefix + value.encode() + b"!"
+        for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw), base64.b64encode(raw).rstrip(b"="),
+                        raw.hex().encode(), raw.hex().upper().encode()):
+            assert scrubber.reveals(f"echo: {encoded.decode()} ok"), (prefix, encoded)
+    assert scrubber.reveals("x" + value.encode().hex())  # a hex run starting mid-byte
+    assert not scrubber.reveals(base64.b64encode(b"tok-S3cr3t-valu").decode())  # not the whole value
+    assert not scrubber.reveals("ordinary words, a UUID 0f8fad5b-d9cb-469f-a165-70867728950e and base64 aGVsbG8=")

@@ -26,7 +26,7 @@ from . import errors
 from .guard import Guard
 from .metrics import Metrics
 from .models import ErrorOut
-from .routes import functions, jobs, ops, schedules, tasks
+from .routes import functions, jobs, ops, schedules, secrets, tasks
 from .security import FailureLimiter
 
 log = logging.getLogger(__name__)
@@ -110,5 +110,6 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     server.include_router(functions.router)
     server.include_router(jobs.router)
     server.include_router(schedules.router)
+    server.include_router(secrets.router)
     server.include_router(ops.router)
     return server

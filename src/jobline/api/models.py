@@ -261,3 +261,25 @@ class ScheduleRemovedOut(Out):
     id: int
     name: str | None
     removed: Literal[True]
+
+
+class SecretIn(Body):
+    value: str = Field(min_length=1, description="The secret's value: UTF-8 text of at most 64 KiB, never shown again")
+
+
+class SecretOut(Out):
+    name: str
+    owner: str | None = Field(description="The user it belongs to; null: the operator's")
+    key_id: str = Field(description="The master key it is encrypted under (a fingerprint, not the key)")
+    created_at: str
+    updated_at: str
+
+
+class SecretListOut(Out):
+    secrets: list[SecretOut]
+
+
+class SecretRemovedOut(Out):
+    name: str
+    owner: str | None
+    removed: Literal[True]

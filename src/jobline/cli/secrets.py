@@ -12,13 +12,19 @@ import click
 
 from .. import vault
 from ..errors import InvalidInput
+from ..job import check_name
 from .main import Context, cli, pass_context, run_app
 from .output import emit_json, table
 
 
+OWNER_HELP = ("A user's secret (their id), which calls made for that user's jobs use as "
+              "{{owner_secret:NAME}}; without it, the operator's ({{secret:NAME}}).")
+
+
 @cli.group("secrets")
 def secrets_group() -> None:
-    """Encrypted values that HTTP jobs use as {{secret:NAME}}.
+    """Encrypted values that HTTP calls use as {{secret:NAME}} (the operator's) or
+    {{owner_secret:NAME}} (the job owner's).
 
     Values are encrypted with JOBLINE_MASTER_KEY before they reach the database; `set` and
     `rotate-key` need it, `ls` and `rm` do not.
@@ -35,23 +41,28 @@ def secrets_generate_key() -> None:
 @click.argument("name")
 @click.argument("value", required=False)
 @click.option("--from-stdin", is_flag=True, help="Read the value from standard input (one trailing newline is dropped).")
-@click.option("--json", "as_json", is_flag=True, help="Print the secret's name, key id and times as JSON.")
+@click.option("--owner", help=OWNER_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the secret's name, owner, key id and times as JSON.")
 @pass_context
-def secrets_set(ctx: Context, name: str, value: str | None, from_stdin: bool, as_json: bool) -> None:
+def secrets_set(ctx: Context, name: str, value: str | None, from_stdin: bool, owner: str | None,
+                as_json: bool) -> None:
     """Encrypt a value and store it as the secret NAME (replacing its value if it exists).
 
     Without VALUE or --from-stdin, asks for it without echoing. A VALUE on the command line is
     visible to other local users (ps) and kept in shell history: prefer the other two.
     """
     vault.check_name(name)
+    if owner is not None:
+        check_name(owner, "--owner")
     app = ctx.load_app()
     app.master_keys()  # no key: say how to make one before asking for the value
     value = _read_value(name, value, from_stdin)
-    info = run_app(app, lambda app: app.set_secret_async(name, value))
+    info = run_app(app, lambda app: app.set_secret_async(name, value, owner=owner))
     if as_json:
         emit_json(info.to_dict())
     else:
-        click.echo(f"set secret {info.name} (master key {info.key_id})")
+        whose = "" if owner is None else f" of user {owner}"
+        click.echo(f"set secret {info.name}{whose} (master key {info.key_id})")
 
 
 def _read_value(name: str, value: str | None, from_stdin: bool) -> str:
@@ -74,15 +85,21 @@ def _read_value(name: str, value: str | None, from_stdin: bool) -> str:
 
 
 @secrets_group.command("ls")
+@click.option("--owner", help="A user's secrets (their id) instead of the operator's.")
+@click.option("--all", "every_owner", is_flag=True, help="Everyone's secrets: the operator's and every user's.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def secrets_ls(ctx: Context, as_json: bool) -> None:
-    """Secrets by name, with the master key each is sealed under (never their values)."""
-    rows = [info.to_dict() for info in run_app(ctx.load_app(), lambda app: app.list_secrets_async())]
+def secrets_ls(ctx: Context, owner: str | None, every_owner: bool, as_json: bool) -> None:
+    """The operator's secrets by name (or a user's, or everyone's), with the master key each is
+    sealed under (never their values)."""
+    if owner is not None and every_owner:
+        raise InvalidInput("give --owner or --all, not both")
+    rows = [info.to_dict() for info in run_app(
+        ctx.load_app(), lambda app: app.list_secrets_async(owner=owner, every_owner=every_owner))]
     if as_json:
         emit_json(rows)
         return
-    columns = ["name", "key_id", "created_at", "updated_at"]
+    columns = (["owner"] if every_owner else []) + ["name", "key_id", "created_at", "updated_at"]
     if ctx.settings.master_key:  # already validated by Settings
         keys = vault.MasterKeys.parse(ctx.settings.master_key)
         for row in rows:
@@ -95,15 +112,16 @@ def secrets_ls(ctx: Context, as_json: bool) -> None:
 
 @secrets_group.command("rm")
 @click.argument("name")
+@click.option("--owner", help="A user's secret (their id) instead of the operator's.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def secrets_rm(ctx: Context, name: str, as_json: bool) -> None:
+def secrets_rm(ctx: Context, name: str, owner: str | None, as_json: bool) -> None:
     """Delete the secret NAME (jobs that reference it then fail, naming it)."""
-    run_app(ctx.load_app(), lambda app: app.delete_secret_async(name))
+    run_app(ctx.load_app(), lambda app: app.delete_secret_async(name, owner=owner))
     if as_json:
-        emit_json({"name": name, "deleted": True})
+        emit_json({"name": name, "owner": owner, "deleted": True})
     else:
-        click.echo(f"removed secret {name}")
+        click.echo(f"removed secret {name}" + ("" if owner is None else f" of user {owner}"))
 
 
 @secrets_group.command("rotate-key")

@@ -399,30 +399,39 @@ class Store:
 
     # -- secrets: sealed values only (vault.py encrypts and decrypts; see 0004_secrets.sql) -----
 
-    async def secret_upsert(self, name: str, sealed: Any) -> dict:
-        """Store ``sealed`` (a vault.Sealed) as the secret ``name``; returns name, key_id,
-        created_at, updated_at and whether the name is new (``created``)."""
-        rows = await self._fetch(q.SECRET_UPSERT, {"name": name, "key_id": sealed.key_id, "nonce": sealed.nonce,
-                                                   "ciphertext": sealed.ciphertext})
+    async def secret_upsert(self, name: str, sealed: Any, owner: str | None = None, *,
+                            max_per_owner: int) -> dict:
+        """Store ``sealed`` (a vault.Sealed) as ``owner``'s secret ``name`` (None: the
+        operator's); returns name, owner, key_id, created_at, updated_at and whether the name is
+        new (``created``). Conflict when a user would hold more than ``max_per_owner``."""
+        rows = await self._fetch(q.SECRET_UPSERT, {"name": name, "owner": owner, "key_id": sealed.key_id,
+                                                   "nonce": sealed.nonce, "ciphertext": sealed.ciphertext,
+                                                   "max_per_owner": max_per_owner})
+        if not rows:
+            raise Conflict(f"user {owner!r} already has {max_per_owner} secrets, the most a user may hold; "
+                           "remove one first")
         return rows[0]
 
-    async def secret_list(self) -> list[dict]:
-        """Every secret's name, key_id, created_at and updated_at (never its ciphertext)."""
-        return await self._fetch(q.SECRET_LIST)
+    async def secret_list(self, owner: str | None = None, *, every_owner: bool = False) -> list[dict]:
+        """``owner``'s secrets (None: the operator's), or everyone's: name, owner, key_id,
+        created_at and updated_at (never the ciphertext)."""
+        return await self._fetch(q.SECRET_LIST, {"owner": owner, "every_owner": every_owner})
 
-    async def secret_delete(self, name: str) -> None:
-        if not await self._fetch(q.SECRET_DELETE, {"name": name}):
-            raise SecretNotFound(f"no secret named {name!r}; `jobline secrets ls` lists them")
+    async def secret_delete(self, name: str, owner: str | None = None) -> None:
+        if not await self._fetch(q.SECRET_DELETE, {"name": name, "owner": owner}):
+            whose = "" if owner is None else f" of user {owner!r}"
+            raise SecretNotFound(f"no secret named {name!r}{whose}; `jobline secrets ls` lists them")
 
-    async def secret_get_many(self, names: Sequence[str]) -> list[dict]:
-        """The sealed rows (name, key_id, nonce, ciphertext) of those of ``names`` that exist."""
-        return await self._fetch(q.SECRET_GET_MANY, {"names": list(names)})
+    async def secret_get_many(self, names: Sequence[str], owner: str | None = None) -> list[dict]:
+        """The sealed rows (name, owner, key_id, nonce, ciphertext) of those of ``owner``'s
+        secrets ``names`` that exist."""
+        return await self._fetch(q.SECRET_GET_MANY, {"names": list(names), "owner": owner})
 
-    async def secret_reseal(self, name: str, old: Any, new: Any) -> bool:
+    async def secret_reseal(self, name: str, owner: str | None, old: Any, new: Any) -> bool:
         """Replace the secret's sealed value ``old`` with ``new`` (vault.Sealed both), only if
         the row still holds ``old``; True if it did."""
         return bool(await self._fetch(q.SECRET_RESEAL, {
-            "name": name, "old_key_id": old.key_id, "old_nonce": old.nonce,
+            "name": name, "owner": owner, "old_key_id": old.key_id, "old_nonce": old.nonce,
             "key_id": new.key_id, "nonce": new.nonce, "ciphertext": new.ciphertext}))
 
     async def sql_run(self, command: str, *, timeout: float | None = None, max_rows: int = 100) -> dict:

@@ -9,9 +9,13 @@ Destinations go through the egress policy (``egress.py``) where the connection i
 network backend below resolves the host itself, checks every address, and connects to a
 checked one, for the first request and for each redirect hop.
 
-Secrets: ``{{secret:NAME}}`` in the URL, query parameters, headers and body are resolved just
-before sending, in memory only. The job row keeps the placeholders. What we write ourselves
-(the request line in errors, egress refusals, ``url`` and ``final_url`` without redirects) is
+Secrets: a reference is resolved only in what the operator wrote, just before sending, in
+memory only: the URL, query parameters, headers and body of an ``http`` job (which only the
+operator's code, SQL and service key may create), and the URL and headers a named HTTP function
+declares. The payload of a named function is data, perhaps a user's: it is sent exactly as
+given, never searched for references. ``{{secret:NAME}}`` is the operator's secret,
+``{{owner_secret:NAME}}`` the job owner's. The job row keeps the placeholders. What we write
+ourselves (the request line in errors, egress refusals, ``url`` and ``final_url`` without redirects) is
 built from the payload as written, never from resolved text; what the other side or a library
 wrote (the response, a redirect target, an exception's message) is scrubbed of every form of
 the plaintexts (``vault.Scrubber``) before it is cut to size, and left out when a value still
@@ -30,6 +34,7 @@ import contextvars
 import dataclasses
 import datetime as dt
 import email.utils
+import hashlib
 import http.cookiejar
 import importlib.metadata
 import ipaddress
@@ -87,6 +92,15 @@ class Call:
     has_body: bool
     timeout_ms: int
     idempotency_key: str | None = None
+    # True for a named function: params and body are its job's payload, data that may come from
+    # a user, so they are sent as given and never searched for references. Only the parts the
+    # operator wrote (url and headers here; everything in an `http` job) are resolved.
+    literal_data: bool = False
+
+    @property
+    def template(self) -> list[Any]:
+        """The parts whose ``{{secret:...}}`` references are resolved."""
+        return [self.url, self.headers] if self.literal_data else [self.url, self.headers, self.params, self.body]
 
 
 def parse_call(payload: Any) -> Call:
@@ -355,7 +369,7 @@ class HttpCaller:
             in_query = method in ("GET", "HEAD")
             call = Call(url=url, method=method, headers=fixed_headers,
                         params=_check_params(payload) if in_query else {}, body=payload, has_body=not in_query,
-                        timeout_ms=timeout_ms)
+                        timeout_ms=timeout_ms, literal_data=True)
             return await self.send(call, ctx)
 
         return handler
@@ -363,10 +377,14 @@ class HttpCaller:
     # -- sending ---------------------------------------------------------------------------------
 
     async def send(self, call: Call, ctx: JobContext) -> dict:
-        names = vault.references([call.url, call.headers, call.params, call.body])
+        refs = vault.references(call.template)
         secrets: dict[str, str] = {}
-        if names:  # SecretNotFound / ConfigError (no master key) fail this attempt; retried later
-            secrets = await vault.load(ctx.require_store(), vault.MasterKeys.from_settings(self.settings), names)
+        if refs:
+            if ctx.owner is None and vault.split(refs)[1]:
+                raise Fail("{{owner_secret:NAME}} names a secret of the job's owner, and this job has no owner")
+            # SecretNotFound / ConfigError (no master key) fail this attempt; retried later.
+            secrets = await vault.load(ctx.require_store(), vault.MasterKeys.from_settings(self.settings), refs,
+                                       ctx.owner)
         scrubber = vault.Scrubber(secrets)
         written = _Written(call.url if vault.references(call.url) else None)
         sending, writing = _SENDING.set(True), _WRITTEN.set(written)
@@ -385,7 +403,8 @@ class HttpCaller:
 
     async def _send(self, call: Call, ctx: JobContext, secrets: dict[str, str], scrubber: vault.Scrubber,
                     written: _Written) -> dict:
-        url, headers, params, body = vault.substitute([call.url, call.headers, call.params, call.body], secrets)
+        url, headers, *data = vault.substitute(call.template, secrets)
+        params, body = (call.params, call.body) if call.literal_data else data
         secret_headers = {name.lower() for name, value in call.headers.items() if vault.references(value)}
         for name, value in headers.items():
             if _BAD_HEADER_VALUE.search(value):
@@ -460,11 +479,7 @@ class HttpCaller:
 
         status = response.status_code
         truncated = more or len(raw) > limit
-        if truncated:
-            text, cut = _decode_head(raw, limit)
-            text_body: Any = _kept_text(scrubber.scrub_cut(text, cut), scrubber)
-        else:
-            text_body = _kept(_decode(raw, response.headers.get("content-type")), scrubber)
+        body, withheld = _body(raw, limit, truncated, response.headers.get("content-type"), scrubber)
         result = {
             "status": status,
             "reason": _kept(response.reason_phrase, scrubber),
@@ -473,9 +488,11 @@ class HttpCaller:
             "final_url": _final_url(call, response, hops, secrets, scrubber),
             "headers": _kept({name: response.headers[name] for name in KEPT_HEADERS if name in response.headers},
                              scrubber),
-            "body": text_body,
+            "body": body,
             "truncated": truncated,
         }
+        if withheld is not None:
+            result["body_withheld"] = withheld
         log.debug("http.responded", extra={"job_id": ctx.job_id, "attempt": ctx.attempt, "status": status,
                                            "elapsed_ms": result["elapsed_ms"], "bytes": len(raw), "redirects": hops})
         if status < 400:
@@ -487,7 +504,10 @@ class HttpCaller:
         delay = retry_after(response.headers.get("retry-after")) if status == 429 else None
         if delay is not None:
             summary += f" (Retry-After: {delay:g} s)"
-        excerpt = result["body"] if isinstance(result["body"], str) else json.dumps(result["body"], ensure_ascii=False)
+        if withheld is not None:
+            excerpt = f"(body withheld: {withheld['reason']})"
+        else:
+            excerpt = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
         message = summary + (f"\n{excerpt[:ERROR_BODY_CHARS]}" if excerpt else "")
         if delay is not None:
             raise RetryIn(delay, message)
@@ -511,26 +531,72 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
     return b"".join(chunks), False
 
 
-def _decode(raw: bytes, content_type: str | None) -> Any:
-    """A whole body: JSON when it says so, else text (UTF-8, bad bytes replaced)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if raw and (media == "application/json" or media.endswith("+json")):
+def _body(raw: bytes, limit: int, truncated: bool, content_type: str | None,
+          scrubber: vault.Scrubber) -> tuple[Any, dict | None]:
+    """The body as the result keeps it: parsed JSON when it says it is JSON and is whole, else
+    text, scrubbed; and, when it is withheld instead (then it is None), why, its size and its
+    SHA-256.
+
+    It is decoded by its byte-order mark, else its declared charset, else as JSON's rules
+    detect (RFC 8259: UTF-8, 16 or 32) for JSON, else as UTF-8. A scrubber sees values only in
+    text it can read, so when the call used secrets, a body that is not cleanly text in that
+    encoding (bytes that do not decode, or NUL characters, which UTF-16 read as UTF-8 gives) is
+    withheld. Without secrets there is nothing to hide: bad bytes become U+FFFD."""
+    media, declared = _content_type(content_type)
+    is_json = media == "application/json" or media.endswith("+json")
+    encoding = _bom_encoding(raw) or declared or (json.detect_encoding(raw) if is_json else "utf-8")
+    try:
+        text, head = _decode(raw, limit if truncated else len(raw), encoding, "strict" if scrubber else "replace")
+    except UnicodeDecodeError:
+        return None, _withheld(raw[:limit], f"it is not {encoding} text, and the call sent secrets")
+    if scrubber and "\x00" in text:
+        return None, _withheld(raw[:limit], f"it holds NUL characters as {encoding} (text in another encoding?), "
+                                            "and the call sent secrets")
+    if is_json and not truncated and text.strip():
         try:
-            return _without_nul(json.loads(raw, parse_constant=_refuse_constant))
-        except ValueError:
-            pass
+            return _kept(_without_nul(json.loads(text, parse_constant=_refuse_constant)), scrubber), None
+        except (ValueError, RecursionError):
+            pass  # kept as text
     # PostgreSQL's jsonb cannot store NUL characters.
-    return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    return _kept_text(scrubber.scrub_cut(text.replace("\x00", "\ufffd"), head), scrubber), None
 
 
-def _decode_head(raw: bytes, limit: int) -> tuple[str, int]:
-    """A cut body, as text (JSON cut short is not parsed): all of ``raw`` decoded, and how many
-    characters of it come from its first ``limit`` bytes (a character the cut splits is not
-    among them). The rest is kept for the scrubber, which needs to see past the cut."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    head = decoder.decode(raw[:limit])
-    text = head + decoder.decode(raw[limit:], final=True)
-    return text.replace("\x00", "\ufffd"), len(head)
+def _content_type(value: str | None) -> tuple[str, str | None]:
+    """The media type (lower case) and the declared charset, if Python knows it."""
+    media, _, parameters = (value or "").partition(";")
+    charset = None
+    for parameter in parameters.split(";"):
+        key, _, given = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            charset = given.strip().strip('"').lower() or None
+    if charset is not None:
+        try:
+            charset = codecs.lookup(charset).name
+        except LookupError:
+            charset = None
+    return media.strip().lower(), charset
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE before UTF-16 LE
+
+
+def _bom_encoding(raw: bytes) -> str | None:
+    return next((encoding for bom, encoding in _BOMS if raw.startswith(bom)), None)
+
+
+def _decode(raw: bytes, head_bytes: int, encoding: str, errors: str) -> tuple[str, int]:
+    """``raw`` decoded, and how many characters of it come from its first ``head_bytes`` bytes
+    (a character the cut splits is not among them). What lies past the cut is decoded too, for
+    the scrubber, which must see a value that starts before the cut whole; a character cut off
+    at the very end of ``raw`` (where reading stopped) is dropped."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
+    head = decoder.decode(raw[:head_bytes], final=head_bytes >= len(raw))
+    return head + decoder.decode(raw[head_bytes:]), len(head)
+
+
+def _withheld(raw: bytes, reason: str) -> dict:
+    return {"reason": reason, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def _refuse_constant(name: str) -> Any:
@@ -650,16 +716,16 @@ def _as_written(call: Call) -> str:
     """The first request's URL, query parameters merged, with each ``{{secret:NAME}}`` kept as
     written. httpx builds it (so it reads like the URL it sent) from markers that stand in for
     the placeholders: lower-case letters and digits, which no part of a URL changes."""
-    names = sorted(vault.references([call.url, call.params]))
+    refs = sorted(vault.references([call.url, call.params]))
     tag = os.urandom(6).hex()
-    markers = {name: f"jl{tag}s{i}x" for i, name in enumerate(names)}
+    markers = {ref: f"jl{tag}s{i}x" for i, ref in enumerate(refs)}
     url, params = vault.substitute([call.url, call.params], markers)
     try:
         text = str(httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url))
     except (httpx.InvalidURL, TypeError, ValueError):
         return call.url
-    for name, marker in markers.items():
-        text = text.replace(marker, "{{secret:" + name + "}}")
+    for ref, marker in markers.items():
+        text = text.replace(marker, ref)
     return text
 
 
