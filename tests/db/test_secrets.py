@@ -10,6 +10,7 @@ import os
 import pathlib
 import urllib.parse
 
+import psycopg
 import pytest
 
 import canary
@@ -382,3 +383,29 @@ async def test_an_altered_row_is_reported_and_the_others_rotate(apps, sql):
     with pytest.raises(SecretError, match="'bad' cannot be decrypted .* set it again"):
         await (await apps(f"{NEW},{OLD}")).rotate_secrets_async()
     assert _key_ids(sql) == {"good": key_id(NEW), "bad": key_id(OLD)}
+
+
+# -- Vault's names (seed 001 ports by renaming vault. to jobline.) --------------------------------
+
+
+async def test_decrypted_secrets_shows_the_operators_references_never_values(apps, sql):
+    app = await apps(NEW)
+    await app.set_secret_async("project_url", CANARY)
+    await app.set_secret_async("project_url", "users-own-value", owner="u1")
+    rows = sql("SELECT name, decrypted_secret FROM jobline.decrypted_secrets")
+    assert rows == [("project_url", "{{secret:project_url}}")]
+    [(header,)] = sql("SELECT 'Bearer ' || (SELECT decrypted_secret FROM jobline.decrypted_secrets "
+                      "WHERE name = 'project_url')")
+    assert header == "Bearer {{secret:project_url}}"
+    assert_nowhere(repr(sql("SELECT * FROM jobline.decrypted_secrets")).encode())
+
+
+@pytest.mark.parametrize("call", ["SELECT jobline.create_secret('s3cr3t-value', 'api_key')",
+                                  "SELECT jobline.create_secret('s3cr3t-value')",
+                                  "SELECT jobline.update_secret(1, 's3cr3t-value')"])
+def test_vaults_create_and_update_refuse_saying_how_to_set_a_secret(sql, call):
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
+        sql(call)
+    assert "`jobline secrets set" in str(caught.value) and "s3cr3t" not in str(caught.value)
+    assert "rotate it" in caught.value.diag.message_hint
+    assert sql("SELECT count(*) FROM jobline.secrets") == [(0,)]

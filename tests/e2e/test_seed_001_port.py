@@ -23,7 +23,25 @@ pytestmark = pytest.mark.timeout(120)
 
 SERVICE_ROLE_KEY = "jl_canary_" + "5f0c1e9a7b3d4e2f8a6c0b1d2e3f4a5b"
 
+# With the references written out, as jobline's docs show it.
 PORTED = """SELECT jobline.schedule('sync_game_platform_stats', '0 * * * *', $$ SELECT jobline.http_post(url := '{{secret:project_url}}/functions/v1/sync', headers := jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer {{secret:service_role_key}}'), timeout_milliseconds := 10000); $$);"""
+
+# Seed 001's command exactly as written, with `cron.`, `net.` and `vault.` renamed to `jobline.`.
+RENAMED = """select jobline.schedule(
+  job_name => 'sync_game_platform_stats',
+  schedule => '0 * * * *',              -- top of every hour
+  command  => $$
+    select
+      jobline.http_post(
+        url := (select decrypted_secret from jobline.decrypted_secrets where name = 'project_url') || '/functions/v1/sync',
+        headers := jsonb_build_object(
+          'Content-Type','application/json',
+          'Authorization','Bearer ' || (select decrypted_secret from jobline.decrypted_secrets where name = 'service_role_key')
+        ),
+        timeout_milliseconds := 10000
+      );
+  $$
+);"""
 
 
 @pytest.fixture
@@ -52,8 +70,9 @@ def edge_function():
     server.server_close()
 
 
+@pytest.mark.parametrize("command", [PORTED, RENAMED], ids=["references", "renamed"])
 async def test_seed_001_hourly_call_works_and_its_key_appears_only_at_the_receiver(db_url, sql, edge_function,
-                                                                                  processes):
+                                                                                  processes, command):
     url, received = edge_function
     env = {"JOBLINE_MASTER_KEY": vault.generate_key(), "JOBLINE_HTTP_ALLOW": "127.0.0.1",
            "JOBLINE_LOG_LEVEL": "debug", "JOBLINE_LOG_FORMAT": "json"}
@@ -64,7 +83,7 @@ async def test_seed_001_hourly_call_works_and_its_key_appears_only_at_the_receiv
 
     assert jobline("secrets", "set", "project_url", url).returncode == 0
     assert jobline("secrets", "set", "service_role_key", "--from-stdin", stdin=SERVICE_ROLE_KEY + "\n").returncode == 0
-    sql(PORTED)
+    sql(command)
     # The hourly tick, now: the schedule runs once outside its ticks, as `jobline cron trigger` does.
     triggered = jobline("cron", "trigger", "sync_game_platform_stats")
     assert triggered.returncode == 0, triggered.stderr
