@@ -52,6 +52,11 @@ def forged_tokens() -> dict[str, str | None]:
         "expired": user_jwt("alice", exp=now - 120, iat=now - 3600),
         "no exp": jwt.encode({k: v for k, v in user.items() if k != "exp"}, JWT_SECRET, algorithm="HS256"),
         "nbf in the future": user_jwt("alice", nbf=now + 120),
+        # RFC 7519's NumericDate is a JSON number: PyJWT would read these strings as numbers.
+        "exp a string": user_jwt("alice", exp=str(now + 3600)),
+        "nbf a string": user_jwt("alice", nbf=str(now - 60)),
+        "iat a string": user_jwt("alice", iat=str(now)),
+        "exp true": user_jwt("alice", exp=True),
         "aud anon": user_jwt("alice", aud="anon"),
         "HS512": user_jwt("alice", algorithm="HS512"),
         "RS256": jwt.encode(user, rsa_key, algorithm="RS256"),
@@ -124,6 +129,12 @@ def test_every_forged_credential_is_401_on_every_authenticated_route(unlimited, 
         assert len(bodies) == 1  # one message whatever the reason: nothing learnt about which check failed
     assert sql("SELECT status FROM jobline.jobs") == [("pending",)]
     assert SERVICE_KEY not in caplog.text and JWT_SECRET not in caplog.text
+
+
+def test_numeric_dates_may_have_a_fraction(client):
+    now = time.time()
+    token = user_jwt("alice", exp=now + 3600.5, nbf=now - 0.5, iat=now - 0.25)
+    assert client.post(CLAIM, headers=bearer(token)).status_code == 204
 
 
 def test_basic_auth_and_other_schemes_are_401(client):
