@@ -24,6 +24,7 @@ from ..settings import Settings
 from ..tasks import Tasks
 from . import errors
 from .guard import Guard
+from .methods import MethodCheck
 from .metrics import Metrics
 from .models import ErrorOut
 from .routes import functions, jobs, ops, schedules, tasks
@@ -104,11 +105,11 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     )
     server.state.jobline = api
     errors.install(server)
-    server.add_middleware(Guard, metrics=api.metrics)
     # claim-next-task before /functions/v1/{name}, which would otherwise take its path.
-    server.include_router(tasks.router)
-    server.include_router(functions.router)
-    server.include_router(jobs.router)
-    server.include_router(schedules.router)
-    server.include_router(ops.router)
+    routers = (tasks.router, functions.router, jobs.router, schedules.router, ops.router)
+    for router in routers:
+        server.include_router(router)
+    # The Guard outermost, so that it counts the 405s MethodCheck answers.
+    server.add_middleware(MethodCheck, routes=[*server.routes, *(r for router in routers for r in router.routes)])
+    server.add_middleware(Guard, metrics=api.metrics)
     return server
