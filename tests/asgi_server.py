@@ -1,6 +1,7 @@
-"""The HTTP API served in a thread of the test process: uvicorn on 127.0.0.1 with a free port,
-over ``create_app`` with any of its options (so a test can move the limiter's clock, or make
-the failure limit small). Shared by tests/api and tests/client."""
+"""The HTTP API served in a thread of the test process: uvicorn on 127.0.0.1 with a free port and
+the options `jobline serve` gives it (uvicorn_options), over ``create_app`` with any of its
+options (so a test can move the limiter's clock, or make the failure limit small). Shared by
+tests/api and tests/client."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import uvicorn
 
 from jobline import App
-from jobline.api import create_app
+from jobline.api import create_app, uvicorn_options
 from jobline.settings import Settings
 
 
@@ -34,8 +35,7 @@ class Server:
         self.app = functions(App(settings=settings))
         self.clock = options.get("clock")  # a Clock the test moves, else real time
         self.asgi = create_app(self.app, **options)
-        config = uvicorn.Config(self.asgi, host="127.0.0.1", port=0, log_config=None, access_log=False,
-                                lifespan="on", server_header=False)
+        config = uvicorn.Config(self.asgi, host="127.0.0.1", port=0, **uvicorn_options(settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
 

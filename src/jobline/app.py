@@ -21,7 +21,7 @@ from .functions import http as http_function
 from .functions import sql as sql_function
 from .job import BUILTIN_FUNCTIONS, Batch, Job, NewJob, check_name, encode_payload, new_job
 from .retry import Backoff
-from .schedule import Schedule, ScheduleSpec, new_schedule
+from .schedule import Schedule, ScheduleSpec, in_namespace, new_schedule
 from .runtime.registry import Function, Registry
 from .runtime.worker import Summary, Worker
 from .settings import Settings
@@ -152,9 +152,12 @@ class App:
                                  payload: Mapping[str, Any] | None = None, *, replace: bool = False,
                                  scope: str | None = None, **options: Any) -> Schedule:
         """Add a schedule at run time (as `jobline cron add` does); with ``replace``, one of the
-        same name is replaced (with ``scope``, a user's id, only one that user owns). Options as
-        :meth:`schedule`, plus ``active``."""
+        same name is replaced. With ``scope``, a user's id (the HTTP API's users), ``name`` is
+        one of that user's own names, stored as ``<scope>/<name>`` (schedule.owned_name), and
+        only a schedule that user owns is replaced. Options as :meth:`schedule`, plus ``active``."""
         spec = self._schedule_spec(name, expression, function, payload, options)
+        if scope is not None:
+            spec = in_namespace(spec, scope)
         return await (await self.open_async()).schedule_upsert(spec, replace=replace, scope=scope)
 
     def add_schedule(self, name: str | None, expression: str, function: str | None = None,

@@ -5,7 +5,8 @@ Three kinds of credential, tried in this order:
 1. The service key (JOBLINE_SERVICE_KEY), compared in constant time: service access.
 2. A JWT signed with JOBLINE_JWT_SECRET, as Supabase issues them: HS256 only (the token does
    not get to choose: ``alg: none`` and every other algorithm are refused), the signature
-   checked, ``exp`` required, ``nbf`` honoured, 30 s of leeway for clock skew. A ``role`` (or
+   checked, ``exp`` required, ``nbf`` honoured, 30 s of leeway for clock skew; ``exp``, ``nbf``
+   and ``iat`` must be JSON numbers (RFC 7519's NumericDate), not strings that look like one. A ``role`` (or
    ``app_metadata.role``) of ``service_role`` or ``supabase_admin`` is service access, as
    Supabase's own service-role JWT is (it has no ``sub`` or ``aud``). A token of role ``anon``
    (Supabase's anon key) is valid but names no user: Forbidden. Any other token must be for
@@ -33,6 +34,7 @@ from .errors import Forbidden, InvalidInput, Unauthenticated
 from .job import check_name
 from .settings import Settings
 
+NUMERIC_DATES = ("exp", "nbf", "iat")
 SERVICE_ROLES = frozenset({"service_role", "supabase_admin"})
 USER_AUDIENCE = "authenticated"
 LEEWAY_SECONDS = 30
@@ -94,6 +96,9 @@ def _from_jwt(token: str, settings: Settings) -> Principal:
                             options={"require": ["exp"], "verify_aud": False})
     except jwt.PyJWTError:
         raise Unauthenticated(INVALID) from None
+    # PyJWT compares int(claim), so it would take "exp": "99999999999" for a date (and True for 1).
+    if any(name in claims and not _is_number(claims[name]) for name in NUMERIC_DATES):
+        raise Unauthenticated(INVALID)
     role = _role(claims)
     if role in SERVICE_ROLES:
         return Principal(user_id=None, via="jwt")
@@ -107,6 +112,10 @@ def _from_jwt(token: str, settings: Settings) -> Principal:
     if not isinstance(subject, str) or not _is_user_id(subject):
         raise Forbidden(NO_USER)
     return Principal(user_id=subject, via="jwt")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _role(claims: dict[str, Any]) -> str | None:

@@ -5,6 +5,12 @@ Catch-up after downtime, per schedule: ``latest`` (default) runs the most recent
 once; ``none`` runs a tick only if it is handled within MISFIRE_SECONDS of its time; ``all``
 runs up to ``catch_up_max`` of the most recent ticks. Ticks not run are recorded as one
 ``missed`` run saying how many and from when to when.
+
+Names: a schedule's ``name`` is global, as pg_cron's job names are: SQL, the CLI, code and the
+service use it as it is. A user's schedules made through the HTTP API have names of their own
+(per owner), stored under the global name ``<owner>/<name>`` (:func:`owned_name`), so that a
+user's name never collides with the service's or another user's: a taken name reveals nothing
+and cannot be squatted.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ CATCH_UP_POLICIES = ("latest", "none", "all")
 CATCH_UP_MAX_RANGE = (1, 1000)
 MISFIRE_SECONDS = 60.0     # with catch-up none, a tick handled later than this does not run
 MAX_COUNTED_TICKS = 1000   # missed ticks are counted one by one up to this many
+OWNER_SEPARATOR = "/"      # a user's schedule is named <owner>/<name> globally (owned_name)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
@@ -85,6 +92,39 @@ def new_schedule(name: str | None, expression: str, function: str | None = None,
     )
 
 
+def owned_name(owner: str, name: str) -> str:
+    """The global name (SQL's, the CLI's) of the schedule that user ``owner`` names ``name``.
+
+    >>> owned_name("alice", "nightly")
+    'alice/nightly'
+    """
+    return f"{owner}{OWNER_SEPARATOR}{name}"
+
+
+def name_seen_by(owner: str | None, name: str | None) -> str | None:
+    """The global ``name`` as user ``owner`` sees it (None: the service, which sees it as is):
+    one of their own, ``<owner>/<name>``, without its prefix.
+
+    >>> name_seen_by("alice", "alice/nightly"), name_seen_by(None, "alice/nightly")
+    ('nightly', 'alice/nightly')
+    """
+    if owner is None or name is None:
+        return name
+    local = name.removeprefix(owner + OWNER_SEPARATOR)
+    return local if local != name and OWNER_SEPARATOR not in local else name
+
+
+def in_namespace(spec: ScheduleSpec, owner: str) -> ScheduleSpec:
+    """``spec`` as user ``owner``'s own schedule, under its global name (:func:`owned_name`). A
+    user's name may not hold the separator: no path could address it, and ``<owner>/<name>`` is
+    unambiguous only when the name part has none (an owner may hold one)."""
+    if spec.name is None:
+        return spec
+    if OWNER_SEPARATOR in spec.name:
+        raise InvalidInput(f"a user's schedule name cannot contain {OWNER_SEPARATOR!r}, got {spec.name!r}")
+    return dataclasses.replace(spec, name=owned_name(owner, spec.name))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Schedule:
     id: int
@@ -130,10 +170,13 @@ class Schedule:
     def to_dict(self) -> dict[str, Any]:
         return {f: jsonable(getattr(self, f)) for f in _SCHEDULE_FIELDS}
 
-    def summary(self, last: ScheduleRun | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
-        """to_dict() with when it fires next and its latest run (the CLI's --json, the API)."""
+    def summary(self, last: ScheduleRun | None = None, now: dt.datetime | None = None, *,
+                viewer: str | None = None) -> dict[str, Any]:
+        """to_dict() with when it fires next and its latest run (the CLI's --json, the API), and
+        its name as user ``viewer`` sees it (None: the service, the CLI), see name_seen_by."""
         upcoming = self.upcoming(now or dt.datetime.now(dt.timezone.utc))
-        return {**self.to_dict(), "next_run": jsonable(upcoming), "last_run": last.to_dict() if last else None}
+        return {**self.to_dict(), "name": name_seen_by(viewer, self.name), "next_run": jsonable(upcoming),
+                "last_run": last.to_dict() if last else None}
 
 
 _SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(Schedule))

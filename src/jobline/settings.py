@@ -6,6 +6,7 @@ The CLI passes its options through the same fields, so a flag and its variable b
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 
@@ -57,6 +58,10 @@ class Settings:
     runner_secret: str | None = dataclasses.field(default=None, repr=False)
     # How long a remote worker's claim is trusted without a heartbeat.
     remote_lease_seconds: float = 300.0
+    # The reverse proxies in front of `jobline serve`: IP addresses and networks whose
+    # X-Forwarded-For (and -Proto) is believed, e.g. "10.0.0.0/8". None: no proxy, the headers are
+    # ignored and the client is the connection's peer (see forwarded_proxies).
+    forwarded_allow_ips: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -98,10 +103,36 @@ class Settings:
                                   "value, such as the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         if not 10 <= self.remote_lease_seconds <= 86400:
             raise ConfigError(f"JOBLINE_REMOTE_LEASE_SECONDS must be between 10 and 86400, got {self.remote_lease_seconds}")
+        if self.forwarded_allow_ips is not None:
+            forwarded_proxies(self.forwarded_allow_ips)
         if self.master_key is not None:
             from .vault import MasterKeys  # only when set: it loads the cryptography package
 
             MasterKeys.parse(self.master_key)
+
+
+def forwarded_proxies(value: str) -> list[str]:
+    """The entries of JOBLINE_FORWARDED_ALLOW_IPS, each an IP address or network, as uvicorn's
+    ``forwarded_allow_ips`` takes them; ConfigError naming the variable and the bad entry.
+
+    ``*`` (every peer) is refused: the limit on failed authentications counts per client
+    address, and with every peer trusted any client could name its own.
+
+    >>> forwarded_proxies("10.0.0.0/8, 192.0.2.7")
+    ['10.0.0.0/8', '192.0.2.7']
+    """
+    entries = [entry.strip() for entry in value.split(",")]
+    for entry in entries:
+        if entry == "*":
+            raise ConfigError("JOBLINE_FORWARDED_ALLOW_IPS: '*' would trust X-Forwarded-For from any peer, so any "
+                              "client could choose the address it is counted under: list the addresses or networks "
+                              "of your reverse proxies instead (such as 10.0.0.0/8)")
+        try:
+            ipaddress.ip_network(entry)  # an address is a network of one
+        except ValueError as exc:
+            raise ConfigError(f"JOBLINE_FORWARDED_ALLOW_IPS must list IP addresses or networks (such as "
+                              f"10.0.0.0/8,192.0.2.7), got {entry!r}: {exc}") from None
+    return entries
 
 
 def _convert(name: str, raw: str, type_: str):

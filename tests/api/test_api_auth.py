@@ -5,6 +5,7 @@ service-role JWT, API tokens, the runner secret (S10), and the per-address failu
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 
@@ -52,6 +53,11 @@ def forged_tokens() -> dict[str, str | None]:
         "expired": user_jwt("alice", exp=now - 120, iat=now - 3600),
         "no exp": jwt.encode({k: v for k, v in user.items() if k != "exp"}, JWT_SECRET, algorithm="HS256"),
         "nbf in the future": user_jwt("alice", nbf=now + 120),
+        # RFC 7519's NumericDate is a JSON number: PyJWT would read these strings as numbers.
+        "exp a string": user_jwt("alice", exp=str(now + 3600)),
+        "nbf a string": user_jwt("alice", nbf=str(now - 60)),
+        "iat a string": user_jwt("alice", iat=str(now)),
+        "exp true": user_jwt("alice", exp=True),
         "aud anon": user_jwt("alice", aud="anon"),
         "HS512": user_jwt("alice", algorithm="HS512"),
         "RS256": jwt.encode(user, rsa_key, algorithm="RS256"),
@@ -124,6 +130,12 @@ def test_every_forged_credential_is_401_on_every_authenticated_route(unlimited, 
         assert len(bodies) == 1  # one message whatever the reason: nothing learnt about which check failed
     assert sql("SELECT status FROM jobline.jobs") == [("pending",)]
     assert SERVICE_KEY not in caplog.text and JWT_SECRET not in caplog.text
+
+
+def test_numeric_dates_may_have_a_fraction(client):
+    now = time.time()
+    token = user_jwt("alice", exp=now + 3600.5, nbf=now - 0.5, iat=now - 0.25)
+    assert client.post(CLAIM, headers=bearer(token)).status_code == 204
 
 
 def test_basic_auth_and_other_schemes_are_401(client):
@@ -226,6 +238,48 @@ def test_more_than_30_failures_from_one_address_get_429_for_that_address_only(se
         metrics = here.get("/metrics", headers=SERVICE).text
     assert 'jobline_auth_failures_total{reason="rate_limited"} 3.0' in metrics
     assert 'jobline_auth_failures_total{reason="unauthenticated"} 32.0' in metrics
+
+
+def forwarded(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address}
+
+
+def test_a_rotating_x_forwarded_for_does_not_escape_the_limit_by_default(server):
+    forged = bearer(user_jwt("alice", secret="z" * 40))
+    with httpx.Client(base_url=server.url) as http:
+        for i in range(30):
+            assert_error(http.post(CLAIM, headers={**forged, **forwarded(f"203.0.113.{i}")}), 401, "unauthenticated")
+        # Without JOBLINE_FORWARDED_ALLOW_IPS the header is ignored: the peer (127.0.0.1) is limited.
+        assert_error(http.post(CLAIM, headers={**as_user("alice"), **forwarded("198.51.100.1")}), 429, "rate_limited")
+
+
+@pytest.fixture
+def behind_proxy(settings):
+    """A server that trusts X-Forwarded-For from its proxy at 127.0.0.1 (only)."""
+    running = Server(dataclasses.replace(api_settings(settings), forwarded_allow_ips="127.0.0.1")).start()
+    yield running
+    running.stop()
+
+
+def test_behind_a_configured_proxy_the_forwarded_address_is_limited(behind_proxy):
+    forged = bearer(user_jwt("alice", secret="z" * 40))
+    with httpx.Client(base_url=behind_proxy.url) as proxy, httpx.Client(
+            base_url=behind_proxy.url, transport=httpx.HTTPTransport(local_address="127.0.0.2")) as stranger:
+        for _ in range(30):
+            assert_error(proxy.post(CLAIM, headers={**forged, **forwarded("203.0.113.7")}), 401, "unauthenticated")
+        assert_error(proxy.post(CLAIM, headers={**as_user("alice"), **forwarded("203.0.113.7")}), 429, "rate_limited")
+        # The proxy appends the peer it saw: what the client wrote before it does not change who it is.
+        chained = forwarded("198.51.100.1, 203.0.113.7")
+        assert_error(proxy.post(CLAIM, headers={**as_user("alice"), **chained}), 429, "rate_limited")
+        # Other clients of the same proxy are unaffected, and so is the proxy's own address.
+        assert proxy.post(CLAIM, headers={**as_user("alice"), **forwarded("203.0.113.8")}).status_code == 204
+        assert proxy.post(CLAIM, headers=as_user("alice")).status_code == 204
+        # A peer that is not the proxy does not get to name its address.
+        for i in range(30):
+            assert_error(stranger.post(CLAIM, headers={**forged, **forwarded(f"198.51.100.{i}")}), 401,
+                         "unauthenticated")
+        assert_error(stranger.post(CLAIM, headers={**as_user("alice"), **forwarded("198.51.100.99")}), 429,
+                     "rate_limited")
 
 
 def test_the_failure_window_slides():

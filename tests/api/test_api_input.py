@@ -89,6 +89,38 @@ def test_unknown_routes_are_404_and_wrong_methods_405(client):
     assert_error(client.put("/functions/v1/claim-next-task", headers=SERVICE), 405, "method_not_allowed")
 
 
+def test_a_wrong_method_is_405_naming_every_method_of_the_path(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert sum(len(operations) > 1 for operations in paths.values()) >= 4
+    for path, operations in paths.items():
+        url = path.replace("{id}", "1").replace("{name}", "echo").replace("{ref}", "nightly")
+        methods = {method.upper() for method in operations}
+        if path in ("/healthz", "/readyz"):
+            methods.add("HEAD")  # served for load balancers, not listed in the spec
+        for wrong in {"PUT", "PATCH", "DELETE", "GET", "POST"} - methods:
+            response = client.request(wrong, url, headers=SERVICE)
+            message = assert_error(response, 405, "method_not_allowed")["message"]
+            allowed = response.headers["Allow"]
+            assert allowed == ", ".join(sorted(methods)), (wrong, path, allowed)
+            assert message == f"{wrong} is not allowed here; allowed: {allowed}"
+
+
+def test_a_literal_path_is_not_taken_by_a_template_for_another_method(client):
+    # /api/jobs/run is POST only: GET must not fall through to GET /api/jobs/{id} (a 422 for id "run").
+    for method, path in (("GET", "/api/jobs/run"), ("DELETE", "/api/jobs/run"),
+                         ("GET", "/functions/v1/claim-next-task")):
+        for headers in (SERVICE, {}):
+            response = client.request(method, path, headers=headers)
+            assert_error(response, 405, "method_not_allowed")
+            assert response.headers["Allow"] == "POST", (method, path)
+    # A template still answers for what is not a literal path: a bad id is 422, a missing one 404.
+    assert "path parameter id" in assert_error(client.get("/api/jobs/abc", headers=SERVICE), 422,
+                                               "invalid_input")["message"]
+    assert_error(client.get("/api/jobs/runs", headers=SERVICE), 422, "invalid_input")
+    assert_error(client.get("/api/jobs/424242", headers=SERVICE), 404, "job_not_found")
+    assert client.post("/api/jobs/run", headers=SERVICE).status_code == 200
+
+
 def test_a_body_over_the_limit_is_413_by_content_length_and_by_what_is_streamed(client, sql):
     big = json.dumps({"function": "f", "payload": {"blob": "x" * MAX_BODY_BYTES}}).encode()
     assert_error(client.post("/api/jobs", headers={**SERVICE, "Content-Type": "application/json"}, content=big), 413,

@@ -8,9 +8,10 @@ import socket
 import time
 
 import httpx
-from api_support import JWT_SECRET, RUNNER_SECRET, SERVICE, SERVICE_KEY, as_user, enqueue
+from api_support import JWT_SECRET, RUNNER_SECRET, SERVICE, SERVICE_KEY, as_user, enqueue, user_jwt
 from conftest import eventually, start_jobline
 
+CLAIM = "/functions/v1/claim-next-task"
 CREDENTIALS = {"JOBLINE_SERVICE_KEY": SERVICE_KEY, "JOBLINE_JWT_SECRET": JWT_SECRET,
                "JOBLINE_RUNNER_SECRET": RUNNER_SECRET}
 
@@ -58,6 +59,39 @@ async def test_serve_answers_rescues_expired_leases_and_stops_on_sigterm(db_url,
     assert "api.started" in output and "api.stopped" in output and "job.rescued" in output
     for secret in (SERVICE_KEY, JWT_SECRET, RUNNER_SECRET):
         assert secret not in output
+
+
+def test_serve_ignores_x_forwarded_for_unless_told_which_proxies_to_trust(db_url, processes):
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: a client there could rotate it
+    to escape the failure limit. `jobline serve` trusts it only from JOBLINE_FORWARDED_ALLOW_IPS."""
+    forged = {"Authorization": "Bearer " + user_jwt("alice", secret="z" * 40)}
+    for trusted in (None, "127.0.0.1"):
+        port = free_port()
+        # uvicorn's own FORWARDED_ALLOW_IPS is not read (a warning says so).
+        env = {**CREDENTIALS, **({"JOBLINE_FORWARDED_ALLOW_IPS": trusted} if trusted else
+                                 {"FORWARDED_ALLOW_IPS": "127.0.0.1"})}
+        server = start_jobline(["--app", "apps.api:app", "serve", "--port", str(port)], db_url, **env)
+        processes.append(server)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, server)
+        with httpx.Client(base_url=url) as http:
+            for i in range(30):
+                refused = http.post(CLAIM, headers={**forged, "X-Forwarded-For": f"203.0.113.{i}"})
+                assert refused.status_code == 401, refused.text
+            fresh = http.post(CLAIM, headers={**as_user("alice"), "X-Forwarded-For": "198.51.100.1"})
+        # Untrusted, the header changes nothing: 127.0.0.1 failed 30 times. Trusted, each forwarded
+        # address failed once.
+        assert fresh.status_code == (429 if trusted is None else 204), (trusted, fresh.text)
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=20)
+        assert ("api.forwarded_ignored" in output) == (trusted is None), output
+
+
+def test_serve_refuses_a_malformed_forwarded_allow_ips(db_url, processes):
+    server = start_jobline(["serve", "--port", str(free_port())], db_url, JOBLINE_FORWARDED_ALLOW_IPS="*")
+    processes.append(server)
+    output, _ = server.communicate(timeout=30)
+    assert server.returncode == 1 and "JOBLINE_FORWARDED_ALLOW_IPS" in output and "Traceback" not in output
 
 
 def test_serve_fails_clearly_without_a_database(processes):

@@ -10,7 +10,7 @@ import pytest
 from jobline.errors import ConfigError, InvalidInput
 from jobline.job import encode_payload, new_job, parse_payload, parse_run_at
 from jobline.retry import Backoff
-from jobline.settings import Settings
+from jobline.settings import Settings, forwarded_proxies
 
 
 @pytest.mark.parametrize("name", ["", " lead", "trail ", "tab\there", "nul\x00", "x" * 201, 42, None])
@@ -87,6 +87,20 @@ def test_settings_from_env_convert_and_validate():
                          ({"JOBLINE_WORKER_SYNCHRONOUS_COMMIT": "maybe"}, "on or off")]:
         with pytest.raises(ConfigError, match=message):
             Settings.from_env(env)
+
+
+def test_forwarded_allow_ips_is_off_by_default_and_takes_addresses_and_networks():
+    assert Settings.from_env({}).forwarded_allow_ips is None
+    value = "10.0.0.0/8, 192.0.2.7,::1"
+    assert Settings.from_env({"JOBLINE_FORWARDED_ALLOW_IPS": value}).forwarded_allow_ips == value
+    assert forwarded_proxies(value) == ["10.0.0.0/8", "192.0.2.7", "::1"]
+
+
+@pytest.mark.parametrize("value", ["*", "127.0.0.1,*", "proxy.internal", "10.0.0.1/8", "10.0.0.0/33", "127.0.0.1,,"])
+def test_a_bad_forwarded_allow_ips_is_a_config_error_naming_the_variable(value):
+    with pytest.raises(ConfigError, match="JOBLINE_FORWARDED_ALLOW_IPS") as caught:
+        Settings.from_env({"JOBLINE_FORWARDED_ALLOW_IPS": value})
+    assert "Traceback" not in str(caught.value)
 
 
 def test_prepared_statements_setting_reads_on_and_off():

@@ -5,6 +5,6 @@
 >>> server = create_app(App())   # an ASGI application; `jobline serve` runs it under uvicorn
 """
 
-from .app import create_app
+from .app import create_app, uvicorn_options
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "uvicorn_options"]

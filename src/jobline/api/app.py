@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
@@ -20,10 +21,11 @@ from .. import __version__
 from ..app import App
 from ..db.store import Store
 from ..runtime.maintenance import Maintenance
-from ..settings import Settings
+from ..settings import Settings, forwarded_proxies
 from ..tasks import Tasks
 from . import errors
 from .guard import Guard
+from .methods import MethodCheck
 from .metrics import Metrics
 from .models import ErrorOut
 from .routes import functions, jobs, ops, schedules, secrets, tasks
@@ -52,6 +54,21 @@ class Api:
     @property
     def store(self) -> Store:
         return self.app.store
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The options of ``uvicorn.Config`` that `jobline serve` uses (as do the tests' servers).
+
+    No access log (a line per request would drown the job events; /metrics counts them), no
+    Server header, and X-Forwarded-For believed only from the proxies in
+    JOBLINE_FORWARDED_ALLOW_IPS. uvicorn's own default believes it from 127.0.0.1, so a client on
+    the same host could pick the address its failed authentications are counted under.
+
+    >>> uvicorn.Config(create_app(App()), port=8000, **uvicorn_options(app.settings))  # doctest: +SKIP
+    """
+    proxies = forwarded_proxies(settings.forwarded_allow_ips) if settings.forwarded_allow_ips else None
+    return {"log_config": None, "access_log": False, "server_header": False, "lifespan": "on",
+            "proxy_headers": proxies is not None, "forwarded_allow_ips": proxies}
 
 
 def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float] = time.monotonic,
@@ -104,12 +121,11 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     )
     server.state.jobline = api
     errors.install(server)
-    server.add_middleware(Guard, metrics=api.metrics)
     # claim-next-task before /functions/v1/{name}, which would otherwise take its path.
-    server.include_router(tasks.router)
-    server.include_router(functions.router)
-    server.include_router(jobs.router)
-    server.include_router(schedules.router)
-    server.include_router(secrets.router)
-    server.include_router(ops.router)
+    routers = (tasks.router, functions.router, jobs.router, schedules.router, secrets.router, ops.router)
+    for router in routers:
+        server.include_router(router)
+    # The Guard outermost, so that it counts the 405s MethodCheck answers.
+    server.add_middleware(MethodCheck, routes=[*server.routes, *(r for router in routers for r in router.routes)])
+    server.add_middleware(Guard, metrics=api.metrics)
     return server

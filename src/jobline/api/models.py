@@ -221,7 +221,9 @@ class ScheduleRunOut(Out):
 
 class ScheduleOut(Out):
     id: int
-    name: str | None
+    name: str | None = Field(description="For a user, one of their own names (or the global name of a schedule "
+                                         "the service made for them); for the service, the global name, which "
+                                         "for a user's own schedule is '<owner>/<name>'")
     expression: str
     timezone: str
     function: str

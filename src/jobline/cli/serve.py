@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import click
 
 from .main import Context, cli, pass_context
+
+log = logging.getLogger(__name__)
 
 
 @cli.command("serve")
@@ -25,7 +28,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     """
     import uvicorn  # only this command needs the server
 
-    from ..api import create_app
+    from ..api import create_app, uvicorn_options
 
     from ..db import connect
 
@@ -34,12 +37,13 @@ def serve(ctx: Context, host: str, port: int) -> None:
     # otherwise report it as a crash of its startup).
     connect.ready_database_url(app.settings)
     # uvicorn's own lines (listening, bind errors) go through jobline's log setup (--log-format).
-    # The access log is off: a line per request would drown the job events; /metrics counts them.
     ours, theirs = logging.getLogger("jobline"), logging.getLogger("uvicorn")
     theirs.handlers[:], theirs.propagate = list(ours.handlers), False
     theirs.setLevel(ours.level)
-    config = uvicorn.Config(create_app(app), host=host, port=port, log_config=None, access_log=False,
-                            server_header=False, lifespan="on")
+    if os.environ.get("FORWARDED_ALLOW_IPS") and not app.settings.forwarded_allow_ips:
+        log.warning("api.forwarded_ignored", extra={"reason": "FORWARDED_ALLOW_IPS is not read: X-Forwarded-For is "
+                                                              "believed only from JOBLINE_FORWARDED_ALLOW_IPS"})
+    config = uvicorn.Config(create_app(app), host=host, port=port, **uvicorn_options(app.settings))
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found: a no-op one makes a requested stop exit 0, as `jobline worker` does.

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import (Conflict, DatabaseError, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
                       SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
-from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec
+from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec, name_seen_by, owned_name
 from . import queries as q
 
 log = logging.getLogger(__name__)
@@ -311,12 +311,15 @@ class Store:
 
     async def schedule_upsert(self, spec: ScheduleSpec, *, replace: bool = False, scope: str | None = None) -> Schedule:
         """Add a run-time schedule; with ``replace``, one of the same name is replaced, and for a
-        user (``scope``) only if that user owns it."""
+        user (``scope``) only if that user owns it (a user's names are theirs: see
+        schedule.owned_name)."""
         rows = await self._fetch(q.SCHEDULE_UPSERT, {**schedule_params(spec), "replace": replace, "scope": scope})
         if not rows:
-            # One answer whether the name is another user's or the caller's own (without replace).
+            if scope is not None:
+                raise Conflict(f"you already have a schedule named {name_seen_by(scope, spec.name)!r}: choose "
+                               "another name, or replace it with replace")
             raise Conflict(f"the schedule name {spec.name!r} is taken (names are unique, as in pg_cron): "
-                           "choose another, or replace a schedule of yours with replace")
+                           "choose another, or replace that schedule with replace")
         return Schedule.from_row(rows[0])
 
     async def schedule_reconcile_many(self, specs: Sequence[ScheduleSpec], owned_functions: Sequence[str]) -> list[tuple[str, str]]:
@@ -330,11 +333,13 @@ class Store:
 
     async def schedule_get(self, ref: str | int, *, owner: str | None = None) -> Schedule:
         """A schedule by name, or by id when ``ref`` is a number (a name wins); with ``owner``,
-        only that user's (another's answers as one that does not exist)."""
+        only that user's (another's answers as one that does not exist), and a name is first
+        one of the user's own (``<owner>/<ref>``, schedule.owned_name), then a global name."""
         text = str(ref)
         # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
         as_id = int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
-        rows = await self._fetch(q.SCHEDULE_GET, {"ref": text, "id": as_id, "owner": owner})
+        owned = owned_name(owner, text) if owner is not None else None
+        rows = await self._fetch(q.SCHEDULE_GET, {"ref": text, "owned": owned, "id": as_id, "owner": owner})
         if not rows:
             raise ScheduleNotFound(f"no schedule named or numbered {text!r}; `jobline cron ls` lists them")
         return Schedule.from_row(rows[0])

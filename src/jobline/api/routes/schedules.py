@@ -4,6 +4,10 @@ name or id, as in the CLI.
 A user sees and acts on their own schedules only (scoped in SQL; another user's answers as one
 that does not exist), and may add schedules only for themselves and only of their own functions:
 a SQL command or the built-in ``http`` function is the service's alone, as for jobs.
+
+Names: the service's are global, as in SQL and the CLI. A user's are their own: the schedule a
+user names ``nightly`` is ``<user>/nightly`` globally (schedule.owned_name), shown to that user
+as ``nightly``, so another owner's names are neither revealed by a 409 nor taken.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from fastapi.responses import JSONResponse
 from ...job import BUILTIN_FUNCTIONS
 from ...auth import Principal
 from ...errors import Forbidden
-from ...schedule import Schedule
+from ...schedule import Schedule, name_seen_by
 from ..models import (MAX_ID, ErrorOut, ScheduleIn, ScheduleListOut, ScheduleOut, ScheduleRemovedOut,
                       ScheduleRunListOut, ScheduleTriggeredOut)
 from ..security import api_state, principal
 from .tasks import AUTH_ERRORS
 
-Ref = Annotated[str, Path(min_length=1, max_length=200, description="The schedule's name, or its id")]
+Ref = Annotated[str, Path(min_length=1, max_length=200,
+                          description="The schedule's name (a user's: one of their own), or its id")]
 REF_ERRORS = {**AUTH_ERRORS, 404: {"model": ErrorOut, "description": "No such schedule (or not the caller's)"}}
 
 router = APIRouter(tags=["schedules"])
@@ -38,13 +43,13 @@ async def list_schedules(request: Request, caller: Principal = Depends(principal
     """Every schedule (a user's own), with its next run and its latest run."""
     now = dt.datetime.now(dt.timezone.utc)
     rows = await api_state(request).store.schedule_list(owner=caller.owner)
-    return JSONResponse({"schedules": [schedule.summary(last, now) for schedule, last in rows]})
+    return JSONResponse({"schedules": [schedule.summary(last, now, viewer=caller.owner) for schedule, last in rows]})
 
 
 @router.post("/api/schedules", status_code=201, response_model=None, responses={
     201: {"model": ScheduleOut}, **AUTH_ERRORS,
-    409: {"model": ErrorOut, "description": "The name is taken (names are unique across owners); replace: true "
-                                             "replaces a schedule of the caller's own"}})
+    409: {"model": ErrorOut, "description": "The name is taken (a user's among their own schedules, the service's "
+                                             "among global names); replace: true replaces it"}})
 async def add_schedule(request: Request, body: ScheduleIn, caller: Principal = Depends(principal)) -> JSONResponse:
     """Add a schedule: each tick enqueues ``function`` with ``payload`` (or runs ``sql``)."""
     owner = body.owner
@@ -59,13 +64,13 @@ async def add_schedule(request: Request, body: ScheduleIn, caller: Principal = D
         body.name, body.expression, body.function, body.payload, sql=body.sql, timezone=body.timezone, owner=owner,
         overlap=body.overlap, catch_up=body.catch_up, catch_up_max=body.catch_up_max, active=body.active,
         replace=body.replace, scope=caller.owner, **options)
-    return JSONResponse(schedule.summary(), status_code=201)
+    return JSONResponse(schedule.summary(viewer=caller.owner), status_code=201)
 
 
 @router.get("/api/schedules/{ref}", response_model=None, responses={200: {"model": ScheduleOut}, **REF_ERRORS})
 async def show_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """One schedule with its next run (its runs: ``/runs``)."""
-    return JSONResponse((await _get(request, caller, ref)).summary())
+    return JSONResponse((await _get(request, caller, ref)).summary(viewer=caller.owner))
 
 
 @router.get("/api/schedules/{ref}/runs", response_model=None,
@@ -84,7 +89,7 @@ async def schedule_runs(request: Request, ref: Ref, caller: Principal = Depends(
 async def _set_active(request: Request, caller: Principal, ref: str, active: bool) -> JSONResponse:
     schedule = await _get(request, caller, ref)
     changed = await api_state(request).store.schedule_set_active(schedule.id, active, owner=caller.owner)
-    return JSONResponse(changed.summary())
+    return JSONResponse(changed.summary(viewer=caller.owner))
 
 
 @router.post("/api/schedules/{ref}/pause", response_model=None, responses={200: {"model": ScheduleOut}, **REF_ERRORS})
@@ -106,7 +111,7 @@ async def trigger_schedule(request: Request, ref: Ref, caller: Principal = Depen
     """Run it once now, outside its ticks (recorded as a triggered run; works when paused)."""
     schedule = await _get(request, caller, ref)
     job_id = await api_state(request).store.schedule_trigger(schedule.id, owner=caller.owner)
-    return JSONResponse({"id": schedule.id, "name": schedule.name, "job_id": job_id})
+    return JSONResponse({"id": schedule.id, "name": name_seen_by(caller.owner, schedule.name), "job_id": job_id})
 
 
 @router.delete("/api/schedules/{ref}", response_model=None,
@@ -115,4 +120,4 @@ async def remove_schedule(request: Request, ref: Ref, caller: Principal = Depend
     """Remove it and its run history; its jobs stay."""
     schedule = await _get(request, caller, ref)
     await api_state(request).store.schedule_delete(schedule.id, owner=caller.owner)
-    return JSONResponse({"id": schedule.id, "name": schedule.name, "removed": True})
+    return JSONResponse({"id": schedule.id, "name": name_seen_by(caller.owner, schedule.name), "removed": True})

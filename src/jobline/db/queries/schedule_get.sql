@@ -1,7 +1,8 @@
 -- schedule_get: one schedule by name, or by id (%(id)s, when the reference is a number); a
 -- name wins over an id, so a schedule named '42' is still reachable by its name. With %(owner)s,
--- only that user's schedules (NULL: any owner).
+-- only that user's schedules (NULL: any owner), and the user's own name for %(ref)s
+-- (%(owned)s, '<owner>/<ref>') wins over a global one.
 SELECT * FROM jobline.schedules
-WHERE (name = %(ref)s OR id = %(id)s::bigint) AND (%(owner)s::text IS NULL OR owner = %(owner)s)
-ORDER BY name = %(ref)s DESC NULLS LAST
+WHERE (name = %(owned)s OR name = %(ref)s OR id = %(id)s::bigint) AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+ORDER BY name = %(owned)s DESC NULLS LAST, name = %(ref)s DESC NULLS LAST
 LIMIT 1

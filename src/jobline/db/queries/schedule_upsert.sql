@@ -1,8 +1,9 @@
 -- schedule_upsert: add a schedule made at run time (CLI, Python, HTTP); with %(replace)s, a
 -- schedule of the same name is replaced (its ticks start again from now), but for a user
--- (%(scope)s) only one that user owns: names are unique across owners, as in pg_cron, and a
--- user must never take over another's schedule. Otherwise nothing is returned and the caller
--- reports the conflict. Nameless schedules are always added.
+-- (%(scope)s) only one that user owns. Names are global, as in pg_cron; a user's come here as
+-- '<owner>/<name>' (schedule.owned_name), so they meet only that user's own, but a name of that
+-- form made by the service for another owner must still not be taken over. Otherwise nothing is
+-- returned and the caller reports the conflict. Nameless schedules are always added.
 INSERT INTO jobline.schedules AS s (name, expression, timezone, function, payload, owner, queue, priority,
                                     max_attempts, overlap, catch_up, catch_up_max, active, source)
 VALUES (%(name)s, %(expression)s, %(timezone)s, %(function)s, %(payload)s::jsonb, %(owner)s, %(queue)s,
