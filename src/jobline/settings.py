@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 
 from .egress import Policy
@@ -78,6 +79,8 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.database_url is not None:
+            check_database_url(self.database_url)
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigError(f"concurrency must be between 1 and 10000, got {self.concurrency}")
         if not 1 <= self.lease_seconds <= 86400:
@@ -109,6 +112,34 @@ class Settings:
             from .vault import MasterKeys  # only when set: it loads the cryptography package
 
             MasterKeys.parse(self.master_key)
+
+
+def check_database_url(url: str) -> None:
+    """ConfigError when JOBLINE_DATABASE_URL cannot be a PostgreSQL address: malformed, or with a
+    host or port no server can have. The message never quotes the URL, which may hold a password.
+
+    >>> check_database_url("postgresql://app:s3cret@db.internal:5432/jobs")
+    """
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict  # parsing only (libpq's), no connection
+
+    what = "JOBLINE_DATABASE_URL (or --database-url)"
+    form = "write it as postgresql://USER:PASSWORD@HOST:5432/DBNAME, with special characters percent-encoded"
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError:
+        raise ConfigError(f"{what} is malformed: it is neither a postgresql:// URL nor a 'key=value' "
+                          f"connection string; {form}") from None
+    for host in (params.get("host") or "").split(","):
+        if host and not host.startswith("/") and not _HOST.fullmatch(host):
+            raise ConfigError(f"{what} is malformed: its host {host!r} is not a host name or address "
+                              f"(an '@' or ':' in the password must be written %40 or %3A); {form}")
+    for port in (params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(f"{what} is malformed: its port must be a number from 1 to 65535; {form}")
+
+
+_HOST = re.compile(r"[A-Za-z0-9._\-]+|\[?[0-9A-Fa-f:.%]+\]?")
 
 
 def forwarded_proxies(value: str) -> list[str]:

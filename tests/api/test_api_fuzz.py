@@ -88,5 +88,8 @@ def test_schemathesis_finds_no_server_error(fuzz_server, caller):
             check()
         except Unsatisfiable:  # nothing in this operation can be made invalid (e.g. GET /healthz)
             assert mode is GenerationMode.NEGATIVE, operation.label
+            continue
+        # However busy the machine, every operation was tried (how many times depends on speed,
+        # which is not what this test is about).
+        assert sent_here >= 1, (operation.label, mode)
     print(f"schemathesis: {calls} requests in {time.monotonic() - began:.1f} s")
-    assert calls >= 200 * share  # the budget really was spent on requests

@@ -80,6 +80,8 @@ def test_listing_is_scoped_filtered_and_paged(client, sql):
     assert page["next_cursor"] == ids[2]
     rest = client.get("/api/jobs", headers=ALICE, params={"limit": 4, "before": page["next_cursor"]}).json()
     assert ([j["id"] for j in rest["jobs"]], rest["next_cursor"]) == ([ids[1], ids[0]], None)
+    full = client.get("/api/jobs", headers=ALICE, params={"limit": 2, "before": ids[2]}).json()
+    assert ([j["id"] for j in full["jobs"]], full["next_cursor"]) == ([ids[1], ids[0]], None)  # exactly full, last
     assert [j["id"] for j in client.get("/api/jobs", headers=ALICE, params={"status": ["failed", "running"]}).json()[
         "jobs"]] == [ids[0]]
     assert [j["id"] for j in client.get("/api/jobs", headers=ALICE, params={"queue": "slow"}).json()["jobs"]] == [other]

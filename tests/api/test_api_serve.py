@@ -110,3 +110,27 @@ def test_serve_refuses_a_short_service_key(db_url, processes):
     assert server.returncode == 1
     assert "JOBLINE_SERVICE_KEY is shorter than 32 bytes" in output and "short" not in output.replace(
         "shorter", "")
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(db_url, processes):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = start_jobline(["--log-level", "warning", "serve", "--port", str(port)], db_url)
+        processes.append(server)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 1, output
+    assert output.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                              "(is another `jobline serve` running? choose another --port)")
+
+
+def test_serve_logs_carry_no_terminal_colour_codes(db_url, processes):
+    port = free_port()
+    server = start_jobline(["--log-format", "json", "serve"], db_url, JOBLINE_PORT=port)
+    processes.append(server)
+    wait_until_up(f"http://127.0.0.1:{port}", server)
+    server.send_signal(signal.SIGTERM)
+    output, _ = server.communicate(timeout=20)
+    assert "Application startup complete." in output  # uvicorn's own lines are there...
+    assert "\x1b[" not in output and "color_message" not in output  # ...without their ANSI copies

@@ -15,11 +15,11 @@ from jobline.db import migrate
 
 @pytest.fixture
 def jobline(db_url):
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, "JOBLINE_DATABASE_URL": db_url, "JOBLINE_LOG_LEVEL": "warning",
                "PYTHONPATH": os.path.join(os.path.dirname(__file__), "..")}
         return subprocess.run([sys.executable, "-m", "jobline", *args], env=env, capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, input=stdin)
 
     return run
 
@@ -50,12 +50,57 @@ def test_enqueue_then_list_and_show_as_json(jobline):
     (["jobs", "retry", "424242"], 3, "no job with id 424242"),
     (["jobs", "show", "0"], 2, "Invalid value"),
     (["--app", "missing_module:app", "worker"], 1, "cannot import 'missing_module'"),
+    (["enqueue", "f", "--bogus"], 2, "error: No such option '--bogus' (see `jobline enqueue --help`)"),
+    (["enqueue"], 2, "error: Missing argument 'FUNCTION'"),
+    (["enqueue", "f", "--payload", "@/nonexistent/payload.json"], 2,
+     "--payload @/nonexistent/payload.json: cannot read '/nonexistent/payload.json': No such file"),
+    (["enqueue", "f", "--payload", "[1]"], 2, "--payload: payload must be a JSON object"),
+    (["--database-url", "postgresql://app:pa@ss@db.internal/jobs", "jobs", "list"], 1,
+     "--database-url) is malformed: its host 'ss@db.internal' is not a host name"),
+    (["--database-url", "nonsense", "jobs", "list"], 1, "is malformed: it is neither a postgresql:// URL"),
+    (["--database-url", "postgresql://db.internal:99999/jobs", "jobs", "list"], 1, "its port must be a number"),
+    (["--database-url", "", "--data-dir", "/dev/null/jobline", "jobs", "list"], 1,
+     "cannot use /dev/null/jobline as the embedded database's data directory: Not a directory"),
 ])
 def test_bad_input_gets_one_line_and_an_exit_status(jobline, args, status, message):
     result = jobline(*args)
     assert result.returncode == status, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "pa@ss" not in result.stderr  # a URL's password is never repeated
+
+
+def test_a_payload_comes_from_a_file_or_stdin_up_to_the_limit(jobline, tmp_path):
+    big = {"blob": "x" * 600_000}  # far past what a shell's argument list takes
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(big))
+    made = json.loads(jobline("enqueue", "f", "--payload", f"@{path}", "--json").stdout)
+    assert made["payload"] == big
+    piped = jobline("enqueue", "f", "--payload", "-", "--json", stdin='{"from": "stdin"}')
+    assert json.loads(piped.stdout)["payload"] == {"from": "stdin"}
+    path.write_text(json.dumps({"blob": "x" * (1024 * 1024)}))
+    too_big = jobline("enqueue", "f", "--payload", f"@{path}")
+    assert too_big.returncode == 2 and "larger than the 1024 KiB limit" in too_big.stderr
+
+
+def test_db_url_prints_the_url_with_its_password_hidden(jobline, db_url):
+    shown = jobline("db", "url")
+    assert shown.returncode == 0 and shown.stdout.strip() == db_url  # the test URL has no password
+    with_password = f"{db_url} password=hunter2"  # trust authentication ignores it
+    hidden = jobline("--database-url", with_password, "db", "url")
+    assert "hunter2" not in hidden.stdout and "password=****" in hidden.stdout
+    assert "hunter2" in jobline("--database-url", with_password, "db", "url", "--show-password").stdout
+    assert jobline("db", "status").stdout.startswith("database: ")
+
+
+def test_list_shows_no_error_for_a_job_that_succeeded_and_no_next_page_when_exactly_full(jobline, sql):
+    first = json.loads(jobline("enqueue", "f", "--json").stdout)["id"]
+    second = json.loads(jobline("enqueue", "f", "--json").stdout)["id"]
+    sql("UPDATE jobline.jobs SET status = 'succeeded', last_error = 'attempt 1: boom' WHERE id = %s", [first])
+    listed = jobline("jobs", "list", "--limit", "2").stdout
+    assert "boom" not in listed and "(more:" not in listed
+    assert f"(more: --before {second})" in jobline("jobs", "list", "--limit", "1").stdout
 
 
 def test_steering_a_job_in_the_wrong_state_says_which_states_are_allowed(jobline):

@@ -61,7 +61,7 @@ def test_add_list_pause_resume_trigger_runs_and_remove(jobline, sql):
      "error: unknown time zone 'Mars/Base'"),
     (["cron", "add", "x", "@daily"], 2, "error: a schedule needs a target"),
     (["cron", "add", "x", "@daily", "--sql", ""], 2, "error: the schedule's SQL command is empty"),
-    (["cron", "add", "x", "@daily", "--function", "f", "--payload", "[1]"], 2, "error: payload must be a JSON object"),
+    (["cron", "add", "x", "@daily", "--function", "f", "--payload", "[1]"], 2, "error: --payload: payload must be a JSON object"),
     (["cron", "add", "kept", "@daily", "--function", "f"], 1, "error: the schedule name 'kept' is taken"),
     (["cron", "pause", "nope"], 3, "error: no schedule named or numbered 'nope'"),
     (["cron", "runs", "999"], 3, "error: no schedule named or numbered '999'"),

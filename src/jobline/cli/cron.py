@@ -8,10 +8,10 @@ import json
 import click
 
 from ..app import App
-from ..job import parse_payload
 from ..schedule import CATCH_UP_POLICIES, OVERLAP_POLICIES, Schedule
 from .main import Context, cli, pass_context, run_app
 from .output import emit_json, short_time, table
+from .params import JSON_OBJECT
 
 
 @cli.group("cron")
@@ -35,7 +35,7 @@ def _compact(payload: dict) -> str:
 @click.argument("name")
 @click.argument("expression")
 @click.option("--function", help="Enqueue this function on each tick.")
-@click.option("--payload", help="The function's payload, a JSON object.")
+@click.option("--payload", type=JSON_OBJECT, help="The function's payload, a JSON object; @FILE reads it from a file, - from stdin.")
 @click.option("--sql", "sql_command", help="Run this SQL command on each tick (instead of --function).")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the expression.")
 @click.option("--owner", help="The user the schedule's jobs belong to.")
@@ -57,7 +57,7 @@ def cron_add(ctx: Context, name, expression, function, payload, sql_command, tim
     options = {k: v for k, v in dict(queue=queue, priority=priority, max_attempts=max_attempts).items()
                if v is not None}
     schedule = run_app(ctx.load_app(), lambda app: app.add_schedule_async(
-        name, expression, function, parse_payload(payload) if payload is not None else None, sql=sql_command,
+        name, expression, function, payload, sql=sql_command,
         timezone=timezone, owner=owner, overlap=overlap, catch_up=catch_up, catch_up_max=catch_up_max,
         active=not paused, replace=replace, **options))
     row = _schedule_row(schedule)
@@ -98,9 +98,10 @@ def cron_runs(ctx: Context, ref: str, limit: int, before_id: int | None, as_json
 
     async def work(app: App):
         schedule = await app.store.schedule_get(ref)
-        return await app.store.schedule_run_list(schedule.id, limit=limit, before_id=before_id)
+        return await app.store.schedule_run_list(schedule.id, limit=limit + 1, before_id=before_id)
 
-    runs = [run.to_dict() for run in run_app(ctx.load_app(), work)]
+    fetched = run_app(ctx.load_app(), work)  # one more than shown: is there a next page?
+    runs = [run.to_dict() for run in fetched[:limit]]
     if as_json:
         emit_json(runs)
         return
@@ -108,7 +109,7 @@ def cron_runs(ctx: Context, ref: str, limit: int, before_id: int | None, as_json
         run["tick"] = run["tick_at"] or "(triggered)"
         run["detail"] = run["message"] or (run["last_error"] or "").strip().split("\n", 1)[0] or None
     table(runs, ["id", "tick", "outcome", "job_id", "created_at", "finished_at", "detail"], empty="no runs yet")
-    if len(runs) == limit:
+    if len(fetched) > limit:
         click.echo(f"(more: --before {runs[-1]['id']})")
 
 

@@ -1,4 +1,4 @@
-"""`jobline db migrate|status|stop`."""
+"""`jobline db migrate|status|url|stop`."""
 
 from __future__ import annotations
 
@@ -33,12 +33,28 @@ def db_migrate(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def db_status(ctx: Context, as_json: bool) -> None:
-    """Show applied and pending migrations."""
-    rows = [m.to_dict() for m in migrate.status(connect.database_url(ctx.settings))]
+    """Show the database's URL (password hidden) and its applied and pending migrations."""
+    url = connect.database_url(ctx.settings)
+    rows = [m.to_dict() for m in migrate.status(url)]
     if as_json:
         emit_json(rows)
     else:
+        click.echo(f"database: {connect.shown_url(url)}" + ("" if ctx.settings.database_url else " (embedded)"))
         table(rows, ["version", "name", "state", "applied_at"])
+
+
+@db_group.command("url")
+@click.option("--show-password", is_flag=True, help="Print JOBLINE_DATABASE_URL's password too.")
+@pass_context
+def db_url(ctx: Context, show_password: bool) -> None:
+    """Print the database's URL, for psql or your own code: the embedded database's (started if
+    needed), or JOBLINE_DATABASE_URL with its password hidden unless --show-password.
+
+    \b
+    psql "$(jobline db url)"
+    """
+    url = connect.database_url(ctx.settings)
+    click.echo(url if show_password else connect.shown_url(url))
 
 
 @db_group.command("stop")

@@ -6,16 +6,17 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from ..job import FINAL_STATUSES, JobStatus, parse_payload, parse_run_at
+from ..job import FINAL_STATUSES, JobStatus, parse_run_at
 from .main import Context, cli, pass_context, run_app
 from .output import emit_json, short_time, table
+from .params import JSON_OBJECT
 
 STATUSES = [s.value for s in JobStatus]
 
 
 @cli.command("enqueue")
 @click.argument("function")
-@click.option("--payload", default="{}", help="The job's input, a JSON object.")
+@click.option("--payload", type=JSON_OBJECT, default="{}", help="The job's input, a JSON object; @FILE reads it from a file, - from stdin.")
 @click.option("--run-at", help="When to run, ISO 8601 (naive times are UTC).")
 @click.option("--delay", type=float, help="Run after this many seconds.")
 @click.option("--queue", help="Queue name (default: the function's, or 'default').")
@@ -31,7 +32,7 @@ def enqueue(ctx: Context, function, payload, run_at, delay, queue, owner, priori
     """Queue a job for FUNCTION (any well-formed name: remote task types need no local code)."""
     if run_at is not None and delay is not None:
         raise click.UsageError("give either --run-at or --delay, not both")
-    options = dict(payload=parse_payload(payload), run_at=parse_run_at(run_at) if run_at else None,
+    options = dict(payload=payload, run_at=parse_run_at(run_at) if run_at else None,
                    delay=delay, queue=queue, owner=owner, priority=priority,
                    depends_on=list(depends_on) or None, unique_key=unique_key, max_attempts=max_attempts)
     job = run_app(ctx.load_app(), lambda app: app.enqueue_async(function, **options))
@@ -49,7 +50,9 @@ def jobs_group() -> None:
 def _job_row(job, served: bool | None = None) -> dict:
     row = job.to_dict()
     row["attempts"] = f"{job.attempts}/{job.max_attempts}"
-    row["error"] = (job.last_error or "").strip().split("\n", 1)[0] or None
+    # A succeeded job's last_error is an earlier attempt's: not what went wrong with the job.
+    error = None if job.status == "succeeded" else job.last_error
+    row["error"] = (error or "").strip().split("\n", 1)[0] or None
     if served is not None:
         row["served"] = served
         row["note"] = "no live worker serves this function" if (not served and job.status not in FINAL_STATUSES) else None
@@ -70,14 +73,14 @@ def jobs_list(ctx: Context, status, function, queue, owner, before_id, limit, ar
     """Newest jobs first; flags jobs of functions no live worker serves."""
     rows = run_app(ctx.load_app(), lambda app: app.store.job_list(
         statuses=list(status) or None, function=function, queue=queue, owner=owner, before_id=before_id,
-        include_archived=archived, limit=limit))
-    out = [_job_row(job, served) for job, served in rows]
+        include_archived=archived, limit=limit + 1))  # one more: is there a next page?
+    out = [_job_row(job, served) for job, served in rows[:limit]]
     if as_json:
         emit_json(out)
         return
     table(out, ["id", "function", "status", "queue", "owner", "attempts", "run_at", "error", "note"],
           empty="no jobs")
-    if len(out) == limit:
+    if len(rows) > limit:
         click.echo(f"(more: --before {out[-1]['id']})")
 
 

@@ -117,4 +117,20 @@ def cli(ctx: click.Context, database_url, data_dir, app_spec, log_format, log_le
 def main() -> None:
     from . import cron, db, jobs, run, secrets, serve, tokens  # noqa: F401  (they register their commands on `cli`)
 
-    cli(prog_name="jobline")
+    # Not click's standalone mode, whose usage errors take four lines: ours are one, as every
+    # other error is (exit 2: invalid input).
+    try:
+        status = cli.main(prog_name="jobline", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `jobline cron` alone: its help, as asked
+        click.echo(exc.ctx.get_help())
+        status = 0
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
+        status = 2
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        status = exc.exit_code
+    except click.Abort:  # Ctrl-C at a prompt
+        status = 130
+    sys.exit(status or 0)

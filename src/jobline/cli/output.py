@@ -44,7 +44,9 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# Not facts of the event: the record's own fields, and uvicorn's ANSI-coloured copy of its message.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                         "color_message"}
 
 
 def _extras(record: logging.LogRecord) -> dict:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 
 import click
 
+from ..errors import JoblineError
 from .main import Context, cli, pass_context
 
 log = logging.getLogger(__name__)
@@ -45,10 +48,28 @@ def serve(ctx: Context, host: str, port: int) -> None:
                                                               "believed only from JOBLINE_FORWARDED_ALLOW_IPS"})
     config = uvicorn.Config(create_app(app), host=host, port=port, **uvicorn_options(app.settings))
     server = uvicorn.Server(config)
+    listening = _listen(host, port)  # before the server starts: a taken port is one line, exit 1
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found: a no-op one makes a requested stop exit 0, as `jobline worker` does.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    server.run()
+    log.info("api.listening", extra={"host": host, "port": listening.getsockname()[1]})
+    server.run(sockets=[listening])
     if not server.started:  # e.g. the database is unreachable or the port is taken: logged above
         raise SystemExit(1)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, as uvicorn would bind it; JoblineError in one line
+    when it cannot be (the port is taken, the address is not this machine's)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                            flags=socket.AI_PASSIVE)[0]
+        listening = socket.socket(family, kind, proto)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+    except OSError as exc:
+        taken = " (is another `jobline serve` running? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise JoblineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}") from None
+    listening.set_inheritable(True)
+    return listening

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from ..errors import ConfigError
 from ..settings import Settings
@@ -32,3 +33,20 @@ def ready_database_url(settings: Settings) -> str:
         raise ConfigError(f"the jobline schema in this database is not up to date (pending: {names}); "
                           "run `jobline db migrate` first")
     return url
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_KEY_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``****`` (for printing and logs).
+
+    >>> shown_url("postgresql://app:s3cret@db:5432/jobs")
+    'postgresql://app:****@db:5432/jobs'
+    >>> shown_url("host=db password='a b' dbname=jobs")
+    'host=db password=**** dbname=jobs'
+    """
+    url = _URL_PASSWORD.sub(lambda m: m[1] + "****@", url, count=1)
+    url = re.sub(r"([?&]password=)[^&#]*", r"\1****", url)
+    return _KEY_PASSWORD.sub(lambda m: m[1] + "****", url)

@@ -78,12 +78,18 @@ class EmbeddedPostgres:
 
     def ensure_running(self) -> str:
         """Start the server if needed (initdb on first use) or attach to it; return its URL."""
-        port = self._live_port()
-        if port is None:
-            with self._lock():
-                port = self._live_port()  # another process may have started it meanwhile
-                if port is None:
-                    port = self._start()
+        try:
+            port = self._live_port()
+            if port is None:
+                with self._lock():
+                    port = self._live_port()  # another process may have started it meanwhile
+                    if port is None:
+                        port = self._start()
+        except OSError as exc:  # e.g. the data dir lies under a regular file, or is not writable
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ConfigError(f"cannot use {self.data_dir} as the embedded database's data directory: "
+                              f"{exc.strerror or exc}{where}; set --data-dir (JOBLINE_DATA_DIR) to a directory "
+                              "jobline may create and write") from None
         return self.url(port)
 
     def stop(self) -> bool:

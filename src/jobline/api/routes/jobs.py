@@ -68,9 +68,9 @@ async def list_jobs(
     rows = await api_state(request).store.job_list(
         statuses=list(status) if status else None, function=function, queue=queue, owner=owner,
         created_after=_utc(created_after), created_before=_utc(created_before), before_id=before,
-        include_archived=archived, limit=limit)
-    jobs = [public_job(job) for job, _served in rows]
-    return JSONResponse({"jobs": jobs, "next_cursor": jobs[-1]["id"] if len(jobs) == limit else None})
+        include_archived=archived, limit=limit + 1)  # one more: is there a next page?
+    jobs = [public_job(job) for job, _served in rows[:limit]]
+    return JSONResponse({"jobs": jobs, "next_cursor": jobs[-1]["id"] if len(rows) > limit else None})
 
 
 @router.get("/api/jobs/{id}", response_model=None, responses={

@@ -80,10 +80,10 @@ async def schedule_runs(request: Request, ref: Ref, caller: Principal = Depends(
                         limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> JSONResponse:
     """Its runs (ticks and triggers), newest first, with their jobs' state."""
     schedule = await _get(request, caller, ref)
-    runs = await api_state(request).store.schedule_run_list(schedule.id, limit=limit, before_id=before,
-                                                            owner=caller.owner)
-    out = [run.to_dict() for run in runs]
-    return JSONResponse({"runs": out, "next_cursor": out[-1]["id"] if len(out) == limit else None})
+    runs = await api_state(request).store.schedule_run_list(schedule.id, limit=limit + 1, before_id=before,
+                                                            owner=caller.owner)  # one more: a next page?
+    out = [run.to_dict() for run in runs[:limit]]
+    return JSONResponse({"runs": out, "next_cursor": out[-1]["id"] if len(runs) > limit else None})
 
 
 async def _set_active(request: Request, caller: Principal, ref: str, active: bool) -> JSONResponse:
