@@ -156,6 +156,14 @@ def test_an_operators_call_uses_the_job_owners_own_secret(served, receiver, sql)
     assert "alice-oauth-token" not in dump and "bob-oauth-token" not in dump and "operator-key-4b1e" not in dump
 
 
+def test_each_gateway_call_of_a_named_http_function_has_its_own_idempotency_key(served, receiver):
+    server, client = served
+    for _ in range(2):
+        assert client.post("/functions/v1/hook", headers=ALICE, json={}).status_code == 200
+    keys = [seen.headers["idempotency-key"] for seen in receiver.requests]
+    assert len(set(keys)) == 2 and all(key.startswith("jobline-call-") for key in keys), keys
+
+
 def test_the_gateway_uses_the_callers_own_secret(served, receiver):
     server, client = served
     client.put("/api/secrets/linkedin", headers=BOB, json={"value": "bob-oauth-token"})

@@ -11,6 +11,7 @@ import pytest
 from jobline.db import migrate
 from jobline.db import queries as q
 from jobline.db.store import Store
+from jobline.errors import DatabaseError
 
 
 @pytest.fixture
@@ -130,6 +131,23 @@ def test_seed_000_task_log_reads_pending_completed_failed(sql):
         (ids[2], "streak-updater", "pending")]
 
 
+def test_writes_to_the_task_log_take_the_checks_of_every_enqueue(sql):
+    [(task_id,)] = sql("INSERT INTO jobline.scheduled_tasks (function_name, scheduled_time) "
+                       "VALUES ('streak-updater', '2030-01-01T03:00:00Z') RETURNING id")
+    assert sql("SELECT function, status, run_at::text FROM jobline.jobs WHERE id = %s", [task_id]) == [
+        ("streak-updater", "pending", "2030-01-01 03:00:00+00")]
+    for bad, message in (("''", "function_name '' is not a valid name"),
+                         ("E'two\\nlines'", "is not a valid name")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+            sql(f"INSERT INTO jobline.scheduled_tasks (function_name) VALUES ({bad})")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="a new task is pending"):
+        sql("INSERT INTO jobline.scheduled_tasks (function_name, status) VALUES ('x', 'completed')")
+    for write in ("UPDATE jobline.scheduled_tasks SET status = 'completed'", "DELETE FROM jobline.scheduled_tasks"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="workers set a task's status"):
+            sql(write)
+    assert sql("SELECT count(*), min(status) FROM jobline.jobs") == [(1, "pending")]
+
+
 def test_process_scheduled_tasks_counts_due_jobs_and_wakes_workers(db_url, sql):
     sql("SELECT jobline.log_scheduled_task('a')")
     sql("SELECT jobline.enqueue('b', run_at => now() + interval '1 day')")
@@ -170,3 +188,17 @@ def test_claim_stays_on_the_due_index_when_statistics_are_stale(db_url):
         pinned = "\n".join(r[0] for r in conn.execute(due))
     assert "Sort" in naive  # what the planner does on its own: sort every pending row per claim
     assert "Index Scan using jobs_due_idx" in pinned and "Sort" not in pinned
+
+
+async def test_a_missing_table_suggests_migrating_only_when_it_is_jobline_s(bookkeeping, empty_db_url):
+    with pytest.raises(DatabaseError) as theirs:
+        await bookkeeping.sql_run("SELECT * FROM public.orders_of_theirs")
+    assert 'relation "public.orders_of_theirs" does not exist' in str(theirs.value)
+    assert "jobline db migrate" not in str(theirs.value)
+    unmigrated = Store(empty_db_url)
+    await unmigrated.open()
+    try:
+        with pytest.raises(DatabaseError, match=r'relation "jobline\.jobs" does not exist; is the schema installed'):
+            await unmigrated.job_get(1)
+    finally:
+        await unmigrated.close()

@@ -40,7 +40,10 @@ def translate_errors() -> Iterator[None]:
         # one (a NUL in a string).
         raise InvalidInput(_server_message(exc)) from exc
     except pg_errors.UndefinedTable as exc:
-        raise DatabaseError(f"{_server_message(exc)}; is the schema installed? Run `jobline db migrate`") from exc
+        message = _server_message(exc)
+        if 'relation "jobline.' in message:  # ours; a table of the user's own SQL is theirs to fix
+            message += "; is the schema installed? Run `jobline db migrate`"
+        raise DatabaseError(message) from exc
     except psycopg.Error as exc:
         raise DatabaseError(_server_message(exc)) from exc
 

@@ -411,7 +411,7 @@ class HttpCaller:
                 raise Fail(f"http payload: the value of header {name} contains a line break or NUL once its "
                            "secrets are filled in")
         request_headers = httpx.Headers(headers)
-        request_headers.setdefault("Idempotency-Key", call.idempotency_key or f"jobline-{ctx.job_id}")
+        request_headers.setdefault("Idempotency-Key", call.idempotency_key or _idempotency_key(ctx))
         content = None
         if call.has_body:
             if isinstance(body, str):
@@ -727,6 +727,12 @@ def _as_written(call: Call) -> str:
     for ref, marker in markers.items():
         text = text.replace(marker, ref)
     return text
+
+
+def _idempotency_key(ctx: JobContext) -> str:
+    """The same for every attempt of a job; a call at /functions/v1/<name>, which is no job and
+    is never retried, gets one of its own."""
+    return f"jobline-{ctx.job_id}" if ctx.job_id is not None else f"jobline-call-{os.urandom(16).hex()}"
 
 
 def _clip(value: Any, limit: int = 100) -> str:
