@@ -8,7 +8,6 @@ assert that a refused destination was never connected to.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -24,7 +23,7 @@ import pytest
 from psycopg import errors as pg_errors
 
 import canary
-from conftest import eventually
+from conftest import eventually, running
 from jobline import App, vault
 from jobline.errors import InvalidInput
 from jobline.settings import Settings
@@ -57,18 +56,6 @@ def receiver():
         yield r
 
 
-@contextlib.asynccontextmanager
-async def running(app: App):
-    """A worker running in the background for the duration of the block."""
-    worker = await app.worker_async()
-    task = asyncio.create_task(worker.run(handle_signals=False))
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        await task
-
-
 async def finished(app: App, job_id: int, timeout: float = 15):
     async def check():
         job = await app.get_job_async(job_id)
@@ -80,9 +67,9 @@ async def finished(app: App, job_id: int, timeout: float = 15):
 # -- the call and its result -----------------------------------------------------------------------
 
 
-async def test_result_holds_status_elapsed_selected_headers_and_json_body(make_app, receiver):
+async def test_result_holds_status_elapsed_every_header_and_json_body(make_app, receiver):
     receiver.default = Reply(201, {"id": 7, "ok": True}, {"X-Request-Id": "req-1", "ETag": '"v1"',
-                                                          "X-Internal": "not kept"})
+                                                          "X-Internal": "kept too"})
     app = make_app()
     async with app:
         job = await app.enqueue_async("http", {"url": receiver.url("/hooks?a=1"), "params": {"b": 2, "c": True},
@@ -101,8 +88,12 @@ async def test_result_holds_status_elapsed_selected_headers_and_json_body(make_a
                                                                                         {"id": 7, "ok": True}, False)
     assert result["url"] == receiver.url("/hooks?a=1") and result["final_url"] == receiver.url("/hooks?a=1&b=2&c=true")
     assert 0 < result["elapsed_ms"] < 5000
-    assert set(result["headers"]) == {"content-type", "content-length", "etag", "date", "x-request-id"}
-    assert result["headers"]["x-request-id"] == "req-1"
+    # Every header (names in lower case), and how the server spelled them.
+    assert set(result["headers"]) == {"content-type", "content-length", "etag", "date", "x-request-id",
+                                      "x-internal", "server"}
+    assert result["headers"]["x-request-id"] == "req-1" and result["headers"]["x-internal"] == "kept too"
+    assert result["header_names"]["x-request-id"] == "X-Request-Id" and "headers_truncated" not in result
+    assert result["text"] == '{"id": 7, "ok": true}'  # the JSON body as it came, byte for byte
 
 
 async def test_method_defaults_and_text_bodies(make_app, receiver):
@@ -368,6 +359,24 @@ async def test_a_large_body_is_cut_at_the_cap_and_marked_truncated(make_app, rec
     assert (tiny["truncated"], len(tiny["body"])) == (True, 1000)
 
 
+async def test_headers_are_kept_up_to_16_kib_leaving_out_those_that_do_not_fit(make_app, receiver):
+    fillers = {f"X-Filler-{i:02}": "v" * 1000 for i in range(30)}
+    receiver.default = Reply(200, "ok", {**fillers, "X-Huge": "h" * 20_000, "Retry-After": "5"})
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url()})
+        await app.process_async()
+        result = (await app.get_job_async(job.id)).result
+    headers = result["headers"]
+    kept = [name for name in headers if name.startswith("x-filler-")]
+    assert result["headers_truncated"] is True and "x-huge" not in headers
+    assert kept == [f"x-filler-{i:02}" for i in range(len(kept))] and 10 <= len(kept) < 30  # in order
+    # Short headers after the cap was reached are still kept.
+    assert (headers["retry-after"], headers["content-type"], headers["content-length"]) == (
+        "5", "text/plain; charset=utf-8", "2")
+    assert sum(len(k) + len(v) for k, v in headers.items()) <= 16 * 1024
+
+
 def _certificates(folder) -> tuple[str, tuple[str, str]]:
     """A test CA, and a certificate it signed for the name `localhost` only (no IP address)."""
     from cryptography import x509
@@ -622,6 +631,8 @@ async def test_secret_references_are_resolved_and_the_plaintext_is_stored_nowher
     assert result["headers"]["x-request-id"] == "Bearer {{secret:hook_token}}"
     assert result["body"]["authorization"] == "Bearer {{secret:hook_token}}"
     assert "{{secret:hook_token}}" in result["final_url"] and "{{secret:hook_token}}" in result["body"]["body"]
+    # The body as it came is scrubbed the same way.
+    assert json.loads(result["text"]) == result["body"]
     assert "HTTP 500" in jobs[failing.id].last_error and "{{secret:hook_token}}" in jobs[failing.id].last_error
     dump = sql("SELECT string_agg(row_to_json(j)::text, ' ') FROM jobline.jobs j")[0][0]
     dump += sql("SELECT coalesce(string_agg(row_to_json(a)::text, ' '), '') FROM jobline.attempts a")[0][0]
