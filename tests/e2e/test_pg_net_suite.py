@@ -314,9 +314,13 @@ async def test_http_get_collect_with_redirect(net):
 
 
 async def test_http_get_ipv6(net):
-    # pg_net's second nginx listens on [::1]:8888 only. Here `localhost` resolves to 127.0.0.1
-    # alone, so the IPv6-only server is named by its address.
-    with Receiver(host="::1", default=Reply(200, "Hello ipv6 only\n")) as ipv6_only:
+    # pg_net's second nginx listens on [::1]:8888 only. Here `localhost` may resolve to
+    # 127.0.0.1 alone, so the IPv6-only server is named by its address.
+    try:
+        ipv6_only = Receiver(host="::1", default=Reply(200, "Hello ipv6 only\n"))
+    except OSError as exc:
+        pytest.skip(f"this machine has no IPv6 loopback: {exc}")
+    with ipv6_only:
         request_id = await net.request(f"select jobline.http_get('{ipv6_only.url('/')}')")
         response = await net.collect_sync(request_id)
     assert response["body"] == "Hello ipv6 only\n"
@@ -459,7 +463,7 @@ async def test_it_keeps_working_after_many_connection_refused(net):
         "select error_msg, count(*) from jobline._http_response where status_code is null group by error_msg"
     )).fetchall()
     [(error_msg, count)] = groups
-    assert error_msg == f"GET http://localhost:{wrong_port}: ConnectError: All connection attempts failed"
+    assert error_msg.startswith(f"GET http://localhost:{wrong_port}: ConnectError: ")
     assert count == 10
     attempts = await net.row("select min(attempts) as least, max(attempts) as most from jobline.jobs")
     assert (attempts["least"], attempts["most"]) == (5, 5)  # the row came after the last attempt
