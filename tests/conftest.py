@@ -7,6 +7,7 @@ A template database is migrated once per session; every test gets its own clone 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -140,6 +141,18 @@ async def eventually(check: Callable, timeout: float = 10.0, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running(app: App):
+    """A worker of ``app`` running in the background for the duration of the block."""
+    worker = await app.worker_async()
+    task = asyncio.create_task(worker.run(handle_signals=False))
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        await task
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Real local HTTP receivers for tests of outbound calls, and a guard on the test's own network use.
 
-``Receiver`` is a ThreadingHTTPServer on 127.0.0.1 (a free port) that answers with scripted
-replies (one per request, in order, then its default, or computed from the request), records
-every request and counts every TCP connection it accepts, so a test can assert that a refused
-call never reached it.
+``Receiver`` is a ThreadingHTTPServer on 127.0.0.1 (or ``host``, such as ``::1``; a free port)
+that answers with scripted replies (one per request, in order, then its default, or computed
+from the request), records every request and counts every TCP connection it accepts, so a test
+can assert that a refused call never reached it.
 
 ``network_guard()`` records every ``socket.connect`` and ``socket.getaddrinfo`` this process
 makes (through Python's audit hooks, so nothing is patched), and refuses, while active, any
@@ -38,6 +38,7 @@ class Reply:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     hang: bool = False              # accept, read the request, never answer (until stop())
     delay: float = 0.0
+    disconnect: bool = False        # read the request, then close the connection without a word
 
 
 @dataclasses.dataclass
@@ -47,6 +48,7 @@ class Seen:
     headers: dict[str, str]         # names in lower case
     body: bytes
     at: float                       # time.monotonic()
+    raw_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # as sent, in order
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -54,7 +56,8 @@ class Seen:
 
 class Receiver:
     def __init__(self, *replies: Reply, default: Reply | None = None,
-                 respond: Callable[[Seen], Reply] | None = None, tls: tuple[str, str] | None = None):
+                 respond: Callable[[Seen], Reply] | None = None, tls: tuple[str, str] | None = None,
+                 host: str = "127.0.0.1"):
         self.replies = list(replies)
         self.default = default or Reply(200, {"ok": True})
         self.respond = respond
@@ -71,7 +74,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                            time.monotonic())
+                            time.monotonic(), list(self.headers.items()))
                 reply = receiver._reply_for(seen)
                 if reply.hang:
                     receiver._released.wait(60)
@@ -79,6 +82,9 @@ class Receiver:
                     return
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.disconnect:
+                    self.close_connection = True
+                    return
                 payload = reply.body
                 headers = dict(reply.headers)
                 if not isinstance(payload, (bytes, str)):
@@ -102,6 +108,7 @@ class Receiver:
                 pass
 
         class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
             daemon_threads = True
             block_on_close = False
 
@@ -113,7 +120,8 @@ class Receiver:
             def handle_error(self, request, client_address) -> None:
                 pass  # clients that time out or stop reading are expected here
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server((host, 0), Handler)
+        self.host = host
         self.port = self._server.server_address[1]
         self.scheme = "http"
         if tls is not None:  # (certificate chain file, key file): serve HTTPS
@@ -131,8 +139,9 @@ class Receiver:
                 return self.respond(seen)
             return self.replies.pop(0) if self.replies else self.default
 
-    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
-        return f"{self.scheme}://{host}:{self.port}{path}"
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        host = host or self.host
+        return f"{self.scheme}://{f'[{host}]' if ':' in host else host}:{self.port}{path}"
 
     def start(self) -> Receiver:
         self._thread.start()

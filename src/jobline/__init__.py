@@ -18,6 +18,7 @@ from .errors import (
     LeaseLost,
     NotFound,
     RateLimited,
+    Retry,
     RetryIn,
     ScheduleNotFound,
     SecretError,
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "App", "Attempt", "AuthError", "Backoff", "Cancel", "ClaimedTask", "Client", "ConfigError", "Conflict", "DatabaseError",
     "DestinationBlocked", "Fail", "Forbidden", "FunctionNotFound", "InvalidInput", "Job", "JobContext",
-    "JobNotFound", "JobStatus", "JoblineError", "LeaseLost", "NotFound", "RateLimited", "RetryIn", "ScheduleNotFound",
+    "JobNotFound", "JobStatus", "JoblineError", "LeaseLost", "NotFound", "RateLimited", "Retry", "RetryIn", "ScheduleNotFound",
     "SecretError", "SecretNotFound",
     "Task", "Unauthenticated", "Unavailable", "__version__",
 ]

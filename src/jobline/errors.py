@@ -6,6 +6,8 @@ Messages say what happened and what to do next.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class JoblineError(Exception):
     """Base class of every error jobline raises on purpose."""
@@ -123,23 +125,41 @@ class RateLimited(Unavailable):
 # jobline, so they do not derive from JoblineError.
 
 
+# Fail, Retry and RetryIn take an optional ``result``: what the attempt got although it failed,
+# kept as the job's result (a JSON value, as a handler returns). The http function keeps the
+# response of a 404 or a 503 this way, which jobline._http_response shows.
+
+
 class Fail(Exception):
     """Fail the job now, without further retries."""
 
-    def __init__(self, reason: str = "failed by handler"):
+    def __init__(self, reason: str = "failed by handler", *, result: Any = None):
         super().__init__(reason)
         self.reason = reason
+        self.result = result
+
+
+class Retry(Exception):
+    """Retry the job after its function's backoff (counts as an attempt; the last attempt fails
+    the job). Raising any other exception does the same; this one records only the exception's
+    type and reason, no traceback, and can keep a result."""
+
+    def __init__(self, reason: str = "retry requested by handler", *, result: Any = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.result = result
 
 
 class RetryIn(Exception):
     """Retry the job after ``seconds`` (counts as an attempt)."""
 
-    def __init__(self, seconds: float, reason: str = "retry requested by handler"):
+    def __init__(self, seconds: float, reason: str = "retry requested by handler", *, result: Any = None):
         if not 0 <= seconds <= 366 * 86400:
             raise InvalidInput(f"RetryIn seconds must be between 0 and one year, got {seconds!r}")
         super().__init__(reason)
         self.seconds = float(seconds)
         self.reason = reason
+        self.result = result
 
 
 class Cancel(Exception):

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from conftest import eventually
-from jobline import App, Cancel, Conflict, Fail, InvalidInput, JobNotFound, RetryIn
+from jobline import App, Cancel, Conflict, Fail, InvalidInput, JobNotFound, Retry, RetryIn
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,6 +86,48 @@ async def test_fail_stops_retries_and_exhausted_attempts_fail_with_each_error(ma
     assert job.last_error.startswith("ValueError: always")
     assert [a.outcome for a in attempts] == ["failed", "failed"]
     assert all("Traceback" in a.error for a in attempts)
+
+
+async def test_failing_attempts_keep_the_result_they_were_given_until_one_succeeds(make_app):
+    app = make_app()
+    calls = []
+
+    @app.function("flaky", max_attempts=3, backoff_base=60)
+    def flaky(payload):
+        calls.append(1)
+        if len(calls) == 1:
+            raise Retry("busy", result={"got": 503})
+        if len(calls) == 2:
+            raise RetryIn(60, "slow down", result={"got": 429})
+        return {"got": 200}
+
+    @app.function("refuse")
+    def refuse(payload):
+        raise Fail("not found", result={"got": 404})
+
+    @app.function("unstorable", max_attempts=1)
+    def unstorable(payload):
+        raise Retry("odd", result={"bad": object()})
+
+    async with app:
+        job = await app.enqueue_async("flaky")
+        refused = await app.enqueue_async("refuse")
+        odd = await app.enqueue_async("unstorable")
+        await app.process_async()
+        first = await app.get_job_async(job.id)
+        await app.store.job_run_now(job.id)
+        await app.process_async()
+        second = await app.get_job_async(job.id)
+        await app.store.job_run_now(job.id)
+        await app.process_async()
+        done, refused, odd = [await app.get_job_async(j.id) for j in (job, refused, odd)]
+        attempts = await app.store.attempt_list(job.id)
+    assert (first.status, first.result, first.last_error) == ("pending", {"got": 503}, "Retry: busy")
+    assert (second.status, second.result, second.last_error) == ("pending", {"got": 429}, "slow down")
+    assert (done.status, done.result) == ("succeeded", {"got": 200})
+    assert [a.error for a in attempts] == ["Retry: busy", "slow down", None]  # no traceback for a signal
+    assert (refused.status, refused.result, refused.last_error) == ("failed", {"got": 404}, "not found")
+    assert (odd.status, odd.result, odd.last_error) == ("failed", None, "Retry: odd")  # the failure still counts
 
 
 async def test_retry_in_reschedules_and_cancel_cascades_to_dependants(make_app):

@@ -8,7 +8,6 @@ assert that a refused destination was never connected to.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -24,7 +23,7 @@ import pytest
 from psycopg import errors as pg_errors
 
 import canary
-from conftest import eventually
+from conftest import eventually, running
 from jobline import App, vault
 from jobline.errors import InvalidInput
 from jobline.settings import Settings
@@ -57,18 +56,6 @@ def receiver():
         yield r
 
 
-@contextlib.asynccontextmanager
-async def running(app: App):
-    """A worker running in the background for the duration of the block."""
-    worker = await app.worker_async()
-    task = asyncio.create_task(worker.run(handle_signals=False))
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        await task
-
-
 async def finished(app: App, job_id: int, timeout: float = 15):
     async def check():
         job = await app.get_job_async(job_id)
@@ -80,9 +67,9 @@ async def finished(app: App, job_id: int, timeout: float = 15):
 # -- the call and its result -----------------------------------------------------------------------
 
 
-async def test_result_holds_status_elapsed_selected_headers_and_json_body(make_app, receiver):
+async def test_result_holds_status_elapsed_every_header_and_json_body(make_app, receiver):
     receiver.default = Reply(201, {"id": 7, "ok": True}, {"X-Request-Id": "req-1", "ETag": '"v1"',
-                                                          "X-Internal": "not kept"})
+                                                          "X-Internal": "kept too"})
     app = make_app()
     async with app:
         job = await app.enqueue_async("http", {"url": receiver.url("/hooks?a=1"), "params": {"b": 2, "c": True},
@@ -101,8 +88,12 @@ async def test_result_holds_status_elapsed_selected_headers_and_json_body(make_a
                                                                                         {"id": 7, "ok": True}, False)
     assert result["url"] == receiver.url("/hooks?a=1") and result["final_url"] == receiver.url("/hooks?a=1&b=2&c=true")
     assert 0 < result["elapsed_ms"] < 5000
-    assert set(result["headers"]) == {"content-type", "content-length", "etag", "date", "x-request-id"}
-    assert result["headers"]["x-request-id"] == "req-1"
+    # Every header (names in lower case), and how the server spelled them.
+    assert set(result["headers"]) == {"content-type", "content-length", "etag", "date", "x-request-id",
+                                      "x-internal", "server"}
+    assert result["headers"]["x-request-id"] == "req-1" and result["headers"]["x-internal"] == "kept too"
+    assert result["header_names"]["x-request-id"] == "X-Request-Id" and "headers_truncated" not in result
+    assert result["text"] == '{"id": 7, "ok": true}'  # the JSON body as it came, byte for byte
 
 
 async def test_method_defaults_and_text_bodies(make_app, receiver):
@@ -368,6 +359,24 @@ async def test_a_large_body_is_cut_at_the_cap_and_marked_truncated(make_app, rec
     assert (tiny["truncated"], len(tiny["body"])) == (True, 1000)
 
 
+async def test_headers_are_kept_up_to_16_kib_leaving_out_those_that_do_not_fit(make_app, receiver):
+    fillers = {f"X-Filler-{i:02}": "v" * 1000 for i in range(30)}
+    receiver.default = Reply(200, "ok", {**fillers, "X-Huge": "h" * 20_000, "Retry-After": "5"})
+    app = make_app()
+    async with app:
+        job = await app.enqueue_async("http", {"url": receiver.url()})
+        await app.process_async()
+        result = (await app.get_job_async(job.id)).result
+    headers = result["headers"]
+    kept = [name for name in headers if name.startswith("x-filler-")]
+    assert result["headers_truncated"] is True and "x-huge" not in headers
+    assert kept == [f"x-filler-{i:02}" for i in range(len(kept))] and 10 <= len(kept) < 30  # in order
+    # Short headers after the cap was reached are still kept.
+    assert (headers["retry-after"], headers["content-type"], headers["content-length"]) == (
+        "5", "text/plain; charset=utf-8", "2")
+    assert sum(len(k) + len(v) for k, v in headers.items()) <= 16 * 1024
+
+
 def _certificates(folder) -> tuple[str, tuple[str, str]]:
     """A test CA, and a certificate it signed for the name `localhost` only (no IP address)."""
     from cryptography import x509
@@ -561,6 +570,11 @@ BAD_SQL_CALLS = [
     ("jobline.http_get('https://example.com', params := '{\"q\": [1]}')", "params: the value of 'q'"),
     ("jobline.http_post('https://example.com', timeout_milliseconds := 0)", "timeout_milliseconds"),
     ("jobline.http_get('https://example.com', timeout_milliseconds := 600001)", "timeout_milliseconds"),
+    ("jobline.http_delete('https://example.com', headers := '[1]')", "headers must be a JSON object"),
+    ("jobline.http_post('https://example.com', headers := '{\"content-type\": \"text/plain\"}')",
+     'Content-Type header must be "application/json"'),
+    ("jobline.http_post('https://example.com', headers := '{\"Content-Type\": \"application/jsonp\"}')",
+     'Content-Type header must be "application/json"'),
 ]
 
 
@@ -577,6 +591,128 @@ def test_http_post_accepts_a_secret_reference_as_the_url_start(sql):
     [(job_id,)] = sql("SELECT jobline.http_post('{{secret:functions_url}}/adapter-health')")
     assert sql("SELECT function, payload->>'url' FROM jobline.jobs WHERE id = %s", [job_id]) == [
         ("http", "{{secret:functions_url}}/adapter-health")]
+
+
+def test_http_post_takes_any_json_content_type_and_adds_one_when_there_is_none(sql):
+    calls = {
+        "'{\"content-type\": \"application/json; charset=utf-8\"}'": {"content-type": "application/json; charset=utf-8"},
+        "'{\"Content-Type\": \"application/merge-patch+json\"}'": {"Content-Type": "application/merge-patch+json"},
+        "'{\"X-Other\": \"1\"}'": {"X-Other": "1", "Content-Type": "application/json"},
+        "NULL": {"Content-Type": "application/json"},  # as pg_net: NULL headers are none
+    }
+    for headers, stored in calls.items():
+        [(job_id,)] = sql(f"SELECT jobline.http_post('https://example.com', headers := {headers})")
+        assert sql("SELECT payload->'headers' FROM jobline.jobs WHERE id = %s", [job_id]) == [(stored,)], headers
+    [(get_id,)] = sql("SELECT jobline.http_get('https://example.com', NULL, NULL, 100)")
+    [(delete_id,)] = sql("SELECT jobline.http_delete('https://example.com', NULL, NULL, 100, '{\"k\": 1}')")
+    assert sql("SELECT payload FROM jobline.jobs WHERE id IN (%s, %s) ORDER BY id", [get_id, delete_id]) == [
+        ({"method": "GET", "url": "https://example.com", "params": {}, "headers": {}, "timeout_ms": 100},),
+        ({"method": "DELETE", "url": "https://example.com", "params": {}, "headers": {}, "timeout_ms": 100,
+          "body": {"k": 1}},)]
+
+
+# -- SQL: pg_net's responses (jobline._http_response, jobline._http_collect_response) --------------------
+
+
+def _collect(sql, job_id: int, function: str = "jobline._http_collect_response") -> tuple:
+    [row] = sql(f"SELECT status::text, message, (response).status_code, (response).headers, (response).body "
+                f"FROM {function}(%s)", [job_id])
+    return row
+
+
+def _sites(seen: Seen) -> Reply:
+    if seen.path == "/ok":  # JSON as a server writes it, spacing and all
+        return Reply(200, '{"b": 1,  "a": [1, 2]}\n', {"Content-Type": "application/json", "X-Mixed-Case": "v",
+                                                        "set-cookie": "a=1"})
+    if seen.path == "/missing":
+        return Reply(404, "no such thing")
+    if seen.path == "/empty":
+        return Reply(204)
+    return Reply(503, "busy")
+
+
+async def test_http_response_shows_each_call_once_settled_with_pg_nets_columns(make_app, receiver, sql):
+    receiver.respond = _sites
+    ids = {path: sql("SELECT jobline.http_get(%s)", [receiver.url(path)])[0][0]
+           for path in ("/ok", "/missing", "/empty", "/busy")}
+    app = make_app()
+    async with app:
+        await app.process_async()
+        # A call being retried has no row yet; collect says what it waits for.
+        assert sql("SELECT id FROM jobline._http_response ORDER BY id") == [(ids["/ok"],), (ids["/missing"],),
+                                                                            (ids["/empty"],)]
+        status, message, *response = _collect(sql, ids["/busy"])
+        assert (status, response) == ("PENDING", [None, None, None])
+        assert message.startswith("attempt 1 of 5 failed (HttpCallFailed: HTTP 503 Service Unavailable after ")
+        for _ in range(4):  # the retries, without waiting for their backoff
+            await app.store.job_run_now(ids["/busy"])
+            await app.process_async()
+        busy = await app.get_job_async(ids["/busy"])
+    rows = {r[0]: r[1:] for r in sql("SELECT id, status_code, content_type, headers, content, timed_out, error_msg, "
+                                     "created FROM jobline._http_response")}
+    status_code, content_type, headers, content, timed_out, error_msg, created = rows[ids["/ok"]]
+    assert (status_code, content_type, content, timed_out, error_msg) == (
+        200, "application/json", '{"b": 1,  "a": [1, 2]}\n', False, None)  # the body byte for byte
+    assert {"Content-Type", "X-Mixed-Case", "set-cookie", "Content-Length", "Server", "Date"} <= set(headers)
+    assert created == (await app.get_job_async(ids["/ok"])).finished_at
+    # An HTTP error status is a response, as in pg_net: error_msg is NULL; so is an empty body's content.
+    assert rows[ids["/missing"]][0:1] + rows[ids["/missing"]][3:6] == (404, "no such thing", False, None)
+    assert rows[ids["/empty"]][0:1] + rows[ids["/empty"]][3:6] == (204, None, False, None)
+    # The last attempt's response, once the attempts ran out.
+    assert (busy.status, busy.attempts) == ("failed", 5)
+    assert rows[ids["/busy"]][0:1] + rows[ids["/busy"]][3:6] == (503, "busy", False, None)
+    assert _collect(sql, ids["/busy"]) == ("SUCCESS", "ok", 503, rows[ids["/busy"]][2], "busy")
+    assert _collect(sql, ids["/ok"], "jobline.http_collect_response") == (
+        "SUCCESS", "ok", 200, headers, '{"b": 1,  "a": [1, 2]}\n')  # pg_net's older name
+    assert _collect(sql, 999) == ("ERROR", "request matching request_id not found", None, None, None)
+
+
+async def test_http_response_error_rows_say_why_no_response_came(make_app, receiver, sql):
+    receiver.default = Reply(hang=True)
+    blocked = sql("SELECT jobline.http_get('http://169.254.169.254/latest/meta-data/')")[0][0]
+    hanging = sql("SELECT jobline.http_get(%s, timeout_milliseconds := 200)", [receiver.url("/slow")])[0][0]
+    cancelled = sql("SELECT jobline.http_get('https://example.com/later')")[0][0]
+    app = make_app()  # loopback allowed, metadata not
+    async with app:
+        await app.store.job_cancel(cancelled)
+        await app.process_async()
+        for _ in range(4):
+            await app.store.job_run_now(hanging)
+            await app.process_async()
+    rows = {r[0]: r[1:] for r in sql("SELECT id, status_code, content, timed_out, error_msg FROM jobline._http_response")}
+    assert rows[blocked][:3] == (None, None, False)
+    assert rows[blocked][3].startswith("DestinationBlocked: destination 169.254.169.254 blocked")
+    assert rows[hanging][:3] == (None, None, True)
+    assert re.fullmatch(r"Timeout of 200 ms reached\. Total time: [0-9.]+ ms \(DNS time: [0-9.]+ ms, TCP/SSL "
+                        r"handshake time: [0-9.]+ ms, HTTP Request/Response time: [0-9.]+ ms\)", rows[hanging][3])
+    assert rows[cancelled] == (None, None, False, "cancelled by a person")
+    assert _collect(sql, hanging)[:2] == ("ERROR", rows[hanging][3])
+
+
+async def test_http_collect_response_waits_for_a_worker_but_not_in_vain(make_app, receiver, db_url):
+    app = make_app()
+    async with app, running(app), await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        async def one(query: str, *params) -> tuple:
+            return await (await conn.execute(query, params)).fetchone()
+
+        [job_id] = await one("SELECT jobline.http_get(%s)", receiver.url("/ok"))
+        assert await one("SELECT (r).status::text, ((r).response).status_code "
+                         "FROM jobline._http_collect_response(%s, async := false) r", job_id) == ("SUCCESS", 200)
+        # Queued by the very transaction that would wait: no worker can see it before it commits.
+        with pytest.raises(pg_errors.InvalidTransactionState, match="queued by this transaction"):
+            await conn.execute("SELECT jobline._http_collect_response(jobline.http_get(%s), false)",
+                               [receiver.url("/never")])
+        # A snapshot that never changes would never show the response either.
+        [later] = await one("SELECT jobline.enqueue('http', jsonb_build_object('url', %s::text), now() + '1 hour')",
+                            receiver.url("/later"))
+        assert await one("SELECT status::text, message FROM jobline._http_collect_response(%s)", later) == (
+            "PENDING", "queued, not sent yet")
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            with pytest.raises(pg_errors.InvalidTransactionState, match="needs READ COMMITTED"):
+                await conn.execute("SELECT jobline._http_collect_response(%s, false)", [later])
+            raise psycopg.Rollback()
+    assert [s.path for s in receiver.requests] == ["/ok"]
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -622,6 +758,9 @@ async def test_secret_references_are_resolved_and_the_plaintext_is_stored_nowher
     assert result["headers"]["x-request-id"] == "Bearer {{secret:hook_token}}"
     assert result["body"]["authorization"] == "Bearer {{secret:hook_token}}"
     assert "{{secret:hook_token}}" in result["final_url"] and "{{secret:hook_token}}" in result["body"]["body"]
+    # The body as it came, which jobline._http_response shows, is scrubbed the same way.
+    assert json.loads(result["text"]) == result["body"]
+    assert sql("SELECT content FROM jobline._http_response WHERE id = %s", [ok.id]) == [(result["text"],)]
     assert "HTTP 500" in jobs[failing.id].last_error and "{{secret:hook_token}}" in jobs[failing.id].last_error
     dump = sql("SELECT string_agg(row_to_json(j)::text, ' ') FROM jobline.jobs j")[0][0]
     dump += sql("SELECT coalesce(string_agg(row_to_json(a)::text, ' '), '') FROM jobline.attempts a")[0][0]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import contextvars
 import dataclasses
 import datetime as dt
@@ -52,7 +53,7 @@ import httpcore
 import httpx
 
 from .. import egress, vault
-from ..errors import DestinationBlocked, Fail, InvalidInput, RetryIn
+from ..errors import DestinationBlocked, Fail, InvalidInput, Retry, RetryIn
 from ..runtime.context import JobContext
 from ..settings import Settings
 
@@ -66,15 +67,19 @@ MAX_TIMEOUT_MS = 600_000
 CONNECT_TIMEOUT = 5.0             # seconds; the whole call is bounded by timeout_ms as well
 MAX_RETRY_AFTER = 86400.0
 ERROR_BODY_CHARS = 500
-KEPT_HEADERS = ("content-type", "content-length", "location", "retry-after", "etag", "date", "x-request-id")
+# The response's headers are kept while their names and values add up to at most this many bytes
+# (UTF-8); any that would go over are left out and `headers_truncated` is set. (httpcore reads
+# at most 100 KiB of headers.)
+MAX_HEADER_BYTES = 16 * 1024
 PAYLOAD_FIELDS = frozenset({"url", "method", "headers", "params", "body", "timeout_ms", "idempotency_key"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_HEADER_VALUE = re.compile(r"[\x00\r\n]")
 _URL_START = re.compile(r"(?i)https?://|\{\{secret:")
 
 
-class HttpCallFailed(Exception):
-    """A call that may succeed when retried: timeout, connection error, 429 or 5xx."""
+class HttpCallFailed(Retry):
+    """A call that may succeed when retried: timeout, connection error, 429 or 5xx. Its
+    ``result`` is the response, or why none came (see :func:`_no_response`)."""
 
 
 # -- what to send --------------------------------------------------------------------------------
@@ -194,14 +199,17 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        addresses = await self._vetted(host, port, timeout)
+        timing = _TIMING.get() or _Timing()
+        with timing.measuring("dns"):
+            addresses = await self._vetted(host, port, timeout)
         failure: Exception = httpcore.ConnectError("the host resolved to no address")
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(str(address), port, timeout=timeout,
-                                                     local_address=local_address, socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc  # try the next checked address, as a resolver-order fallback
+        with timing.measuring("handshake"):
+            for address in addresses:
+                try:
+                    return await self._inner.connect_tcp(str(address), port, timeout=timeout,
+                                                         local_address=local_address, socket_options=socket_options)
+                except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                    failure = exc  # try the next checked address, as a resolver-order fallback
         raise failure
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
@@ -278,6 +286,42 @@ class _Written:
 
 
 _WRITTEN: contextvars.ContextVar[_Written | None] = contextvars.ContextVar("jobline_http_written", default=None)
+
+
+@dataclasses.dataclass
+class _Timing:
+    """Where an attempt's time went, for the timeout message pg_net writes: resolving hosts and
+    making connections (TCP, then TLS), summed over redirect hops. The rest of the elapsed time
+    is the HTTP exchange. A reused keep-alive connection adds nothing to either."""
+
+    dns: float = 0.0          # seconds
+    handshake: float = 0.0
+    _tls_began: float = 0.0
+
+    @contextlib.contextmanager
+    def measuring(self, phase: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:  # a timeout that cuts the phase short counts too
+            setattr(self, phase, getattr(self, phase) + time.perf_counter() - began)
+
+    async def trace(self, event: str, info: dict) -> None:
+        """httpcore's trace extension: TLS starts above the stream GuardedBackend made."""
+        if event == "connection.start_tls.started":
+            self._tls_began = time.perf_counter()
+        elif event.startswith("connection.start_tls."):
+            self.handshake += time.perf_counter() - self._tls_began
+
+    def timeout_message(self, timeout_ms: int, elapsed_ms: float) -> str:
+        """pg_net's words for a timeout, so SQL that looks for them keeps working."""
+        dns, handshake = self.dns * 1000, self.handshake * 1000
+        http = max(elapsed_ms - dns - handshake, 0.0)
+        return (f"Timeout of {timeout_ms} ms reached. Total time: {elapsed_ms:f} ms (DNS time: {dns:f} ms, "
+                f"TCP/SSL handshake time: {handshake:f} ms, HTTP Request/Response time: {http:f} ms)")
+
+
+_TIMING: contextvars.ContextVar[_Timing | None] = contextvars.ContextVar("jobline_http_timing", default=None)
 
 
 class _QuietWhileSending(logging.Filter):
@@ -387,22 +431,25 @@ class HttpCaller:
                                        ctx.owner)
         scrubber = vault.Scrubber(secrets)
         written = _Written(call.url if vault.references(call.url) else None)
-        sending, writing = _SENDING.set(True), _WRITTEN.set(written)
+        timing = _Timing()
+        sending, writing, timed = _SENDING.set(True), _WRITTEN.set(written), _TIMING.set(timing)
         try:
-            return await self._send(call, ctx, secrets, scrubber, written)
+            return await self._send(call, ctx, secrets, scrubber, written, timing)
         except (Fail, RetryIn, HttpCallFailed):
             raise  # their messages hold no secret's value already
         except Exception as exc:
             # The one place resolved secrets exist: whatever escapes (a header encoding error, a
             # bug) is re-raised as text without them, and without its cause chained, because
             # the executor stores the message and traceback of what reaches it.
-            raise HttpCallFailed(_described(exc, scrubber, quotes_request=True)) from None
+            message = _described(exc, scrubber, quotes_request=True)
+            raise HttpCallFailed(message, result=_no_response(call, message)) from None
         finally:
+            _TIMING.reset(timed)
             _WRITTEN.reset(writing)
             _SENDING.reset(sending)
 
     async def _send(self, call: Call, ctx: JobContext, secrets: dict[str, str], scrubber: vault.Scrubber,
-                    written: _Written) -> dict:
+                    written: _Written, timing: _Timing) -> dict:
         url, headers, *data = vault.substitute(call.template, secrets)
         params, body = (call.params, call.body) if call.literal_data else data
         secret_headers = {name.lower() for name, value in call.headers.items() if vault.references(value)}
@@ -437,17 +484,19 @@ class HttpCaller:
                 # Merged into the URL's own query (httpx's params= would replace it; pg_net appends).
                 target = httpx.URL(url).copy_merge_params(params) if params else url
                 request = client.build_request(call.method, target, headers=request_headers, content=content,
-                                               timeout=httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT)))
+                                               timeout=httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT)),
+                                               extensions={"trace": timing.trace})
                 while True:
                     response = await client.send(request, stream=True)
                     if response.next_request is None:
                         break
                     await response.aclose()
                     if hops >= settings.http_max_redirects:
-                        raise Fail(f"{what}: more than {settings.http_max_redirects} redirects "
+                        message = (f"{what}: more than {settings.http_max_redirects} redirects "
                                    f"(JOBLINE_HTTP_MAX_REDIRECTS); "
                                    f"the last one was {response.status_code} to "
                                    f"{_kept(response.headers.get('location', '?'), scrubber)}")
+                        raise Fail(message, result=_no_response(call, message, elapsed()))
                     hops += 1
                     following = response.next_request
                     # A redirect target is the receiver's text, and a relative one keeps the
@@ -467,30 +516,41 @@ class HttpCaller:
         except DestinationBlocked as exc:
             log.warning("http.blocked", extra={"job_id": ctx.job_id, "attempt": ctx.attempt, "rule": exc.rule,
                                                "redirects": hops})
-            raise Fail(f"DestinationBlocked: {_kept_text(str(exc), scrubber)}") from None
+            message = f"DestinationBlocked: {_kept_text(str(exc), scrubber)}"
+            raise Fail(message, result=_no_response(call, message, elapsed())) from None
         except (TimeoutError, httpx.TimeoutException) as exc:
-            phase = _timeout_phase(exc)
-            raise HttpCallFailed(f"{what} timed out after {elapsed():g} ms{phase} "
-                                 f"(timeout_ms {call.timeout_ms})") from None
+            took = elapsed()
+            raise HttpCallFailed(f"{what} timed out after {took:g} ms{_timeout_phase(exc)} "
+                                 f"(timeout_ms {call.timeout_ms})",
+                                 result=_no_response(call, timing.timeout_message(call.timeout_ms, took), took,
+                                                     timed_out=True)) from None
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
-            raise Fail(f"{what}: {_described(exc, scrubber, quotes_request=True)}") from None
+            message = f"{what}: {_described(exc, scrubber, quotes_request=True)}"
+            raise Fail(message, result=_no_response(call, message, elapsed())) from None
         except httpx.HTTPError as exc:
-            raise HttpCallFailed(f"{what}: {_described(exc, scrubber)}") from None
+            message = f"{what}: {_described(exc, scrubber)}"
+            raise HttpCallFailed(message, result=_no_response(call, message, elapsed())) from None
 
         status = response.status_code
         truncated = more or len(raw) > limit
-        body, withheld = _body(raw, limit, truncated, response.headers.get("content-type"), scrubber)
+        body, text, withheld = _body(raw, limit, truncated, response.headers.get("content-type"), scrubber)
+        headers, spelled, headers_truncated = _headers(response.headers, scrubber)
         result = {
             "status": status,
             "reason": _kept(response.reason_phrase, scrubber),
             "elapsed_ms": elapsed(),
             "url": call.url,
             "final_url": _final_url(call, response, hops, secrets, scrubber),
-            "headers": _kept({name: response.headers[name] for name in KEPT_HEADERS if name in response.headers},
-                             scrubber),
+            "headers": headers,
             "body": body,
             "truncated": truncated,
         }
+        if spelled:
+            result["header_names"] = spelled
+        if headers_truncated:
+            result["headers_truncated"] = True
+        if text is not None:
+            result["text"] = text
         if withheld is not None:
             result["body_withheld"] = withheld
         log.debug("http.responded", extra={"job_id": ctx.job_id, "attempt": ctx.attempt, "status": status,
@@ -509,11 +569,46 @@ class HttpCaller:
         else:
             excerpt = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
         message = summary + (f"\n{excerpt[:ERROR_BODY_CHARS]}" if excerpt else "")
+        # The response is the attempt's result all the same: jobline._http_response shows it.
         if delay is not None:
-            raise RetryIn(delay, message)
+            raise RetryIn(delay, message, result=result)
         if status == 429 or status >= 500:
-            raise HttpCallFailed(message)
-        raise Fail(message)
+            raise HttpCallFailed(message, result=result)
+        raise Fail(message, result=result)
+
+
+def _no_response(call: Call, error: str, elapsed_ms: float | None = None, *, timed_out: bool = False) -> dict:
+    """The result of an attempt that got no response: why (our own text, or text scrubbed
+    already), and whether it timed out (jobline._http_response's timed_out)."""
+    result = {"url": call.url, "error": error, "timed_out": timed_out}
+    if elapsed_ms is not None:
+        result["elapsed_ms"] = elapsed_ms
+    return result
+
+
+def _headers(headers: httpx.Headers, scrubber: vault.Scrubber) -> tuple[dict, dict, bool]:
+    """Every response header, scrubbed, within MAX_HEADER_BYTES: (headers by lower-case name, a
+    repeated one's values joined with ", "; the names the server spelled otherwise, by lower-case
+    name; whether some were left out). Taken in order, leaving out any header that would go over
+    the cap (so one huge header does not push out a short Content-Type after it). A value is
+    scrubbed whole and never cut, so a cut cannot leave part of a secret's value behind."""
+    kept: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    size = 0
+    left_out = False
+    for raw_name, raw_value in headers.raw:
+        name = _kept_text(raw_name.decode("latin-1"), scrubber)
+        value = _kept_text(raw_value.decode(headers.encoding, errors="replace"), scrubber)
+        grown = size + len(name.encode()) + len(value.encode())
+        if grown > MAX_HEADER_BYTES:
+            left_out = True
+            continue
+        size = grown
+        key = name.lower()
+        kept[key] = f"{kept[key]}, {value}" if key in kept else value
+        if name != key:
+            spelled[key] = name
+    return kept, spelled, left_out
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
@@ -532,10 +627,11 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
 
 
 def _body(raw: bytes, limit: int, truncated: bool, content_type: str | None,
-          scrubber: vault.Scrubber) -> tuple[Any, dict | None]:
+          scrubber: vault.Scrubber) -> tuple[Any, str | None, dict | None]:
     """The body as the result keeps it: parsed JSON when it says it is JSON and is whole, else
-    text, scrubbed; and, when it is withheld instead (then it is None), why, its size and its
-    SHA-256.
+    text, scrubbed; the text as it came (decoded, scrubbed) when the body is parsed JSON, so
+    jobline._http_response.content is the body as sent rather than JSON written again; and,
+    when it is withheld instead (then both are None), why, its size and its SHA-256.
 
     It is decoded by its byte-order mark, else its declared charset, else as JSON's rules
     detect (RFC 8259: UTF-8, 16 or 32) for JSON, else as UTF-8. A scrubber sees values only in
@@ -548,17 +644,18 @@ def _body(raw: bytes, limit: int, truncated: bool, content_type: str | None,
     try:
         text, head = _decode(raw, limit if truncated else len(raw), encoding, "strict" if scrubber else "replace")
     except UnicodeDecodeError:
-        return None, _withheld(raw[:limit], f"it is not {encoding} text, and the call sent secrets")
+        return None, None, _withheld(raw[:limit], f"it is not {encoding} text, and the call sent secrets")
     if scrubber and "\x00" in text:
-        return None, _withheld(raw[:limit], f"it holds NUL characters as {encoding} (text in another encoding?), "
-                                            "and the call sent secrets")
+        return None, None, _withheld(raw[:limit], f"it holds NUL characters as {encoding} (text in another "
+                                                  "encoding?), and the call sent secrets")
+    # PostgreSQL's jsonb cannot store NUL characters.
+    shown = _kept_text(scrubber.scrub_cut(text.replace("\x00", "\ufffd"), head), scrubber)
     if is_json and not truncated and text.strip():
         try:
-            return _kept(_without_nul(json.loads(text, parse_constant=_refuse_constant)), scrubber), None
+            return _kept(_without_nul(json.loads(text, parse_constant=_refuse_constant)), scrubber), shown, None
         except (ValueError, RecursionError):
             pass  # kept as text
-    # PostgreSQL's jsonb cannot store NUL characters.
-    return _kept_text(scrubber.scrub_cut(text.replace("\x00", "\ufffd"), head), scrubber), None
+    return shown, None, None
 
 
 def _content_type(value: str | None) -> tuple[str, str | None]:

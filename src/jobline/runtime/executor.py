@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..db.store import Store
-from ..errors import Cancel, Fail, RetryIn
+from ..errors import Cancel, Fail, InvalidInput, Retry, RetryIn
 from ..job import encode_result
 from .context import JobContext
 from .registry import Function, Registry
@@ -47,6 +47,15 @@ def _describe(exc: BaseException, with_traceback: bool = True) -> str:
     if with_traceback:
         text += "\n\n" + "".join(traceback.format_exception(exc))
     return text[:MAX_ERROR_CHARS]
+
+
+def _kept_result(value: Any) -> str | None:
+    """The result a failing attempt left (Fail, Retry, RetryIn), as JSON text; None when there
+    is none, or when it cannot be stored (the failure itself is still recorded)."""
+    try:
+        return encode_result(value)
+    except InvalidInput:
+        return None
 
 
 def first_line(error: str | None, limit: int = 200) -> str | None:
@@ -78,11 +87,16 @@ class Executor:
                     value = await self._call(function, payload, job)
             result = encode_result(value)
         except Fail as signal:
-            return self._outcome(job, started_at, "failed", "failed", error=signal.reason)
+            return self._outcome(job, started_at, "failed", "failed", error=signal.reason,
+                                 result=_kept_result(signal.result))
         except Cancel as signal:
             return self._outcome(job, started_at, "cancelled", "cancelled", error=signal.reason)
         except RetryIn as signal:
-            return self._failure(job, function, started_at, signal.reason, retry_in=signal.seconds)
+            return self._failure(job, function, started_at, signal.reason, retry_in=signal.seconds,
+                                 result=_kept_result(signal.result))
+        except Retry as signal:
+            return self._failure(job, function, started_at, _describe(signal, with_traceback=False),
+                                 result=_kept_result(signal.result))
         except TimeoutError as exc:
             elapsed = time.perf_counter() - began
             if function.timeout is not None and elapsed >= function.timeout:
@@ -109,12 +123,12 @@ class Executor:
         return await loop.run_in_executor(self._threads, call)
 
     def _failure(self, job: tuple, function: Function, started_at: float, error: str, *,
-                 outcome: str = "failed", retry_in: float | None = None) -> Outcome:
+                 outcome: str = "failed", retry_in: float | None = None, result: str | None = None) -> Outcome:
         attempt, max_attempts = job[3], job[4]
         if attempt >= max_attempts:
-            return self._outcome(job, started_at, "failed", outcome, error=error)
+            return self._outcome(job, started_at, "failed", outcome, error=error, result=result)
         delay = function.backoff.delay(attempt) if retry_in is None else retry_in
-        return self._outcome(job, started_at, "pending", outcome, error=error, retry_in=delay)
+        return self._outcome(job, started_at, "pending", outcome, error=error, retry_in=delay, result=result)
 
     def _outcome(self, job: tuple, started_at: float, status: str, outcome: str, **fields) -> Outcome:
         return Outcome(job_id=job[0], attempt=job[3], status=status, outcome=outcome, function=job[1],
