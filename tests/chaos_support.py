@@ -47,6 +47,7 @@ LEASE_SECONDS = 4.0
 KILL_EVERY = (2.0, 4.0)      # seconds between kills, drawn uniformly
 GROUP_EVERY = 0.5            # a group of about six jobs every half second
 MAX_ATTEMPTS = 20            # kills use attempts up; flaky jobs fail at most twice by design
+                             # (fragile jobs have 2, so that some fail for good)
 FINAL = ("succeeded", "failed", "cancelled")
 
 SCHEDULERS = 3
@@ -104,13 +105,17 @@ class Fleet:
 
 
 def _group(rng: random.Random) -> list[dict]:
-    """One group of the stream: three quick jobs, maybe a slow one and a flaky one, and maybe
-    dependants of those (a quick job after one or two of them, sometimes a chain of two)."""
+    """One group of the stream: three quick jobs, maybe a slow one, a flaky one and a fragile one,
+    and maybe dependants of those (a quick job after one or two of them, sometimes a chain of two)."""
     specs = [{"kind": "quick"} for _ in range(3)]
     if rng.random() < 0.5:
         specs.append({"kind": "slow", "seconds": round(rng.uniform(1.1, 1.5) * LEASE_SECONDS, 2)})
     if rng.random() < 0.5:
         specs.append({"kind": "flaky", "fail_before": rng.choice([2, 3])})
+    if rng.random() < 0.25:
+        # Slow with two attempts only: two kills fail it for good, and cancel its dependants.
+        specs.append({"kind": "fragile", "seconds": round(rng.uniform(1.1, 1.5) * LEASE_SECONDS, 2),
+                      "max_attempts": 2})
     if rng.random() < 0.6:
         # Indexes into this group: a dependant waits for earlier jobs of the same group.
         parents = rng.sample(range(len(specs)), k=min(len(specs), rng.choice([1, 1, 2])))
@@ -124,9 +129,10 @@ async def _enqueue_group(conn: psycopg.AsyncConnection, rng: random.Random, run:
     ids: list[int] = []
     for spec in _group(rng):
         after = [ids[i] for i in spec.pop("after_index", [])]
+        max_attempts = spec.pop("max_attempts", MAX_ATTEMPTS)
         payload = {"run": run, **spec, "after": after}
         cur = await conn.execute("SELECT jobline.enqueue('step', %s::jsonb, max_attempts => %s, depends_on => %s)",
-                                 [json.dumps(payload), MAX_ATTEMPTS, after or None])
+                                 [json.dumps(payload), max_attempts, after or None])
         ids.append((await cur.fetchone())[0])
     return ids
 
@@ -336,6 +342,7 @@ async def run_scheduler_kills(db_url: str, sql, processes: list, seconds: float,
     await eventually(lambda: sql("SELECT count(DISTINCT schedule_id) FROM jobline.schedule_runs")[0][0] == 2,
                      timeout=60, interval=0.1)
     kills = rounds = 0
+    kill_times: list[dt.datetime] = []                     # database clock
     outages: list[tuple[dt.datetime, dt.datetime]] = []   # database clock: all down, all started again
     began = time.monotonic()
     while True:
@@ -343,8 +350,9 @@ async def run_scheduler_kills(db_url: str, sql, processes: list, seconds: float,
         if time.monotonic() >= began + seconds:
             break
         rounds += 1
-        if rounds % OUTAGE_EVERY == 0:
-            down_at = sql("SELECT now()")[0][0]
+        kill_times.append(sql("SELECT now()")[0][0])
+        if rounds % OUTAGE_EVERY == OUTAGE_EVERY // 2:  # the first one early, so a short run has one
+            down_at = kill_times[-1]
             for process in list(fleet.live):
                 fleet.kill(process)
                 kills += 1
@@ -358,7 +366,7 @@ async def run_scheduler_kills(db_url: str, sql, processes: list, seconds: float,
             fleet.start()
     codes = fleet.stop_all()
     assert codes == [0] * len(codes), f"a scheduler did not stop cleanly: {codes} (logs in {logs})"
-    figures = check_ticks(sql, outages)
+    figures = check_ticks(sql, outages, kill_times)
     figures.update(seed=seed, seconds=round(time.monotonic() - began, 1), kills=kills, outages=len(outages),
                    schedulers_started=fleet.started)
     return figures
@@ -376,11 +384,12 @@ def _missed_ticks(cron: Cron, message: str) -> list[dt.datetime]:
     return ticks
 
 
-def check_ticks(sql, outages: list[tuple[dt.datetime, dt.datetime]] = ()) -> dict:
+def check_ticks(sql, outages: list[tuple[dt.datetime, dt.datetime]] = (), kill_times: list[dt.datetime] = ()) -> dict:
     """Every tick from each schedule's first run to its last has exactly one job (a created run),
     or is recorded as missed or skipped; no job without its run; next_run_at is the tick after
     the last run. Returns per-schedule figures, with the missed ticks that fell in an outage
-    (all schedulers down) told apart from the others."""
+    (all schedulers down) told apart from the others, and the latest ticks outside outages with
+    the seconds since the kill before them."""
     figures = {}
     for schedule_id, name, expression, timezone, function, next_run_at in sql(
             "SELECT id, name, expression, timezone, function, next_run_at FROM jobline.schedules ORDER BY id"):
@@ -425,14 +434,21 @@ def check_ticks(sql, outages: list[tuple[dt.datetime, dt.datetime]] = ()) -> dic
         def in_outage(tick: dt.datetime) -> bool:
             return any(down - dt.timedelta(seconds=1) <= tick <= up + OUTAGE_SLACK for down, up in outages)
 
-        # How late ticks fired while at least one scheduler ran (a catch-up run after an outage
-        # is as late as the outage was long).
-        late = max(((created_at - tick_at).total_seconds() for tick_at, status, _, _, created_at in runs
-                    if status == "created" and not in_outage(tick_at)), default=0.0)
+        # How late ticks fired while at least one scheduler ran, once the kills began (a catch-up
+        # run after an outage is as late as the outage was long; the first ticks wait for the
+        # first scheduler to start).
+        late = sorted(((created_at - tick_at).total_seconds(), tick_at) for tick_at, status, _, _, created_at in runs
+                      if status == "created" and not in_outage(tick_at)
+                      and (not kill_times or tick_at >= kill_times[0]))[-3:]  # not the first start
+
+        def since_kill(tick: dt.datetime) -> float | None:
+            before = [k for k in kill_times if k <= tick]
+            return round((tick - max(before)).total_seconds(), 3) if before else None
         figures[name] = {"ticks": len(expected), "jobs": len(created), "missed": len(missed),
                          "missed_in_outages": sum(map(in_outage, missed)), "missed_notes": notes[:5],
                          "skipped": len(skipped), "lost": 0, "duplicates": 0,
-                         "max_seconds_late_outside_outages": round(late, 3)}
+                         "max_seconds_late_outside_outages": round(late[-1][0], 3) if late else 0.0,
+                         "latest_outside_outages": [(round(secs, 3), since_kill(t)) for secs, t in reversed(late)]}
     return figures
 
 
