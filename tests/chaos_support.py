@@ -66,23 +66,27 @@ def _pace(seconds: float):
     return asyncio.sleep(seconds)
 
 
-def _open_log(logs: Path, name: str):
-    logs.mkdir(parents=True, exist_ok=True)
-    return open(logs / f"{name}.log", "w")
+def _open_log(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "w")
 
 
 class Fleet:
     """Processes of one kind that the driver kills and replaces; logs go to files in ``logs``."""
 
-    def __init__(self, args: list[str], db_url: str, processes: list, logs: Path, env: dict):
-        self.args, self.db_url, self.processes, self.logs, self.env = args, db_url, processes, logs, env
+    def __init__(self, name: str, args: list[str], db_url: str, processes: list, logs: Path, env: dict):
+        # stop_all() reads worker.started, an INFO line, in each log.
+        self.name, self.args, self.db_url, self.env = name, args, db_url, {"JOBLINE_LOG_LEVEL": "info", **env}
+        self.processes, self.logs = processes, logs
         self.live: list[subprocess.Popen] = []
         self.started = 0
 
     def start(self) -> subprocess.Popen:
         self.started += 1
-        with _open_log(self.logs, f"{self.args[-1]}-{self.started:04d}") as log:
+        path = self.logs / f"{self.name}-{self.started:04d}.log"
+        with _open_log(path) as log:
             process = start_jobline(self.args, self.db_url, output=log, **self.env)
+        process.log_path = path
         self.processes.append(process)
         self.live.append(process)
         return process
@@ -92,8 +96,11 @@ class Fleet:
         process.wait(timeout=30)
         self.live.remove(process)
 
-    def stop_all(self, timeout: float = 60) -> list[int]:
-        """SIGTERM every live process; their exit codes."""
+    async def stop_all(self, timeout: float = 60) -> list[int]:
+        """SIGTERM every live process once it is up; their exit codes. (A process still
+        starting has no signal handler yet, and SIGTERM would end it with -15.)"""
+        await eventually(lambda: all("worker.started" in p.log_path.read_text() for p in self.live),
+                         timeout=60, interval=0.1)
         for process in self.live:
             process.send_signal(signal.SIGTERM)
         codes = [process.wait(timeout=timeout) for process in self.live]
@@ -151,7 +158,7 @@ async def run_soak(db_url: str, sql, processes: list, seconds: float, logs: Path
     rng = random.Random(seed)
     run = secrets.token_hex(8)
     dbname = conninfo_to_dict(db_url)["dbname"]
-    fleet = Fleet(["--app", "apps.chaos:soak", "worker", "--concurrency", str(CONCURRENCY),
+    fleet = Fleet("worker", ["--app", "apps.chaos:soak", "worker", "--concurrency", str(CONCURRENCY),
                    "--lease", str(LEASE_SECONDS), "--grace", "10"], db_url, processes, logs,
                   {"JOBLINE_POLL_INTERVAL": "0.2"})
     for _ in range(WORKERS):
@@ -190,7 +197,7 @@ async def run_soak(db_url: str, sql, processes: list, seconds: float, logs: Path
     unfinished = "SELECT count(*) FROM jobline.jobs WHERE status IN ('waiting', 'pending', 'running')"
     await eventually(lambda: sql(unfinished)[0][0] == 0, timeout=max(120.0, seconds / 2), interval=0.2)
     drain_seconds = time.monotonic() - last_kill
-    codes = fleet.stop_all()
+    codes = await fleet.stop_all()
     assert codes == [0] * len(codes), f"a worker did not stop cleanly after the drain: {codes} (logs in {logs})"
 
     figures = check_soak(sql, run=run, dbname=dbname, killed=killed, job_ids=job_ids)
@@ -335,7 +342,7 @@ async def run_scheduler_kills(db_url: str, sql, processes: list, seconds: float,
     # be skipped while the first job waits.
     sql("SELECT jobline.schedule(%s, '2 seconds', 'SELECT 1')", [RUNTIME_SCHEDULE])
     sql("UPDATE jobline.schedules SET overlap = 'allow' WHERE name = %s", [RUNTIME_SCHEDULE])
-    fleet = Fleet(["--app", "apps.chaos:ticks", "scheduler"], db_url, processes, logs, {})
+    fleet = Fleet("scheduler", ["--app", "apps.chaos:ticks", "scheduler"], db_url, processes, logs, {})
     for _ in range(SCHEDULERS):
         fleet.start()
     # Both schedules have fired (the code one exists once a scheduler has reconciled it).
@@ -364,7 +371,7 @@ async def run_scheduler_kills(db_url: str, sql, processes: list, seconds: float,
             fleet.kill(rng.choice(fleet.live))
             kills += 1
             fleet.start()
-    codes = fleet.stop_all()
+    codes = await fleet.stop_all()
     assert codes == [0] * len(codes), f"a scheduler did not stop cleanly: {codes} (logs in {logs})"
     figures = check_ticks(sql, outages, kill_times)
     figures.update(seed=seed, seconds=round(time.monotonic() - began, 1), kills=kills, outages=len(outages),
