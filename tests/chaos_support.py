@@ -145,8 +145,9 @@ async def _enqueue_group(conn: psycopg.AsyncConnection, rng: random.Random, run:
 
 
 def _worker_of(sql, pid: int) -> str | None:
-    """The worker id a (now dead) process registered, if it got that far. Ids carry a random
-    part, so a reused pid cannot be mistaken for it once it is dead: the newest row is its."""
+    """The worker id a process registered, if it got that far; call it once the process is dead.
+    The newest row with its pid is its own; if it never registered, the newest is that of an
+    earlier process of the run with the same pid, which died the same way and is counted already."""
     rows = sql("SELECT id FROM jobline.workers WHERE pid = %s ORDER BY started_at DESC LIMIT 1", [pid])
     return rows[0][0] if rows else None
 
