@@ -166,13 +166,15 @@ def processes():
         process.communicate(timeout=10)
 
 
-def start_jobline(args: list[str], db_url: str, **env) -> subprocess.Popen:
-    """Start `python -m jobline ...` as a real process against ``db_url``."""
+def start_jobline(args: list[str], db_url: str, *, output=subprocess.PIPE, **env) -> subprocess.Popen:
+    """Start `python -m jobline ...` as a real process against ``db_url``. Its output goes to a pipe
+    (read it with communicate()), or to ``output``: a long run that nobody reads must not block
+    on a full pipe."""
     environment = {**os.environ, "JOBLINE_DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
                    "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]),
                    **{k: str(v) for k, v in env.items()}}
     return subprocess.Popen([sys.executable, "-m", "jobline", *args], env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
 def enqueue(sql, function: str, owner: str | None, **options) -> int:
