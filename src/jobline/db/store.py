@@ -16,7 +16,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import (Conflict, DatabaseError, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
                       SecretNotFound)
@@ -84,19 +84,44 @@ _RECONCILE_COLUMNS = {"name": "names", "expression": "expressions", "timezone": 
                       "catch_up": "catch_ups", "catch_up_max": "catch_up_maxes"}
 
 
+# How long psycopg_pool keeps one reconnection attempt going before giving up on it: it tries
+# again after 1 s, then after what is left of this window (its delays double from 1 s, capped by
+# the window), then calls reconnect_failed, where _reconnect_again starts a new attempt at once.
+# So while the database is away it is tried about every second, however long the outage lasts.
+# psycopg_pool's default (300 s) lets the delays double to 64 s, 128 s...: the time to notice that
+# PostgreSQL is back grew with the outage (27.9 s after a 30 s one). Measured in
+# docs/concepts/reliability.md; tests/e2e/test_recovery.py keeps it.
+RECONNECT_WINDOW_SECONDS = 2.0
+
+
+async def _reconnect_again(pool: AsyncConnectionPool) -> None:
+    """The pool's reconnect_failed hook: one reconnection attempt ran out its window. check()
+    refills a pool that lost its connections (documented since psycopg_pool 3.1.5) by starting
+    a new attempt, whose delays start again from 1 s."""
+    if not pool.closed:
+        await pool.check()
+
+
 class Store:
-    """Async access to one jobline database through a connection pool."""
+    """Async access to one jobline database through a connection pool.
+
+    ``timeout`` is how long a caller waits for a connection (JOBLINE_POOL_TIMEOUT) before a
+    DatabaseError: every connection is in use, or the database is unreachable.
+    """
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, synchronous_commit: bool = True,
-                 prepared_statements: bool = True):
+                 prepared_statements: bool = True, timeout: float = 30.0):
         self.url = url
+        self.timeout = timeout
         # Server-side prepared statements (psycopg prepares a query on its 5th use) do not survive
         # a transaction-mode pooler that hands each transaction another server connection.
         connect_kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 5 if prepared_statements else None}
         if not synchronous_commit:
             connect_kwargs["options"] = "-c synchronous_commit=off"
         self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=connect_kwargs,
-                                         open=False, name="jobline")
+                                         open=False, name="jobline", timeout=timeout,
+                                         reconnect_timeout=RECONNECT_WINDOW_SECONDS,
+                                         reconnect_failed=_reconnect_again)
 
     async def open(self) -> None:
         with translate_errors():
@@ -109,15 +134,24 @@ class Store:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection from the pool (autocommit)."""
         with translate_errors():
-            async with self._pool.connection() as pooled:
-                yield pooled
+            try:
+                async with self._pool.connection() as pooled:
+                    yield pooled
+            except PoolTimeout as exc:
+                raise DatabaseError(f"no database connection within {self.timeout:g} s (JOBLINE_POOL_TIMEOUT): "
+                                    f"the database is unreachable, or all {self._pool.max_size} connections of "
+                                    "this pool are in use") from exc
 
     async def connect_listener(self, channels: Sequence[str]) -> psycopg.AsyncConnection:
         """A dedicated connection (outside the pool) that LISTENs on ``channels``."""
         with translate_errors():
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            for channel in channels:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            try:
+                for channel in channels:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            except BaseException:
+                await conn.close()
+                raise
             return conn
 
     async def _fetch(self, query: str, params: dict | None = None, *, rows=dict_row,

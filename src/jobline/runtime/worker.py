@@ -82,7 +82,7 @@ class Worker:
         # whose commits do not wait for the WAL flush unless configured to: losing such a write
         # in a server crash only makes a job run again, which at-least-once delivery allows.
         self.bookkeeping = Store(store.url, max_size=3, synchronous_commit=settings.worker_synchronous_commit,
-                                 prepared_statements=settings.prepared_statements)
+                                 prepared_statements=settings.prepared_statements, timeout=settings.pool_timeout)
         self.registry = registry
         self.settings = settings
         self.id = worker_id or new_worker_id()
