@@ -26,6 +26,7 @@ from ..errors import DatabaseError
 from ..schedule import ScheduleSpec
 from ..settings import Settings
 from .completer import Completer
+from .connections import ConnectionLimit
 from .executor import Executor, Outcome, first_line
 from .heartbeat import Heartbeat
 from .inflight import InFlight
@@ -106,7 +107,8 @@ class Worker:
         self.functions = registry.names()
         self.wake = asyncio.Event()
         self.inflight = InFlight(self.concurrency, self.wake)
-        self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256))
+        self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256),
+                                 connections=ConnectionLimit(settings.handler_connections, settings.pool_timeout))
         self.completer = Completer(self.bookkeeping, self.inflight, self.id)
         self.jobs = jobs  # False: claim nothing (a scheduler-only process)
         self.schedule_wake = asyncio.Event()
