@@ -6,6 +6,7 @@ psycopg errors are translated here, and only here, into jobline's error types.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -113,6 +114,7 @@ class Store:
                  prepared_statements: bool = True, timeout: float = 30.0):
         self.url = url
         self.timeout = timeout
+        self._checking: asyncio.Future | None = None
         # Server-side prepared statements (psycopg prepares a query on its 5th use) do not survive
         # a transaction-mode pooler that hands each transaction another server connection.
         connect_kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 5 if prepared_statements else None}
@@ -128,6 +130,8 @@ class Store:
             await self._pool.open(wait=True, timeout=15)
 
     async def close(self) -> None:
+        if self._checking is not None:
+            await asyncio.wait({self._checking}, timeout=5)  # quick: each idle connection answers or fails
         await self._pool.close()
 
     @contextlib.asynccontextmanager
@@ -136,11 +140,25 @@ class Store:
         with translate_errors():
             try:
                 async with self._pool.connection() as pooled:
-                    yield pooled
+                    try:
+                        yield pooled
+                    finally:
+                        if pooled.broken:
+                            self._check_soon()
             except PoolTimeout as exc:
                 raise DatabaseError(f"no database connection within {self.timeout:g} s (JOBLINE_POOL_TIMEOUT): "
                                     f"the database is unreachable, or all {self._pool.max_size} connections of "
                                     "this pool are in use") from exc
+
+    def _check_soon(self) -> None:
+        """A connection broke (the server restarted, or its backend was terminated): its idle
+        siblings are most likely dead too. Test them all now, in the background, and replace the
+        dead ones, rather than let each caller find one, fail and pause in turn."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.ensure_future(self._pool.check())
+            # check() handles connection errors itself; anything else is retrieved (and dropped)
+            # here rather than reported as "never retrieved" when the loop closes.
+            self._checking.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def connect_listener(self, channels: Sequence[str]) -> psycopg.AsyncConnection:
         """A dedicated connection (outside the pool) that LISTENs on ``channels``."""
