@@ -32,14 +32,13 @@ class JobContext:
     owner: str | None
     worker_id: str
     store: Store | None = dataclasses.field(repr=False)   # None in a remote worker
+    # The process's bound on handler connections (None: unbounded, for a context made by hand).
+    connections: ConnectionLimit | None = dataclasses.field(default=None, repr=False, compare=False)
+    _opened: list = dataclasses.field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def database_url(self) -> str:
         return self.require_store().url
-
-    # The process's bound on handler connections (None: unbounded, for a context made by hand).
-    connections: ConnectionLimit | None = dataclasses.field(default=None, repr=False, compare=False)
-    _opened: list = dataclasses.field(default_factory=list, init=False, repr=False, compare=False)
 
     def connect(self) -> psycopg.Connection:
         """A new sync connection to jobline's database. Use it as a context manager, which closes
@@ -71,14 +70,16 @@ class JobContext:
         return conn
 
     def close_left_open(self) -> None:
-        """Close the sync connections the handler left open (it has returned): frees their slots."""
+        """Close the sync connections the handler left open, once it has returned (the executor
+        calls this): frees their slots."""
         self._warn_left_open()
         for conn in self._opened:
             if isinstance(conn, psycopg.Connection):
                 conn.close()
 
     async def close_left_open_async(self) -> None:
-        """Close every connection the handler left open (it has returned): frees their slots."""
+        """Close every connection the handler left open, once it has returned (the executor calls
+        this): frees their slots."""
         self._warn_left_open()
         for conn in self._opened:
             if isinstance(conn, psycopg.AsyncConnection):
