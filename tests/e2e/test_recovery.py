@@ -115,13 +115,12 @@ def ticked_since(url: str, since) -> bool:
 # use it again. 8 s is generous (under 1 s is usual, see docs/concepts/reliability.md) and still
 # below what the uncapped backoff usually took after 16 s; the chaos runs hold the 5 s.
 OUTAGES = [
-    pytest.param(16, 8.0, id="16s"),
+    pytest.param(16, 8.0, id="16s", marks=pytest.mark.timeout(240)),
     pytest.param(30, 5.0, id="30s", marks=[pytest.mark.chaos, pytest.mark.timeout(300)]),
     pytest.param(300, 5.0, id="5min", marks=[pytest.mark.chaos, pytest.mark.timeout(900)]),
 ]
 
 
-@pytest.mark.timeout(240)
 @pytest.mark.parametrize(("outage_s", "bound"), OUTAGES)
 def test_every_process_uses_the_database_again_soon_after_an_outage(processes, outage_s, bound):
     server, started = processes
