@@ -171,7 +171,8 @@ class App:
     async def open_async(self) -> Store:
         if self._store is None:
             url = connect.ready_database_url(self.settings)
-            store = Store(url, prepared_statements=self.settings.prepared_statements)
+            store = Store(url, prepared_statements=self.settings.prepared_statements,
+                          timeout=self.settings.pool_timeout)
             await store.open()
             self._store = store
         return self._store

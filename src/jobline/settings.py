@@ -37,6 +37,13 @@ class Settings:
     worker_synchronous_commit: bool = False
     # Off behind a transaction-mode pooler (PgBouncer, Supavisor): see docs/howto/deploy.md.
     prepared_statements: bool = True
+    # How long a caller waits for a database connection (from a pool of jobline's, or a
+    # handler's ctx.connect() slot) before failing with DatabaseError: all are in use, or the
+    # database is unreachable. A role that fails this way retries; a request answers 503.
+    pool_timeout: float = 30.0
+    # Connections a process's handlers may hold at once through ctx.connect() and
+    # ctx.connect_async(); one more waits up to pool_timeout for another to close.
+    handler_connections: int = 10
     # Retention of finished jobs, per final state (failures are kept longer to debug them).
     retain_succeeded_seconds: float = 7 * 86400
     retain_failed_seconds: float = 30 * 86400
@@ -87,6 +94,10 @@ class Settings:
             raise ConfigError(f"JOBLINE_LEASE_SECONDS must be between 1 and 86400, got {self.lease_seconds}")
         if not 0.01 <= self.poll_interval <= 3600:
             raise ConfigError(f"JOBLINE_POLL_INTERVAL must be between 0.01 and 3600 seconds, got {self.poll_interval}")
+        if not 0.1 <= self.pool_timeout <= 3600:
+            raise ConfigError(f"JOBLINE_POOL_TIMEOUT must be between 0.1 and 3600 seconds, got {self.pool_timeout}")
+        if not 1 <= self.handler_connections <= 1000:
+            raise ConfigError(f"JOBLINE_HANDLER_CONNECTIONS must be between 1 and 1000, got {self.handler_connections}")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log format must be 'text' or 'json', got {self.log_format!r}")
         for name in ("retain_succeeded_seconds", "retain_failed_seconds", "retain_cancelled_seconds"):

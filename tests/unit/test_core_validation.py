@@ -103,6 +103,20 @@ def test_a_bad_forwarded_allow_ips_is_a_config_error_naming_the_variable(value):
     assert "Traceback" not in str(caught.value)
 
 
+def test_pool_timeout_and_handler_connections_settings_are_read_and_validated():
+    settings = Settings.from_env({"JOBLINE_POOL_TIMEOUT": "2.5", "JOBLINE_HANDLER_CONNECTIONS": "3"})
+    assert settings.pool_timeout == 2.5 and settings.handler_connections == 3
+    defaults = Settings.from_env({})
+    assert defaults.pool_timeout == 30 and defaults.handler_connections == 10
+    for env, message in [({"JOBLINE_POOL_TIMEOUT": "soon"}, "JOBLINE_POOL_TIMEOUT must be a number"),
+                         ({"JOBLINE_POOL_TIMEOUT": "0"}, "JOBLINE_POOL_TIMEOUT must be between 0.1 and 3600"),
+                         ({"JOBLINE_POOL_TIMEOUT": "7200"}, "JOBLINE_POOL_TIMEOUT must be between"),
+                         ({"JOBLINE_HANDLER_CONNECTIONS": "2.5"}, "JOBLINE_HANDLER_CONNECTIONS must be a number"),
+                         ({"JOBLINE_HANDLER_CONNECTIONS": "0"}, "JOBLINE_HANDLER_CONNECTIONS must be between 1 and 1000")]:
+        with pytest.raises(ConfigError, match=message):
+            Settings.from_env(env)
+
+
 def test_prepared_statements_setting_reads_on_and_off():
     assert Settings.from_env({"JOBLINE_PREPARED_STATEMENTS": "off"}).prepared_statements is False
     assert Settings.from_env({}).prepared_statements is True

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..app import App
 from ..db.store import Store
+from ..runtime.connections import ConnectionLimit
 from ..runtime.maintenance import Maintenance
 from ..settings import Settings, forwarded_proxies
 from ..tasks import Tasks
@@ -45,6 +46,7 @@ class Api:
     limiter: FailureLimiter
     metrics: Metrics
     threads: ThreadPoolExecutor | None = None   # sync handlers invoked at /functions/v1/<name>
+    connections: ConnectionLimit | None = None  # their ctx.connect() connections, bounded
     tasks: Tasks | None = None
 
     @property
@@ -90,6 +92,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
         store = await app.open_async()
         api.tasks = Tasks(store, app.settings.remote_lease_seconds)
         api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency, thread_name_prefix="jobline-invoke")
+        api.connections = ConnectionLimit(app.settings.handler_connections, app.settings.pool_timeout)
         rescuer = Maintenance(store, app.settings) if maintenance else None
         if rescuer is not None:
             rescuer.start()

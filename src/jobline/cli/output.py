@@ -80,3 +80,11 @@ def setup_logging(log_format: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # psycopg_pool has no handler of its own, so Python printed its warnings as bare lines (not
+    # JSON with --log-format json): one per reconnection attempt, about every second while the
+    # database is away. jobline's roles log the outage themselves (service.interrupted,
+    # listener.disconnected); the pool's errors still come through, formatted.
+    pool = logging.getLogger("psycopg.pool")
+    pool.handlers[:] = [handler]
+    pool.setLevel(max(logging.ERROR, root.level))
+    pool.propagate = False

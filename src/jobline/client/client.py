@@ -319,7 +319,8 @@ class Client:
         async with self._db_lock:
             if self._tasks is None:
                 store = Store(self.settings.database_url, max_size=self.pool_size,
-                              prepared_statements=self.settings.prepared_statements)
+                              prepared_statements=self.settings.prepared_statements,
+                              timeout=self.settings.pool_timeout)
                 try:
                     await store.open()
                 except BaseException:

@@ -6,6 +6,7 @@ psycopg errors are translated here, and only here, into jobline's error types.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import (Conflict, DatabaseError, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
                       SecretNotFound)
@@ -87,40 +88,91 @@ _RECONCILE_COLUMNS = {"name": "names", "expression": "expressions", "timezone": 
                       "catch_up": "catch_ups", "catch_up_max": "catch_up_maxes"}
 
 
+# How long psycopg_pool keeps one reconnection attempt going before giving up on it: it tries
+# again after 1 s, then after what is left of this window (its delays double from 1 s, capped by
+# the window), then calls reconnect_failed, where _reconnect_again starts a new attempt at once.
+# So while the database is away it is tried about every second, however long the outage lasts.
+# psycopg_pool's default (300 s) lets the delays double to 64 s, 128 s...: the time to notice that
+# PostgreSQL is back grew with the outage (27.9 s after a 30 s one). Measured in
+# docs/concepts/reliability.md; tests/e2e/test_recovery.py keeps it.
+RECONNECT_WINDOW_SECONDS = 2.0
+
+
+async def _reconnect_again(pool: AsyncConnectionPool) -> None:
+    """The pool's reconnect_failed hook: one reconnection attempt ran out its window. check()
+    refills a pool that lost its connections (documented since psycopg_pool 3.1.5) by starting
+    a new attempt, whose delays start again from 1 s."""
+    if not pool.closed:
+        await pool.check()
+
+
 class Store:
-    """Async access to one jobline database through a connection pool."""
+    """Async access to one jobline database through a connection pool.
+
+    ``timeout`` is how long a caller waits for a connection (JOBLINE_POOL_TIMEOUT) before a
+    DatabaseError: every connection is in use, or the database is unreachable.
+    """
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, synchronous_commit: bool = True,
-                 prepared_statements: bool = True):
+                 prepared_statements: bool = True, timeout: float = 30.0):
         self.url = url
+        self.timeout = timeout
+        self._checking: asyncio.Future | None = None
         # Server-side prepared statements (psycopg prepares a query on its 5th use) do not survive
         # a transaction-mode pooler that hands each transaction another server connection.
         connect_kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 5 if prepared_statements else None}
         if not synchronous_commit:
             connect_kwargs["options"] = "-c synchronous_commit=off"
         self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=connect_kwargs,
-                                         open=False, name="jobline")
+                                         open=False, name="jobline", timeout=timeout,
+                                         reconnect_timeout=RECONNECT_WINDOW_SECONDS,
+                                         reconnect_failed=_reconnect_again)
 
     async def open(self) -> None:
         with translate_errors():
             await self._pool.open(wait=True, timeout=15)
 
     async def close(self) -> None:
+        if self._checking is not None:
+            await asyncio.wait({self._checking}, timeout=5)  # quick: each idle connection answers or fails
         await self._pool.close()
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection from the pool (autocommit)."""
         with translate_errors():
-            async with self._pool.connection() as pooled:
-                yield pooled
+            try:
+                async with self._pool.connection() as pooled:
+                    try:
+                        yield pooled
+                    finally:
+                        if pooled.broken:
+                            self._check_soon()
+            except PoolTimeout as exc:
+                raise DatabaseError(f"no database connection within {self.timeout:g} s (JOBLINE_POOL_TIMEOUT): "
+                                    f"the database is unreachable, or all {self._pool.max_size} connections of "
+                                    "this pool are in use") from exc
+
+    def _check_soon(self) -> None:
+        """A connection broke (the server restarted, or its backend was terminated): its idle
+        siblings are most likely dead too. Test them all now, in the background, and replace the
+        dead ones, rather than let each caller find one, fail and pause in turn."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.ensure_future(self._pool.check())
+            # check() handles connection errors itself; anything else is retrieved (and dropped)
+            # here rather than reported as "never retrieved" when the loop closes.
+            self._checking.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def connect_listener(self, channels: Sequence[str]) -> psycopg.AsyncConnection:
         """A dedicated connection (outside the pool) that LISTENs on ``channels``."""
         with translate_errors():
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            for channel in channels:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            try:
+                for channel in channels:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            except BaseException:
+                await conn.close()
+                raise
             return conn
 
     async def _fetch(self, query: str, params: dict | None = None, *, rows=dict_row,

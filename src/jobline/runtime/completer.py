@@ -37,6 +37,13 @@ class Completer(Service):
     def put(self, outcome: Outcome) -> None:
         self.queue.put_nowait(outcome)
 
+    def take_unrecorded(self) -> list[int]:
+        """Empty the queue (once stopped); returns the ids of the jobs whose outcomes were not written."""
+        ids = []
+        while not self.queue.empty():
+            ids.append(self.queue.get_nowait().job_id)
+        return ids
+
     async def run(self) -> None:
         # Stopping waits until every outcome already handed over is written.
         while not (self.stopping.is_set() and self.queue.empty()):
@@ -68,9 +75,10 @@ class Completer(Service):
                 "started_at": [o.started_at for o in batch],
                 "finished_at": [o.finished_at for o in batch],
             })
-        except Exception:
+        except BaseException:
             # Put the batch back and let the service loop pause and retry: the leases keep
-            # the jobs ours meanwhile (the heartbeat goes on renewing them).
+            # the jobs ours meanwhile (the heartbeat goes on renewing them). Cancelled (a stop
+            # that timed out), the batch stays counted by take_unrecorded().
             for outcome in batch:
                 self.queue.put_nowait(outcome)
             raise

@@ -1,12 +1,14 @@
 """JobContext: what a handler may know about the job it runs, and a way into the database.
 
 A remote worker (`jobline worker --remote`) has no database: its contexts hold no store, and
-asking one for a connection raises a JoblineError saying so.
+asking one for a connection raises a JoblineError saying so. Connections are bounded per
+process (runtime/connections.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -15,6 +17,9 @@ from ..errors import JoblineError
 
 if TYPE_CHECKING:
     from ..db.store import Store
+    from .connections import ConnectionLimit
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,18 +32,67 @@ class JobContext:
     owner: str | None
     worker_id: str
     store: Store | None = dataclasses.field(repr=False)   # None in a remote worker
+    # The process's bound on handler connections (None: unbounded, for a context made by hand).
+    connections: ConnectionLimit | None = dataclasses.field(default=None, repr=False, compare=False)
+    _opened: list = dataclasses.field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def database_url(self) -> str:
         return self.require_store().url
 
     def connect(self) -> psycopg.Connection:
-        """A new sync connection to jobline's database (use it as a context manager)."""
-        return psycopg.connect(self.require_store().url)
+        """A new sync connection to jobline's database. Use it as a context manager, which closes
+        it; at most JOBLINE_HANDLER_CONNECTIONS are open at once in a process, and one more
+        waits up to JOBLINE_POOL_TIMEOUT for another to close (then DatabaseError).
+
+        >>> with ctx.connect() as conn:  # doctest: +SKIP
+        ...     conn.execute("UPDATE accounts SET active = false WHERE id = %s", [payload["id"]])
+        """
+        url = self.require_store().url
+        if self.connections is None:
+            return psycopg.connect(url)
+        conn = self.connections.connect(url)
+        self._opened.append(conn)
+        return conn
 
     async def connect_async(self) -> psycopg.AsyncConnection:
-        """A new async connection to jobline's database (use it as an async context manager)."""
-        return await psycopg.AsyncConnection.connect(self.require_store().url)
+        """A new async connection to jobline's database (use it as an async context manager),
+        bounded as :meth:`connect`.
+
+        >>> async with await ctx.connect_async() as conn:  # doctest: +SKIP
+        ...     await conn.execute("SELECT 1")
+        """
+        url = self.require_store().url
+        if self.connections is None:
+            return await psycopg.AsyncConnection.connect(url)
+        conn = await self.connections.connect_async(url)
+        self._opened.append(conn)
+        return conn
+
+    def close_left_open(self) -> None:
+        """Close the sync connections the handler left open, once it has returned (the executor
+        calls this): frees their slots."""
+        self._warn_left_open()
+        for conn in self._opened:
+            if isinstance(conn, psycopg.Connection):
+                conn.close()
+
+    async def close_left_open_async(self) -> None:
+        """Close every connection the handler left open, once it has returned (the executor calls
+        this): frees their slots."""
+        self._warn_left_open()
+        for conn in self._opened:
+            if isinstance(conn, psycopg.AsyncConnection):
+                await conn.close()
+            else:
+                conn.close()
+
+    def _warn_left_open(self) -> None:
+        left = sum(1 for conn in self._opened if conn._jobline_release.pending)
+        if left:
+            log.warning("handler.connections_left_open", extra={"job_id": self.job_id, "function": self.function,
+                                                                 "count": left, "fix": "use `with ctx.connect() as "
+                                                                 "conn:` (or async with), which closes it"})
 
     def require_store(self) -> Store:
         """The store, or a JoblineError when the job runs in a remote worker (no database)."""

@@ -20,6 +20,7 @@ from typing import Any
 from ..db.store import Store
 from ..errors import Cancel, Fail, InvalidInput, Retry, RetryIn
 from ..job import encode_result
+from .connections import ConnectionLimit
 from .context import JobContext
 from .registry import Function, Registry
 
@@ -58,17 +59,38 @@ def _kept_result(value: Any) -> str | None:
         return None
 
 
+async def call_handler(function: Function, payload: dict, ctx: JobContext | None, threads: ThreadPoolExecutor) -> Any:
+    """Call a handler with what it takes (the payload, ``ctx``): an async one on this loop, a
+    sync one in ``threads``. Once it has returned, the connections it left open are closed (a
+    sync handler that timed out goes on running in its thread: closed when it returns)."""
+    args: tuple = (payload,) if function.takes_payload else ()
+    if function.wants_context:
+        args += (ctx,)
+    if function.is_async:
+        try:
+            return await function.handler(*args)
+        finally:
+            if ctx is not None:
+                await ctx.close_left_open_async()
+    future = threads.submit(functools.partial(contextvars.copy_context().run, function.handler, *args))
+    if ctx is not None:
+        future.add_done_callback(lambda _: ctx.close_left_open())
+    return await asyncio.wrap_future(future)
+
+
 def first_line(error: str | None, limit: int = 200) -> str | None:
     """The summary line of an error text (for logs and listings)."""
     return error.strip().split("\n", 1)[0][:limit] if error and error.strip() else None
 
 
 class Executor:
-    def __init__(self, store: Store | None, registry: Registry, worker_id: str, threads: int):
+    def __init__(self, store: Store | None, registry: Registry, worker_id: str, threads: int,
+                 connections: ConnectionLimit | None = None):
         # store is None in a remote worker: handlers' contexts then have no database.
         self.store = store
         self.registry = registry
         self.worker_id = worker_id
+        self.connections = connections  # the bound on handlers' own connections (ctx.connect())
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobline-handler")
 
     def close(self) -> None:
@@ -110,17 +132,12 @@ class Executor:
         return self._outcome(job, started_at, "succeeded", "succeeded", result=result)
 
     async def _call(self, function: Function, payload: dict, job: tuple) -> Any:
-        args: tuple = ()
-        if function.takes_payload:
-            args = (payload,)
+        ctx = None
         if function.wants_context:
             job_id, name, _, attempt, max_attempts, queue, owner = job
-            args += (JobContext(job_id, attempt, max_attempts, name, queue, owner, self.worker_id, self.store),)
-        if function.is_async:
-            return await function.handler(*args)
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, function.handler, *args)
-        return await loop.run_in_executor(self._threads, call)
+            ctx = JobContext(job_id, attempt, max_attempts, name, queue, owner, self.worker_id, self.store,
+                             self.connections)
+        return await call_handler(function, payload, ctx, self._threads)
 
     def _failure(self, job: tuple, function: Function, started_at: float, error: str, *,
                  outcome: str = "failed", retry_in: float | None = None, result: str | None = None) -> Outcome:

@@ -4,7 +4,8 @@ A process may run only some roles: `jobline scheduler` is a Worker without jobs.
 
 Shutdown (SIGTERM/SIGINT, or ``stop()``): stop claiming, give running jobs ``grace_seconds``
 to finish, record their outcomes, hand the unfinished ones back to the queue without
-counting the interrupted attempt, and unregister.
+counting the interrupted attempt, and unregister. Those last writes get FINAL_WRITES_SECONDS,
+so that a worker whose database is down still exits.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from ..db.store import JOBS_CHANNEL, SCHEDULES_CHANNEL, Store
+from ..errors import DatabaseError
 from ..schedule import ScheduleSpec
 from ..settings import Settings
 from .completer import Completer
+from .connections import ConnectionLimit
 from .executor import Executor, Outcome, first_line
 from .heartbeat import Heartbeat
 from .inflight import InFlight
@@ -33,6 +38,13 @@ from .scheduler import Scheduler
 from .service import install_stop_signals
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# After the grace, a stopping worker's last writes (handing back unfinished jobs, recording
+# outcomes, unregistering) get this long in all: a worker whose database is down must still
+# exit. So a worker exits at most grace + FINAL_WRITES_SECONDS + a few seconds after SIGTERM.
+FINAL_WRITES_SECONDS = 3.0
 
 
 def new_worker_id() -> str:
@@ -82,7 +94,7 @@ class Worker:
         # whose commits do not wait for the WAL flush unless configured to: losing such a write
         # in a server crash only makes a job run again, which at-least-once delivery allows.
         self.bookkeeping = Store(store.url, max_size=3, synchronous_commit=settings.worker_synchronous_commit,
-                                 prepared_statements=settings.prepared_statements)
+                                 prepared_statements=settings.prepared_statements, timeout=settings.pool_timeout)
         self.registry = registry
         self.settings = settings
         self.id = worker_id or new_worker_id()
@@ -95,7 +107,8 @@ class Worker:
         self.functions = registry.names()
         self.wake = asyncio.Event()
         self.inflight = InFlight(self.concurrency, self.wake)
-        self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256))
+        self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256),
+                                 connections=ConnectionLimit(settings.handler_connections, settings.pool_timeout))
         self.completer = Completer(self.bookkeeping, self.inflight, self.id)
         self.jobs = jobs  # False: claim nothing (a scheduler-only process)
         self.schedule_wake = asyncio.Event()
@@ -172,7 +185,10 @@ class Worker:
         return summary
 
     async def _shutdown(self) -> None:
-        await self.producer.stop()
+        # Stop claiming, and the roles draining does not need, at once (each is cancelled if it
+        # is stuck on a database that does not answer: see Service.stop).
+        await asyncio.gather(*(service.stop() for service in (self.producer, self.scheduler, self.maintenance,
+                                                              self.notifier) if service is not None))
         drained = asyncio.ensure_future(self.inflight.wait_empty())
         hurried = asyncio.ensure_future(self._hurry.wait())
         await asyncio.wait({drained, hurried}, timeout=self.grace_seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -181,17 +197,38 @@ class Worker:
         unfinished = [h for h in self.inflight.held() if h.task is not None and not h.task.done()]
         for held in unfinished:
             held.task.cancel()
+        # What is left to write gets FINAL_WRITES_SECONDS in all, so that a worker whose
+        # database is down still exits. Whatever is not written is safe: the leases expire and
+        # the jobs are rescued (the interrupted attempts then count).
+        deadline = time.monotonic() + FINAL_WRITES_SECONDS
         if unfinished:
             ids = [h.job_id for h in unfinished]
-            handed = await self.bookkeeping.job_hand_back_many(worker_id=self.id, ids=ids)
+            handed = await self._final_write("hand back", deadline,
+                                             self.bookkeeping.job_hand_back_many(worker_id=self.id, ids=ids))
             for held in unfinished:
                 self.inflight.release(held.job_id)
-            log.warning("jobs.handed_back", extra={"count": handed, "job_ids": ids})
-        await self.completer.stop()
-        for service in (self.heartbeat, self.maintenance, self.scheduler, self.notifier):
-            if service is not None:
-                await service.stop()
+            if handed is not None:
+                log.warning("jobs.handed_back", extra={"count": handed, "job_ids": ids})
+        await self.completer.stop(timeout=max(0.0, deadline - time.monotonic()))
+        unrecorded = self.completer.take_unrecorded()
+        if unrecorded:
+            log.warning("jobs.unrecorded", extra={"count": len(unrecorded), "job_ids": unrecorded,
+                                                  "reason": "the database did not answer in time; their leases "
+                                                            "expire and they run again"})
+        await self.heartbeat.stop()
         self.executor.close()
-        await self.bookkeeping.worker_unregister(self.id)
+        if self.jobs:  # a scheduler-only process never registered
+            await self._final_write("unregister", deadline, self.bookkeeping.worker_unregister(self.id))
         await self.bookkeeping.close()
         log.info("worker.stopped", extra={"worker_id": self.id})
+
+    async def _final_write(self, what: str, deadline: float, write: Awaitable[T]) -> T | None:
+        """``write``'s result, or None (logged) if the database failed or did not answer by ``deadline``."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await write
+        except (DatabaseError, TimeoutError) as exc:
+            log.warning("worker.write_skipped", extra={"worker_id": self.id, "write": what,
+                                                       "error": str(exc).strip() or "the database did not answer "
+                                                       f"within {FINAL_WRITES_SECONDS:g} s"})
+            return None

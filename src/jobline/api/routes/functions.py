@@ -22,8 +22,6 @@ synchronously and answers with its result (the Edge Function runtime of seed 000
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import json
 import logging
 import math
@@ -35,7 +33,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from ...errors import Cancel, Fail, FunctionNotFound, InvalidInput, RetryIn
 from ...job import BUILTIN_FUNCTIONS, MAX_PAYLOAD_BYTES
 from ...runtime.context import JobContext
-from ...runtime.executor import first_line
+from ...runtime.executor import call_handler, first_line
 from ...runtime.registry import Function
 from ..errors import ApiError
 from ..models import ErrorOut
@@ -132,13 +130,10 @@ async def _invoke(request: Request, function: Function, payload: dict, owner: st
 
 
 async def _call(api, function: Function, payload: dict, owner: str | None) -> Any:
-    args: tuple = (payload,) if function.takes_payload else ()
+    ctx = None
     if function.wants_context:
-        args += (JobContext(None, 1, 1, function.name, function.queue, owner, "gateway", api.store),)
-    if function.is_async:
-        return await function.handler(*args)
-    call = functools.partial(contextvars.copy_context().run, function.handler, *args)
-    return await asyncio.get_running_loop().run_in_executor(api.threads, call)
+        ctx = JobContext(None, 1, 1, function.name, function.queue, owner, "gateway", api.store, api.connections)
+    return await call_handler(function, payload, ctx, api.threads)
 
 
 def _response_json(value: Any) -> bytes:
