@@ -90,6 +90,7 @@ class Attempt:
     finished_at: dt.datetime
     outcome: str
     error: str | None
+    traceback: str | None = None  # for operators: it names the server's files
 
     @property
     def duration_ms(self) -> float:

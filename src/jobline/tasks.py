@@ -20,7 +20,7 @@ from typing import Any
 from .auth import Principal
 from .db.store import Store
 from .errors import Forbidden, InvalidInput, LeaseLost
-from .job import BUILTIN_FUNCTIONS, Job, check_ids, check_name, encode_result
+from .job import BUILTIN_FUNCTIONS, Attempt, Job, check_ids, check_name, encode_result
 from .retry import DEFAULT_BACKOFF
 
 MAX_TASK_TYPES = 100
@@ -110,7 +110,7 @@ class Tasks:
         # task_hold makes it write nothing.
         done = await self.store.job_complete_many(lease_token, {
             "ids": [task_id], "attempts": [attempt], "statuses": [status], "retry_in": [retry_in],
-            "results": [result], "errors": [error], "outcomes": [outcome],
+            "results": [result], "errors": [error], "tracebacks": [None], "outcomes": [outcome],
             "started_at": [held["started_at"].timestamp()], "finished_at": [time.time()]})
         if not done:
             await self._lost(owner, task_id)
@@ -157,6 +157,16 @@ def public_job(job: Job) -> dict[str, Any]:
     claimant's alone to know, so it reads "remote"."""
     out = job.to_dict()
     out["worker_id"] = public_worker_id(out["worker_id"])
+    return out
+
+
+def public_attempt(attempt: Attempt, caller: Principal) -> dict[str, Any]:
+    """Attempt.to_dict() for a caller of the API: the worker id as in :func:`public_job`, and the
+    traceback, which names the server's files, for the service only."""
+    out = attempt.to_dict()
+    out["worker_id"] = public_worker_id(out["worker_id"])
+    if not caller.is_service:
+        del out["traceback"]
     return out
 
 

@@ -125,6 +125,18 @@ def test_show_has_the_finished_attempts_and_hides_a_remote_lease(client, sql):
                                                                                                  "remote")
 
 
+def test_an_attempts_traceback_is_shown_to_the_service_only(client, sql):
+    job_id = enqueue(sql, "render", "alice")
+    sql("""INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error, traceback)
+           VALUES (%s, 1, 'w1', now(), now(), 'failed', 'ValueError: no good',
+                   'Traceback (most recent call last):\n  File "/srv/app/tasks.py", line 7')""", [job_id])
+    [users] = client.get(f"/api/jobs/{job_id}", headers=ALICE).json()["attempts"]
+    [services] = client.get(f"/api/jobs/{job_id}", headers=SERVICE).json()["attempts"]
+    assert users["error"] == services["error"] == "ValueError: no good"
+    assert "traceback" not in users and "/srv/app" not in str(users)
+    assert services["traceback"].startswith("Traceback") and "/srv/app/tasks.py" in services["traceback"]
+
+
 def test_steering_a_job(client, sql):
     job_id = enqueue(sql, "render", "alice", run_at="2030-01-01T00:00:00Z")
     now = client.post(f"/api/jobs/{job_id}/run-now", headers=ALICE).json()

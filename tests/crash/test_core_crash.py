@@ -83,8 +83,8 @@ async def test_sigterm_hands_back_a_job_that_outlives_the_grace_period(db_url, s
     await eventually(lambda: sql("SELECT count(*) FROM ledger WHERE job_id = %s", [job_id])[0][0] == 1)
     began = time.monotonic()
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=15) == 0
-    assert time.monotonic() - began < 5
+    assert worker.wait(timeout=25) == 0
+    assert time.monotonic() - began < 25  # well before the job's 30 s: it was handed back
     assert sql("SELECT status, attempts, worker_id FROM jobline.jobs WHERE id = %s", [job_id]) == [
         ("pending", 0, None)]
 
@@ -97,12 +97,15 @@ async def test_retries_follow_the_backoff(db_url, sql, processes):
                      timeout=20)
     starts = [row[0] for row in sql("SELECT started_at FROM ledger WHERE job_id = %s ORDER BY attempt", [job_id])]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
-    # base 0.5 s, factor 2, jitter 10 %: 0.45-0.55 s then 0.9-1.1 s, plus claim latency.
-    assert 0.45 <= gaps[0] <= 0.55 + 0.15, gaps
-    assert 0.9 <= gaps[1] <= 1.1 + 0.15, gaps
-    errors = sql("SELECT attempt, outcome, error FROM jobline.attempts WHERE job_id = %s ORDER BY attempt", [job_id])
-    assert [(a, o) for a, o, _ in errors] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
-    assert "failing attempt 1 on purpose" in errors[0][2] and "Traceback" in errors[0][2]
+    # base 0.5 s, factor 2, jitter 10 %: 0.45-0.55 s then 0.9-1.1 s, plus claim latency, which a
+    # busy machine stretches (so the upper bounds are loose; the lower ones are the backoff's).
+    assert 0.45 <= gaps[0] <= 0.55 + 2, gaps
+    assert 0.9 <= gaps[1] <= 1.1 + 2, gaps
+    errors = sql("SELECT attempt, outcome, error, traceback FROM jobline.attempts WHERE job_id = %s ORDER BY attempt",
+                 [job_id])
+    assert [(a, o) for a, o, _, _ in errors] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert "failing attempt 1 on purpose" in errors[0][2] and "Traceback" not in errors[0][2]
+    assert "Traceback (most recent call last)" in errors[0][3] and errors[2][3] is None
 
 
 async def test_timeout_counts_as_a_failed_attempt(db_url, sql, processes):

@@ -32,7 +32,7 @@ def insert(sql, **columns) -> int:
 def outcome(job_id, attempt, status="succeeded", outcome_="succeeded", error=None, result=None, retry_in=None):
     now = time.time()
     return {"ids": [job_id], "attempts": [attempt], "statuses": [status], "retry_in": [retry_in],
-            "results": [result], "errors": [error], "outcomes": [outcome_], "started_at": [now], "finished_at": [now]}
+            "results": [result], "errors": [error], "tracebacks": [None], "outcomes": [outcome_], "started_at": [now], "finished_at": [now]}
 
 
 async def test_job_claim_many_takes_priority_then_run_at_then_id(bookkeeping, sql):

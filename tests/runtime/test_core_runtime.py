@@ -83,9 +83,11 @@ async def test_fail_stops_retries_and_exhausted_attempts_fail_with_each_error(ma
         job = await app.get_job_async(failing.id)
         attempts = await app.store.attempt_list(failing.id)
     assert (job.status, job.attempts) == ("failed", 2)
-    assert job.last_error.startswith("ValueError: always")
+    assert job.last_error == "ValueError: always"  # the message only: the traceback is the attempt's
     assert [a.outcome for a in attempts] == ["failed", "failed"]
-    assert all("Traceback" in a.error for a in attempts)
+    assert all(a.error == "ValueError: always" for a in attempts)
+    assert all(a.traceback.startswith("Traceback (most recent call last)") and 'raise ValueError("always")'
+               in a.traceback for a in attempts)
 
 
 async def test_failing_attempts_keep_the_result_they_were_given_until_one_succeeds(make_app):

@@ -153,6 +153,7 @@ class AttemptOut(Out):
     finished_at: str
     outcome: str
     error: str | None
+    traceback: str | None = Field(None, description="Where the handler raised; shown to service credentials only")
     duration_ms: float
 
 

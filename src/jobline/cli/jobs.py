@@ -113,6 +113,9 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     click.echo("")
     table([{**a.to_dict(), "error": (a.error or "").strip().split("\n", 1)[0] or None} for a in attempts],
           ["attempt", "outcome", "worker_id", "started_at", "duration_ms", "error"], empty="no attempts yet")
+    last = next((a for a in reversed(attempts) if a.traceback), None)
+    if last is not None:
+        click.echo(f"\ntraceback of attempt {last.attempt}:\n{last.traceback.rstrip()}")
 
 
 def _json_line(value) -> str:

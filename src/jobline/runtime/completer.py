@@ -71,6 +71,7 @@ class Completer(Service):
                 "retry_in": [o.retry_in for o in batch],
                 "results": [o.result for o in batch],
                 "errors": [o.error for o in batch],
+                "tracebacks": [o.traceback for o in batch],
                 "outcomes": [o.outcome for o in batch],
                 "started_at": [o.started_at for o in batch],
                 "finished_at": [o.finished_at for o in batch],

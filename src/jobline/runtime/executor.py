@@ -41,13 +41,15 @@ class Outcome:
     result: str | None = None   # JSON text
     error: str | None = None
     retry_in: float | None = None
+    traceback: str | None = None  # for operators only: it names the server's files
 
 
-def _describe(exc: BaseException, with_traceback: bool = True) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if with_traceback:
-        text += "\n\n" + "".join(traceback.format_exception(exc))
-    return text[:MAX_ERROR_CHARS]
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))[:MAX_ERROR_CHARS]
 
 
 def _kept_result(value: Any) -> str | None:
@@ -117,18 +119,17 @@ class Executor:
             return self._failure(job, function, started_at, signal.reason, retry_in=signal.seconds,
                                  result=_kept_result(signal.result))
         except Retry as signal:
-            return self._failure(job, function, started_at, _describe(signal, with_traceback=False),
-                                 result=_kept_result(signal.result))
+            return self._failure(job, function, started_at, _describe(signal), result=_kept_result(signal.result))
         except TimeoutError as exc:
             elapsed = time.perf_counter() - began
             if function.timeout is not None and elapsed >= function.timeout:
                 message = f"timed out after {function.timeout:g} s"
                 return self._failure(job, function, started_at, message, outcome="timeout")
-            return self._failure(job, function, started_at, _describe(exc))
+            return self._failure(job, function, started_at, _describe(exc), traceback=_traceback(exc))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return self._failure(job, function, started_at, _describe(exc))
+            return self._failure(job, function, started_at, _describe(exc), traceback=_traceback(exc))
         return self._outcome(job, started_at, "succeeded", "succeeded", result=result)
 
     async def _call(self, function: Function, payload: dict, job: tuple) -> Any:
@@ -140,12 +141,14 @@ class Executor:
         return await call_handler(function, payload, ctx, self._threads)
 
     def _failure(self, job: tuple, function: Function, started_at: float, error: str, *,
-                 outcome: str = "failed", retry_in: float | None = None, result: str | None = None) -> Outcome:
+                 outcome: str = "failed", retry_in: float | None = None, result: str | None = None,
+                 traceback: str | None = None) -> Outcome:
         attempt, max_attempts = job[3], job[4]
+        facts = {"error": error, "result": result, "traceback": traceback}
         if attempt >= max_attempts:
-            return self._outcome(job, started_at, "failed", outcome, error=error, result=result)
+            return self._outcome(job, started_at, "failed", outcome, **facts)
         delay = function.backoff.delay(attempt) if retry_in is None else retry_in
-        return self._outcome(job, started_at, "pending", outcome, error=error, retry_in=delay, result=result)
+        return self._outcome(job, started_at, "pending", outcome, retry_in=delay, **facts)
 
     def _outcome(self, job: tuple, started_at: float, status: str, outcome: str, **fields) -> Outcome:
         return Outcome(job_id=job[0], attempt=job[3], status=status, outcome=outcome, function=job[1],

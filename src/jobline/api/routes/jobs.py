@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ...auth import Principal
 from ...job import check_name, parse_run_at
-from ...tasks import owner_for_enqueue, public_job, public_worker_id
+from ...tasks import owner_for_enqueue, public_attempt, public_job
 from ..models import (MAX_ID, EnqueueIn, ErrorOut, JobDetailOut, JobListOut, JobOut, RunIn, RunOut, Status)
 from ..security import api_state, principal, runner
 from .tasks import AUTH_ERRORS
@@ -81,8 +81,7 @@ async def show_job(request: Request, id: JobIdPath, caller: Principal = Depends(
     store = api_state(request).store
     job = await store.job_get(id, owner=caller.owner)
     out = public_job(job)
-    out["attempts"] = [{**a.to_dict(), "worker_id": public_worker_id(a.worker_id)}
-                       for a in await store.attempt_list(id, owner=caller.owner)]
+    out["attempts"] = [public_attempt(a, caller) for a in await store.attempt_list(id, owner=caller.owner)]
     return JSONResponse(out)
 
 

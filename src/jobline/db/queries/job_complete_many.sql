@@ -1,6 +1,6 @@
 -- job_complete_many: record a batch of attempt outcomes from %(worker_id)s in one statement:
--- the jobs' new state and one jobline.attempts row each (times are the worker's, as Unix
--- seconds, because floats are the cheapest to send).
+-- the jobs' new state and one jobline.attempts row each, with its error message and traceback
+-- (times are the worker's, as Unix seconds, because floats are the cheapest to send).
 -- Fenced on (status = 'running', worker_id, attempts): an attempt whose lease expired (and
 -- was rescued, or cancelled by a person) matches nothing, so its late report changes nothing.
 -- Then settles the dependants of the jobs that reached a final state. settle_dependants runs
@@ -10,8 +10,9 @@
 WITH outcome AS (
   SELECT * FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(statuses)b::text[],
                        %(retry_in)b::float8[], %(results)b::jsonb[], %(errors)b::text[],
-                       %(outcomes)b::text[], %(started_at)b::float8[], %(finished_at)b::float8[])
-    AS o(id, attempt, status, retry_in, result, error, outcome, started_at, finished_at)
+                       %(tracebacks)b::text[], %(outcomes)b::text[], %(started_at)b::float8[],
+                       %(finished_at)b::float8[])
+    AS o(id, attempt, status, retry_in, result, error, traceback, outcome, started_at, finished_at)
 ), done AS (
   UPDATE jobline.jobs j
   SET status = o.status,
@@ -25,8 +26,9 @@ WITH outcome AS (
   WHERE j.id = o.id AND j.status = 'running' AND j.worker_id = %(worker_id)s AND j.attempts = o.attempt
   RETURNING j.id, j.status
 ), recorded AS (
-  INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
-  SELECT o.id, o.attempt, %(worker_id)s, to_timestamp(o.started_at), to_timestamp(o.finished_at), o.outcome, o.error
+  INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error, traceback)
+  SELECT o.id, o.attempt, %(worker_id)s, to_timestamp(o.started_at), to_timestamp(o.finished_at), o.outcome, o.error,
+         o.traceback
   FROM outcome o JOIN done d ON d.id = o.id
 ), settled AS (
   SELECT jobline.settle_dependants(
