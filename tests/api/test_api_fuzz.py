@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from jobline import App, vault
 
-# In the suite: about 20 s. A longer run: JOBLINE_FUZZ_SECONDS=900 JOBLINE_FUZZ_EXAMPLES=1000.
-BUDGET_SECONDS = float(os.environ.get("JOBLINE_FUZZ_SECONDS", 60))
+# In the suite: about 40 s. A longer run: JOBLINE_FUZZ_SECONDS=900 JOBLINE_FUZZ_EXAMPLES=1000.
+BUDGET_SECONDS = float(os.environ.get("JOBLINE_FUZZ_SECONDS", 40))
 MAX_EXAMPLES = int(os.environ.get("JOBLINE_FUZZ_EXAMPLES", 60))
 # Who calls, and the share of the budget: most for the service, which reaches every route.
 CALLERS = {"service": (SERVICE, 0.6), "user": (as_user("fuzz-user"), 0.25), "anonymous": ({}, 0.15)}
