@@ -25,6 +25,7 @@ import pytest
 from asgi_server import Server
 from conftest import eventually
 from receiver import Receiver, Reply
+from role_support import roles_of
 
 from jobline import App
 from jobline.runtime.scheduler import Scheduler
@@ -145,3 +146,24 @@ async def test_seed_002_health_check_against_a_healthy_endpoint_succeeds(store, 
     assert sql("SELECT status FROM jobline.scheduled_tasks WHERE id = %s", [job_id]) == [("completed",)]
     [listed] = cron_ls(settings.database_url)
     assert listed["last_run"]["outcome"] == "succeeded"
+
+
+async def test_seed_002_health_check_scheduled_by_a_plain_role_runs_as_it_and_follows_its_call(db_url, store, sql,
+                                                                                                settings):
+    """The same check made by a role with nothing but USAGE on jobline: its command and its call
+    act for it, and its run follows the call it queued."""
+    with roles_of(db_url) as roles, Receiver(default=Reply(503, {"error": "down"})) as receiver:
+        checker = roles.make("checker")
+        as_checker = roles.sql(checker)
+        as_checker(WEEKLY_CHECK.format(functions_url=receiver.url("").rstrip("/")))
+        sql("UPDATE jobline.schedules SET changed_at = %s", [SUNDAY_3AM - dt.timedelta(days=1)])
+        await Scheduler(store, asyncio.Event()).tick(now=SUNDAY_3AM + dt.timedelta(seconds=1))
+        async with worker(settings):
+            await eventually(lambda: as_checker("SELECT status FROM jobline.job_run_details")[0][0] == "failed",
+                             timeout=60)
+        assert len(receiver.requests) == 5
+        [(job_id,)] = sql("SELECT job_id FROM jobline.schedule_runs")
+        assert sql("SELECT function, username, parent_id FROM jobline.jobs ORDER BY id") == [
+            ("sql", checker, None), ("http", checker, job_id)]
+        [(message,)] = as_checker("SELECT return_message FROM jobline.job_run_details")
+        assert "failed after 5 attempt(s)" in message and "HTTP 503" in message
