@@ -296,3 +296,24 @@ async def test_a_job_whose_role_was_dropped_fails_saying_so(app, store, sql, rol
     await app.process_async()
     [(status, error)] = sql("SELECT status, last_error FROM jobline.jobs WHERE id = %s", [job_id])
     assert status == "failed" and f'role "{mallory}" does not exist' in error
+
+
+async def test_the_worker_s_own_command_leaves_no_setting_in_its_pooled_session(db_url, sql):
+    """Its timeout and parent are the session's while it runs (VACUUM needs it outside a
+    transaction block), and are reset after, whether it succeeded or failed."""
+    from jobline.db.store import Store
+    from jobline.errors import DatabaseError
+
+    store = Store(db_url, max_size=1)  # one connection: the next command gets the same session
+    await store.open()
+    try:
+        [(job_id,)] = sql("SELECT jobline.enqueue('sql', '{\"command\": \"SELECT 1\"}')")
+        with pytest.raises(DatabaseError, match="statement timeout"):
+            await store.sql_run("SELECT pg_sleep(1)", job_id=job_id, timeout=0.05)
+        assert (await store.sql_run("BEGIN; SELECT 1", job_id=job_id))["status"] == "SELECT 1"
+        shown = await store.sql_run("SELECT current_setting('statement_timeout'), "
+                                    "coalesce(current_setting('jobline.parent_job', true), ''), "
+                                    "pg_current_xact_id_if_assigned() IS NULL")
+        assert shown["rows"] == [["0", "", True]]
+    finally:
+        await store.close()

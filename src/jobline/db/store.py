@@ -519,7 +519,9 @@ async def _run_directly(c: psycopg.AsyncConnection, command: str, settings: dict
     """As pg_cron runs a command: alone in one simple-protocol query, which PostgreSQL runs as one
     implicit transaction (several statements commit or roll back together), and in which a
     single VACUUM or CREATE INDEX CONCURRENTLY runs, as it cannot in a transaction block. Its
-    settings are the session's while it runs, and are reset after."""
+    settings are the session's while it runs, and are reset after; a connection whose reset did
+    not complete (the job was cancelled meanwhile) is closed, never handed back to the pool with
+    a job's statement_timeout."""
     with translate_errors():
         cur = c.cursor()
         await _set(cur, settings, local=False)
@@ -530,9 +532,15 @@ async def _run_directly(c: psycopg.AsyncConnection, command: str, settings: dict
             rows = await cur.fetchmany(max_rows) if cur.description else []
             return {"status": cur.statusmessage, "rowcount": cur.rowcount, "rows": [list(r) for r in rows]}
         finally:
-            if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                await c.rollback()  # a BEGIN without its COMMIT: what pg_cron's closed connection does
-            await cur.execute(b"RESET statement_timeout; RESET jobline.parent_job")
+            reset = False
+            try:
+                if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    await c.rollback()  # a BEGIN without its COMMIT: what pg_cron's closed connection does
+                await cur.execute(b"RESET statement_timeout; RESET jobline.parent_job")
+                reset = True
+            finally:
+                if not reset:
+                    await c.close()
 
 
 # Running a command as another role, in a session whose own role (jobline's) may have more
