@@ -565,6 +565,8 @@ async def _run_directly(c: psycopg.AsyncConnection, command: str, settings: dict
 # 3. Before the fence, RESET ALL undoes the settings the command changed (the fence's statements
 #    must not meet its search_path); after it, the session's leftovers go (temporary objects,
 #    LISTEN, prepared statements, advisory locks), for a pooler that reuses the server's session.
+# Assumed: event triggers (only a superuser can make them) call no code the role controls; the
+# fence's DDL fires them as the role, outside the function, after RESET ALL.
 # Costs and limits: the role needs TEMPORARY on the database (PostgreSQL grants it to PUBLIC by
 # default) and this session's role must be a member of it; what cannot run inside a function
 # (VACUUM, CREATE INDEX CONCURRENTLY, COMMIT) fails with PostgreSQL's own error; a deferred
