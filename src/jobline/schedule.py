@@ -160,12 +160,15 @@ class Schedule:
         scheduler) the first tick after its change, which fires at once if already past."""
         if not self.active:
             return None
-        if self.next_run_at is not None:
-            return self.next_run_at
         try:
-            return Cron.parse(self.expression, self.timezone).next_after(self.changed_at)
+            cron = Cron.parse(self.expression, self.timezone)
         except InvalidInput:  # written past the validation; the scheduler pauses it: list it, unknown
             return None
+        if cron.restart:
+            return None  # at the next start of the PostgreSQL server, whenever that is
+        if self.next_run_at is not None:
+            return self.next_run_at
+        return cron.next_after(self.changed_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {f: jsonable(getattr(self, f)) for f in _SCHEDULE_FIELDS}
@@ -265,6 +268,19 @@ def plan(cron: Cron, *, next_run_at: dt.datetime | None, changed_at: dt.datetime
     note = (f"{count} tick(s) from {_iso(first)} to {_iso(last_missed)} were not run "
             f"(catch-up: {catch_up}{limit})")
     return Plan(run, upcoming, first, note)
+
+
+def plan_restart(*, changed_at: dt.datetime, started_at: dt.datetime) -> Plan:
+    """The plan of an ``@restart`` schedule: it fires once per start of the PostgreSQL server,
+    as pg_cron's does when its background worker starts with the server.
+
+    ``started_at`` is the server's start (pg_postmaster_start_time()), and is the tick: the run
+    ledger's unique (schedule, tick) makes it fire exactly once per start however many schedulers
+    see it. A schedule made (or changed, or resumed) after the server started waits for the next
+    start. ``next_run_at`` records the start it was planned for; it is due again when the server
+    has started since (schedule_list_due).
+    """
+    return Plan([started_at] if changed_at < started_at else [], started_at)
 
 
 def _iso(moment: dt.datetime) -> str:

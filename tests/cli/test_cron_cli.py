@@ -80,3 +80,11 @@ def test_replace_swaps_a_schedule_of_the_same_name(jobline, sql):
     replaced = jobline("cron", "add", "r", "@daily", "--sql", "SELECT 2", "--replace")
     assert replaced.returncode == 0, replaced.stderr
     assert sql("SELECT expression, function FROM jobline.schedules") == [("@daily", "sql")]
+
+
+def test_a_restart_schedule_says_it_runs_at_the_next_server_start(jobline):
+    added = jobline("cron", "add", "on-start", "@restart", "--sql", "SELECT 1")
+    assert added.stdout.strip() == ("schedule on-start (id 1) added: @restart UTC, runs when the PostgreSQL server "
+                                    "next starts")
+    assert "at server start" in jobline("cron", "ls").stdout
+    assert json.loads(jobline("cron", "ls", "--json").stdout)[0]["next_run"] is None

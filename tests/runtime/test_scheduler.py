@@ -274,3 +274,36 @@ async def test_a_schedule_python_cannot_parse_is_still_listed(store, sql):
     sql("INSERT INTO jobline.schedules (name, expression, function) VALUES ('odd', '0 0 15W * *', 'f')")
     [(schedule, last)] = await store.schedule_list()
     assert (schedule.name, schedule.summary(last)["next_run"], last) == ("odd", None, None)
+
+
+async def test_a_restart_schedule_fires_once_per_server_start_however_many_schedulers_run(stores, sql):
+    """pg_cron's @restart: once when the server starts, exactly once (the run ledger's unique tick
+    is the start), and never at a time: the schedulers do not wake for it."""
+    sql("SELECT jobline.schedule('on-start', '@restart', 'SELECT 1')")
+    made = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    sql("UPDATE jobline.schedules SET changed_at = %s", [made])
+    schedulers = [scheduler(s) for s in stores]
+
+    async def passes(start: dt.datetime) -> list[float]:
+        waits = []
+        for seconds in (1, 2, 3600):
+            waits += await asyncio.gather(*(s.tick(now=start + dt.timedelta(seconds=seconds), started_at=start)
+                                            for s in schedulers))
+        return waits
+
+    first = made + dt.timedelta(hours=1)
+    assert set(await passes(first)) == {86400}  # nothing due at a time: each sleeps its longest
+    sql("UPDATE jobline.jobs SET status = 'succeeded', finished_at = now()")  # (else the next start is skipped)
+    second = first + dt.timedelta(days=3)
+    await passes(second)
+    assert [(tick, status) for tick, status, _ in runs(sql, "on-start")] == [(first, "created"), (second, "created")]
+    # One made while the server runs waits for the next start.
+    sql("SELECT jobline.schedule('later', '@reboot', 'SELECT 2')")
+    sql("UPDATE jobline.schedules SET changed_at = %s WHERE name = 'later'", [second + dt.timedelta(hours=1)])
+    await passes(second)
+    assert runs(sql, "later") == []
+    sql("UPDATE jobline.jobs SET status = 'succeeded', finished_at = now()")
+    third = second + dt.timedelta(days=1)
+    await passes(third)
+    assert [tick for tick, _, _ in runs(sql, "later")] == [third]
+    assert sql("SELECT count(*) FROM jobline.jobs") == [(4,)]

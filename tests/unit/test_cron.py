@@ -73,3 +73,42 @@ def test_daily_run_neither_skips_nor_doubles_across_dst_transitions():
     autumn = ticks(Cron.parse("30 1 * * *", "America/New_York"), dt.datetime(2026, 10, 31, 12, tzinfo=new_york), 3)
     assert autumn[0] == dt.datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
     assert [t.astimezone(new_york).day for t in autumn] == [1, 2, 3]
+
+
+def test_pg_cron_last_day_of_month_dollar():
+    last = Cron.parse("0 11 $ * *")
+    assert ticks(last, dt.datetime(2026, 1, 31, 12, tzinfo=UTC), 3) == [
+        dt.datetime(2026, 2, 28, 11, tzinfo=UTC), dt.datetime(2026, 3, 31, 11, tzinfo=UTC),
+        dt.datetime(2026, 4, 30, 11, tzinfo=UTC)]
+    assert ticks(Cron.parse("0 0 $ 2 *"), dt.datetime(2027, 6, 1, tzinfo=UTC), 1) == [
+        dt.datetime(2028, 2, 29, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("expression", ["0 11 $foo * *", "0 11 $,1 * *", "$ * * * *", "0 0 * * $", "0 0 1-$ * *"])
+def test_dollar_is_only_the_whole_day_of_month_field_as_in_pg_cron(expression):
+    with pytest.raises(InvalidInput):
+        Cron.parse(expression)
+
+
+@pytest.mark.parametrize("expression, accepted", [
+    ("*/59 * * * *", True), ("*/60 10 * * *", False), ("*/5000000000 10 * * *", False), ("0-59/60 * * * *", False),
+    ("0 */23 * * *", True), ("0 */24 * * *", False), ("0 0 */31 * *", True), ("0 0 */32 * *", False),
+    ("0 0 1 */12 *", True), ("0 0 1 */13 *", False), ("0 0 * * */7", True), ("0 0 * * */8", False),
+])
+def test_a_step_may_not_exceed_its_field_as_in_pg_cron(expression, accepted):
+    try:
+        Cron.parse(expression)
+    except InvalidInput as exc:
+        assert not accepted and "Bad " in str(exc)
+    else:
+        assert accepted
+
+
+@pytest.mark.parametrize("expression", ["@restart", "@reboot", " @RESTART "])
+def test_restart_fires_at_server_starts_not_at_times(expression):
+    cron = Cron.parse(expression)
+    assert cron.restart
+    with pytest.raises(InvalidInput, match="fires when the PostgreSQL server starts"):
+        cron.next_after(dt.datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidInput, match="Wrong number of fields"):
+        Cron.parse("@restar")

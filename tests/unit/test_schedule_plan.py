@@ -8,7 +8,7 @@ import pytest
 
 from jobline.cron import Cron
 from jobline.errors import InvalidInput
-from jobline.schedule import MISFIRE_SECONDS, new_schedule, plan
+from jobline.schedule import MISFIRE_SECONDS, new_schedule, plan, plan_restart
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -89,3 +89,12 @@ def test_a_sql_schedule_is_the_sql_function_with_its_command():
     spec = new_schedule("rollup", " 5  0 * * * ", sql="SELECT public.rollup_daily_usage()")
     assert (spec.function, spec.payload_json, spec.expression) == (
         "sql", '{"command":"SELECT public.rollup_daily_usage()"}', "5 0 * * *")
+
+
+def test_a_restart_schedule_fires_once_per_server_start_made_after_it():
+    started = T0 + minutes(30)
+    made_before = plan_restart(changed_at=T0, started_at=started)
+    assert (made_before.ticks, made_before.next_run_at) == ([started], started)
+    # Made (or changed, or resumed) while the server runs: it waits for the next start.
+    made_after = plan_restart(changed_at=started + minutes(1), started_at=started)
+    assert (made_after.ticks, made_after.next_run_at) == ([], started)

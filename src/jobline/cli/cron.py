@@ -8,6 +8,7 @@ import json
 import click
 
 from ..app import App
+from ..cron import RESTART_MACROS
 from ..schedule import CATCH_UP_POLICIES, OVERLAP_POLICIES, Schedule
 from .main import Context, cli, pass_context, run_app
 from .output import emit_json, short_time, table
@@ -25,6 +26,15 @@ def _schedule_row(schedule: Schedule, last=None, now: dt.datetime | None = None)
                      else f"{schedule.function} {_compact(schedule.payload)}")
     row["state"] = "active" if schedule.active else "paused"
     return row
+
+
+def _when(schedule: Schedule, row: dict) -> str:
+    """When it fires next, in words."""
+    if not schedule.active:
+        return "paused"
+    if " ".join(schedule.expression.split()).lower() in RESTART_MACROS:
+        return "runs when the PostgreSQL server next starts"
+    return f"next run {short_time(row['next_run'])} UTC" if row["next_run"] else "next run unknown"
 
 
 def _compact(payload: dict) -> str:
@@ -64,9 +74,8 @@ def cron_add(ctx: Context, name, expression, function, payload, sql_command, tim
     if as_json:
         emit_json(row)
     else:
-        when = f"next run {short_time(row['next_run'])} UTC" if row["next_run"] else "paused"
         click.echo(f"schedule {schedule.label} (id {schedule.id}) added: {schedule.expression} "
-                   f"{schedule.timezone}, {when}")
+                   f"{schedule.timezone}, {_when(schedule, row)}")
 
 
 @cron_group.command("ls")
@@ -80,6 +89,8 @@ def cron_ls(ctx: Context, as_json: bool) -> None:
         emit_json(rows)
         return
     for row in rows:
+        if row["state"] == "active" and " ".join(row["expression"].split()).lower() in RESTART_MACROS:
+            row["next_run"] = "at server start"
         last = row["last_run"]
         row["last"] = f"{last['outcome']} {short_time(last['tick_at'] or last['created_at'])}" if last else None
         row["name"] = row["name"] or "-"
@@ -140,7 +151,7 @@ async def _set_active(store, schedule: Schedule, active: bool) -> dict:
     changed = await store.schedule_set_active(schedule.id, active)
     row = _schedule_row(changed)
     row["message"] = f"schedule {changed.label} is {row['state']}" + (
-        f", next run {short_time(row['next_run'])} UTC" if row["next_run"] else "")
+        f", {_when(changed, row)}" if changed.active else "")
     return row
 
 

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..errors import (Conflict, DatabaseError, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
+from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
                       SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
 from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec, name_seen_by, owned_name
@@ -430,8 +430,10 @@ class Store:
             raise ScheduleNotFound(f"no schedule with id {schedule_id}")
         return rows[0][0]
 
-    async def schedule_list_due(self, *, now: Any = None, limit: int = 100) -> list[dict]:
-        return await self._fetch(q.SCHEDULE_LIST_DUE, {"now": now, "limit": limit})
+    async def schedule_list_due(self, *, now: Any = None, started_at: Any = None, limit: int = 100) -> list[dict]:
+        """Due schedules at ``now`` (default the database's clock), with the server's start
+        (``started_at``, default pg_postmaster_start_time(); tests move both)."""
+        return await self._fetch(q.SCHEDULE_LIST_DUE, {"now": now, "started_at": started_at, "limit": limit})
 
     async def schedule_next_due(self, *, now: Any = None) -> float | None:
         """Seconds until the next active schedule is due (negative if overdue); None if none."""
@@ -494,22 +496,47 @@ class Store:
             "name": name, "owner": owner, "old_key_id": old.key_id, "old_nonce": old.nonce,
             "key_id": new.key_id, "nonce": new.nonce, "ciphertext": new.ciphertext}))
 
-    async def sql_run(self, command: str, *, timeout: float | None = None, max_rows: int = 100) -> dict:
+    async def job_role_get(self, job_id: int) -> dict | None:
+        """The role job ``job_id`` acts for (``username``; None for a job queued before roles
+        were recorded, by the operator), whether it is jobline's operator (``operator``), and this
+        store's own role (``session_role``); None when there is no such job."""
+        rows = await self._fetch(q.JOB_ROLE_GET, {"id": job_id})
+        return rows[0] if rows else None
+
+    async def sql_run(self, command: str, *, job_id: int | None = None, database: str | None = None,
+                      timeout: float | None = None, max_rows: int = 100) -> dict:
         """Run a user's SQL (the built-in ``sql`` function; one or more statements) in its own
-        transaction; returns the last statement's status and up to ``max_rows`` of its rows."""
-        async with self.connection() as c:
-            with translate_errors():
-                async with c.transaction():
-                    cur = c.cursor()
-                    if timeout:
-                        await cur.execute("SELECT set_config('statement_timeout', %s, true)",
-                                          [f"{int(timeout * 1000)}ms"])
-                    await cur.execute(command.encode())  # bytes: psycopg sends it verbatim
-                    while cur.nextset():  # several statements: report the last, as psql's -c does
-                        pass
-                    rows = await cur.fetchmany(max_rows) if cur.description else []
-                    return {"status": cur.statusmessage, "rowcount": cur.rowcount,
-                            "rows": [list(r) for r in rows]}
+        transaction, as the role job ``job_id`` acts for, in ``database`` (default jobline's);
+        returns the last statement's status and up to ``max_rows`` of its rows.
+
+        A job of this store's own role (or of none: no job, or one queued before roles were
+        recorded) runs directly, on a pooled connection, as it always has. A job of another role
+        runs as that role (see _run_as): on a connection of its own, closed afterwards. So does
+        any command for another database, which a connection with this store's credentials
+        reaches. While the command runs, ``jobline.parent_job`` names its job, and
+        jobline.enqueue records it as the parent of the jobs the command queues (the run's
+        status follows them: jobline.job_outcome).
+        """
+        role = None
+        if job_id is not None:
+            who = await self.job_role_get(job_id)
+            if who is not None and who["username"] is not None and who["username"] != who["session_role"]:
+                role = who["username"]
+        settings = {"statement_timeout": f"{int(timeout * 1000)}ms" if timeout else None,
+                    "jobline.parent_job": str(job_id) if job_id is not None else None}
+        if role is None and database is None:
+            async with self.connection() as c:
+                return await _run_directly(c, command, settings, max_rows)
+        with translate_errors():
+            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+            if database is not None:
+                kwargs["dbname"] = database
+            # Closed afterwards: whatever the command left in its session (settings, temporary
+            # objects, advisory locks, prepared statements) goes with it.
+            async with await psycopg.AsyncConnection.connect(self.url, **kwargs) as c:
+                if role is None:
+                    return await _run_directly(c, command, settings, max_rows)
+                return await _run_as(c, role, command, settings)
 
     # -- what the HTTP API reads (api/) -------------------------------------------------------
 
@@ -526,6 +553,182 @@ class Store:
     async def schema_migration_list(self) -> list[int]:
         """The versions of the applied migrations."""
         return [row[0] for row in await self._fetch(q.SCHEMA_MIGRATION_LIST, rows=tuple_row)]
+
+
+# -- the `sql` built-in: a command run directly, or as another role --------------------------
+
+
+async def _set(cur: psycopg.AsyncCursor, settings: dict[str, str | None], *, local: bool) -> None:
+    """Settings (statement_timeout, jobline.parent_job) for the transaction (``local``) or the
+    session; NULLs left out."""
+    given = {name: value for name, value in settings.items() if value is not None}
+    if given:
+        call = "set_config(%s, %s, true)" if local else "set_config(%s, %s, false)"
+        await cur.execute("SELECT " + ", ".join([call] * len(given)), [item for pair in given.items() for item in pair])
+
+
+async def _run_directly(c: psycopg.AsyncConnection, command: str, settings: dict, max_rows: int) -> dict:
+    """As pg_cron runs a command: alone in one simple-protocol query, which PostgreSQL runs as one
+    implicit transaction (several statements commit or roll back together), and in which a
+    single VACUUM or CREATE INDEX CONCURRENTLY runs, as it cannot in a transaction block. Its
+    settings are the session's while it runs, and are reset after; a connection whose reset did
+    not complete (the job was cancelled meanwhile) is closed, never handed back to the pool with
+    a job's statement_timeout."""
+    with translate_errors():
+        cur = c.cursor()
+        await _set(cur, settings, local=False)
+        try:
+            await cur.execute(command.encode())  # bytes and no parameters: sent verbatim, as a simple query
+            while cur.nextset():  # several statements: report the last, as psql's -c does
+                pass
+            rows = await cur.fetchmany(max_rows) if cur.description else []
+            return {"status": cur.statusmessage, "rowcount": cur.rowcount, "rows": [list(r) for r in rows]}
+        finally:
+            reset = False
+            try:
+                if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    await c.rollback()  # a BEGIN without its COMMIT: what pg_cron's closed connection does
+                await cur.execute(b"RESET statement_timeout; RESET jobline.parent_job")
+                reset = True
+            finally:
+                if not reset:
+                    await c.close()
+
+
+# Running a command as another role, in a session whose own role (jobline's) may have more
+# privileges. `SET ROLE` alone is no boundary: the command could RESET ROLE, or
+# set_config('role', ...) back. So (every claim here is tested by tests/db/test_run_as.py):
+# 1. SET LOCAL ROLE to the job's role, and create, as that role, a SECURITY DEFINER function in
+#    pg_temp (so owned by it) that EXECUTEs the command. Inside a security-definer function
+#    PostgreSQL refuses to change `role` or `session_authorization` (RESET ROLE, SET ROLE,
+#    set_config('role', ...), SET SESSION AUTHORIZATION, in DO blocks and in functions the
+#    command calls alike), and transaction control (COMMIT; ...) does not run in it.
+# 2. That is not enough: code can be queued to run at COMMIT, outside the function, where the role
+#    can be changed back: a deferred constraint trigger (even one a trigger re-defers while
+#    others fire), a cursor WITH HOLD (its query runs when the transaction commits). So after
+#    the command, still as its role: CLOSE ALL, then fire every deferred trigger inside a
+#    security-restricted operation. A CREATE INDEX runs its index expressions in one, as the
+#    table's owner: here an expression on a fresh temporary table of the role's, created after
+#    the command (so the command cannot have tampered with it), runs SET CONSTRAINTS ALL
+#    IMMEDIATE. In a security-restricted operation the role cannot be changed, no cursor WITH
+#    HOLD can be opened, and a trigger deferred again is refused ("cannot fire deferred trigger
+#    within security-restricted operation"), so nothing of the command's is left for COMMIT. The
+#    fence records that it ran, and the run fails if it did not.
+# 3. Before the fence, RESET ALL undoes the settings the command changed (the fence's statements
+#    must not meet its search_path); after it, the session's leftovers go (temporary objects,
+#    LISTEN, prepared statements, advisory locks), for a pooler that reuses the server's session.
+# Assumed: event triggers (only a superuser can make them) call no code the role controls; the
+# fence's DDL fires them as the role, outside the function, after RESET ALL.
+# Costs and limits: the role needs TEMPORARY on the database (PostgreSQL grants it to PUBLIC by
+# default) and this session's role must be a member of it; what cannot run inside a function
+# (VACUUM, CREATE INDEX CONCURRENTLY, COMMIT) fails with PostgreSQL's own error; a deferred
+# trigger that creates a temporary table fails in the fence. The command's status is its last
+# statement's kind and row count (a function cannot see PostgreSQL's command tag), no rows.
+_RUN_AS_REFUSAL = """
+SELECT CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) %(role)s)
+              THEN 'missing'
+            WHEN NOT pg_catalog.pg_has_role(%(role)s, 'MEMBER') THEN 'member'
+            WHEN NOT pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database(), 'CONNECT')
+              THEN 'connect'
+            WHEN NOT pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database(), 'TEMPORARY')
+              THEN 'temporary'
+       END, current_user, pg_catalog.current_database()
+"""
+_RUN_AS_WRAPPER = b"""
+CREATE FUNCTION pg_temp.jobline_command(command text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER AS $body$
+DECLARE
+  affected bigint;
+BEGIN
+  EXECUTE command;
+  GET DIAGNOSTICS affected = ROW_COUNT;
+  EXECUTE 'CLOSE ALL';
+  RETURN affected;
+END $body$
+"""
+_RUN_AS_FENCE = b"""
+CLOSE ALL;
+RESET ALL;
+SET LOCAL search_path = pg_catalog, pg_temp;
+CREATE TEMPORARY TABLE jobline_fence (key boolean NOT NULL);
+CREATE TEMPORARY TABLE jobline_fenced (at timestamptz NOT NULL);
+CREATE FUNCTION pg_temp.jobline_flush() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $body$
+BEGIN
+  SET CONSTRAINTS ALL IMMEDIATE;
+  INSERT INTO pg_temp.jobline_fenced VALUES (pg_catalog.clock_timestamp());
+  RETURN true;
+END $body$;
+CREATE FUNCTION pg_temp.jobline_fence_key(boolean) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $body$
+BEGIN
+  RETURN pg_temp.jobline_flush();
+END $body$;
+INSERT INTO pg_temp.jobline_fence VALUES (false);
+CREATE INDEX ON pg_temp.jobline_fence ((pg_temp.jobline_fence_key(key)));
+SELECT pg_catalog.count(*) FROM pg_temp.jobline_fenced
+"""
+_RUN_AS_CLEAN = b"""
+DISCARD TEMP;
+UNLISTEN *;
+DEALLOCATE ALL;
+SELECT pg_catalog.pg_advisory_unlock_all()
+"""
+_RUN_AS_MISSING = {
+    "missing": "role {role} does not exist (any more); the job cannot run as it",
+    "member": ("jobline's role {me} cannot act as role {role}: run `GRANT {role} TO {me}` (as a superuser, or as "
+               "a role that can grant {role}), or make the job run as another role"),
+    "connect": "role {role} may not connect to database {database}: `GRANT CONNECT ON DATABASE {database} TO {role}`",
+    "temporary": ("role {role} needs TEMPORARY on database {database} to run a command as itself (jobline runs it "
+                  "in a temporary function): `GRANT TEMPORARY ON DATABASE {database} TO {role}`"),
+}
+
+
+async def _run_as(c: psycopg.AsyncConnection, role: str, command: str, settings: dict) -> dict:
+    with translate_errors():
+        async with c.transaction():
+            cur = c.cursor()
+            await cur.execute(_RUN_AS_REFUSAL, {"role": role})
+            refusal, me, database = await cur.fetchone()
+            if refusal is not None:
+                names = {"role": sql.Identifier(role).as_string(c), "me": sql.Identifier(me).as_string(c),
+                         "database": sql.Identifier(database).as_string(c)}
+                raise Forbidden(_RUN_AS_MISSING[refusal].format(**names))
+            await _set(cur, settings, local=True)
+            await cur.execute("SELECT set_config('role', %s, true)", [role])
+            await cur.execute(_RUN_AS_WRAPPER)
+            await cur.execute("SELECT pg_temp.jobline_command(%s)", [command])
+            affected = (await cur.fetchone())[0]
+            await cur.execute(_RUN_AS_FENCE)
+            while cur.nextset():  # to the fence's count, the last statement's
+                pass
+            if (await cur.fetchone())[0] != 1:
+                raise DatabaseError("the command's deferred triggers were not fired in a security-restricted "
+                                    "operation, so the command was rolled back")
+            await cur.execute(_RUN_AS_CLEAN)
+    return {"status": command_tag(command, affected), "rowcount": affected, "rows": []}
+
+
+_SQL_TOKEN = re.compile(r"""--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\w*)\$.*?\$\1\$|(;)|([A-Za-z_]+)|.""",
+                        re.S)
+_COUNTED = {"SELECT": "SELECT {n}", "INSERT": "INSERT 0 {n}", "UPDATE": "UPDATE {n}", "DELETE": "DELETE {n}",
+            "MERGE": "MERGE {n}", "FETCH": "FETCH {n}", "MOVE": "MOVE {n}", "COPY": "COPY {n}"}
+
+
+def command_tag(command: str, rowcount: int | None) -> str:
+    """The status of a command run as another role, where PostgreSQL's command tag cannot be
+    seen: its last statement's first word, with the row count for the statements that have one
+    (``SELECT 1``, ``INSERT 0 5``), else the word alone (``VACUUM``, ``CREATE``).
+
+    >>> command_tag("SELECT public.rollup(); -- nightly", 1), command_tag("insert into t values (1)", 1)
+    ('SELECT 1', 'INSERT 0 1')
+    """
+    verb, first = None, None
+    for match in _SQL_TOKEN.finditer(command):
+        if match.group(2):          # a semicolon ends a statement
+            verb, first = first or verb, None
+        elif match.group(3) and first is None:
+            first = match.group(3).upper()
+    verb = first or verb or "OK"
+    return _COUNTED[verb].format(n=rowcount or 0) if verb in _COUNTED else verb
 
 
 # -- enqueue on a given connection: the pool's, or the caller's own transaction ------------

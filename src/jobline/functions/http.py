@@ -108,6 +108,19 @@ class Call:
         return [self.url, self.headers] if self.literal_data else [self.url, self.headers, self.params, self.body]
 
 
+async def _check_queued_by_operator(ctx: JobContext) -> None:
+    """Secrets are filled in only in calls the operator wrote (DESIGN's secrets rule): a job
+    that a plain database role queued (jobline.http_post in its own SQL, which runs as itself)
+    acts for that role, whose calls hold data, not the operator's references."""
+    if ctx.job_id is None or ctx.store is None:
+        return  # a synchronous call of a named function (the gateway decides), or a remote worker
+    who = await ctx.store.job_role_get(ctx.job_id)
+    if who is not None and not who["operator"]:
+        raise Fail(f"this call holds {{{{secret:...}}}} references, and job {ctx.job_id} acts for database role "
+                   f"{who['username']!r}, which is not jobline's operator (a superuser or the owner of schema "
+                   "jobline): secrets are filled in only in calls the operator queued")
+
+
 def parse_call(payload: Any) -> Call:
     """Validate an ``http`` job's payload; Fail (no retry) names the field that is wrong.
 
@@ -424,6 +437,7 @@ class HttpCaller:
         refs = vault.references(call.template)
         secrets: dict[str, str] = {}
         if refs:
+            await _check_queued_by_operator(ctx)
             if ctx.owner is None and vault.split(refs)[1]:
                 raise Fail("{{owner_secret:NAME}} names a secret of the job's owner, and this job has no owner")
             # SecretNotFound / ConfigError (no master key) fail this attempt; retried later.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ..cron import Cron
 from ..db.store import Store
 from ..errors import InvalidInput
-from ..schedule import plan
+from ..schedule import plan, plan_restart
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,14 @@ class Scheduler(Service):
             wait = await self.tick()
             await self._sleep(wait)
 
-    async def tick(self, now: dt.datetime | None = None) -> float:
-        """One pass: fire every schedule due at ``now`` (the clock's, or the database's);
+    async def tick(self, now: dt.datetime | None = None, started_at: dt.datetime | None = None) -> float:
+        """One pass: fire every schedule due at ``now`` (the clock's, or the database's), and the
+        @restart schedules of the server's start (``started_at``, default the server's own);
         returns how many seconds until the next is due."""
         if now is None and self.clock is not None:
             now = self.clock()
         while True:
-            due = await self.store.schedule_list_due(now=now, limit=BATCH)
+            due = await self.store.schedule_list_due(now=now, started_at=started_at, limit=BATCH)
             for row in due:
                 try:
                     await self._fire(row)
@@ -68,8 +69,11 @@ class Scheduler(Service):
         # SQL validates expressions as this module does; InvalidInput here is the last line of
         # defence, and pauses the schedule (see tick).
         cron = Cron.parse(row["expression"], row["timezone"])
-        planned = plan(cron, next_run_at=row["next_run_at"], changed_at=row["changed_at"], now=row["now"],
-                       catch_up=row["catch_up"], catch_up_max=row["catch_up_max"])
+        if cron.restart:
+            planned = plan_restart(changed_at=row["changed_at"], started_at=row["started_at"])
+        else:
+            planned = plan(cron, next_run_at=row["next_run_at"], changed_at=row["changed_at"], now=row["now"],
+                           catch_up=row["catch_up"], catch_up_max=row["catch_up_max"])
         written = await self.store.schedule_fire(row, planned)
         for tick_at, status, job_id in written:
             facts = {"schedule_id": row["id"], "schedule": row["name"], "tick_at": tick_at.isoformat()}

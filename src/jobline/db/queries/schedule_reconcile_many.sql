@@ -3,6 +3,8 @@
 -- zone restarts their ticks; a pause made at run time is kept). Schedules made at run time are
 -- never touched: a declared name that one of them holds is reported as shadowed. Code schedules
 -- of %(owned_functions)s (the App's own functions) that are no longer declared are removed.
+-- Names are unique per role: code schedules are this session's role's (`username`'s default),
+-- and other roles' schedules of the same names are theirs.
 WITH declared AS (
   SELECT * FROM unnest(%(names)s::text[], %(expressions)s::text[], %(timezones)s::text[], %(functions)s::text[],
                        %(payloads)s::jsonb[], %(owners)s::text[], %(queues)s::text[], %(priorities)s::int[],
@@ -15,7 +17,7 @@ WITH declared AS (
   SELECT name, expression, timezone, function, payload, owner, queue, priority, max_attempts, overlap, catch_up,
          catch_up_max, 'code'
   FROM declared
-  ON CONFLICT (name) DO UPDATE
+  ON CONFLICT (name, username) DO UPDATE
   SET expression = excluded.expression, timezone = excluded.timezone, function = excluded.function,
       payload = excluded.payload, owner = excluded.owner, queue = excluded.queue, priority = excluded.priority,
       max_attempts = excluded.max_attempts, overlap = excluded.overlap, catch_up = excluded.catch_up,
@@ -33,9 +35,11 @@ WITH declared AS (
   RETURNING s.name, CASE WHEN s.xmax = 0 THEN 'added' ELSE 'updated' END AS change
 ), removed AS (
   DELETE FROM jobline.schedules s
-  WHERE s.source = 'code' AND s.function = ANY(%(owned_functions)s::text[]) AND s.name <> ALL(%(names)s::text[])
+  WHERE s.source = 'code' AND s.username = current_user AND s.function = ANY(%(owned_functions)s::text[])
+    AND s.name <> ALL(%(names)s::text[])
   RETURNING s.name, 'removed' AS change
 )
 SELECT name, change FROM written
 UNION ALL SELECT name, change FROM removed
-UNION ALL SELECT s.name, 'shadowed' FROM jobline.schedules s JOIN declared d ON d.name = s.name WHERE s.source = 'runtime'
+UNION ALL SELECT s.name, 'shadowed' FROM jobline.schedules s JOIN declared d ON d.name = s.name
+          WHERE s.source = 'runtime' AND s.username = current_user
