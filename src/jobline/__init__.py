@@ -29,7 +29,7 @@ from .errors import (
 from .job import Attempt, Job, JobStatus
 from .retry import Backoff
 from .runtime.context import JobContext
-from .tasks import Task
+from .operations.tasks import Task
 
 __version__ = "0.1.0"
 

@@ -1,33 +1,42 @@
 """App: the functions a codebase defines, and the way to enqueue work and run workers.
 
 Each public operation comes in a pair: ``name()`` is sync, ``name_async()`` is async; the sync
-form runs the async one on a background loop (``_sync.py``), so the logic exists once.
+form runs the async one on a background loop (``_sync.py``), so the logic exists once. App acts
+as the service (the operator's own code) through the operations layer (``app.ops``), as the
+CLI and the HTTP API do for their callers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 
 from . import vault
 from ._sync import SyncBridge
+from .auth import SERVICE
 from .db import connect
 from .db import store as store_module
 from .db.store import Store
 from .errors import InvalidInput, JoblineError
 from .functions import http as http_function
 from .functions import sql as sql_function
-from .job import BUILTIN_FUNCTIONS, Batch, Job, NewJob, check_name, encode_payload, new_job
+from .job import BUILTIN_FUNCTIONS, Job
+from .operations import Operations
+from .operations.jobs import plan_batch, plan_job
+from .operations.schedules import schedule_spec
+from .operations.secrets import Rotation
 from .retry import Backoff
-from .schedule import Schedule, ScheduleSpec, in_namespace, new_schedule
+from .schedule import Schedule, ScheduleSpec
+from .runtime.connections import ConnectionLimit
+from .runtime.context import JobContext
+from .runtime.executor import call_handler
+from .runtime.maintenance import Maintenance
 from .runtime.registry import Function, Registry
 from .runtime.worker import Summary, Worker
 from .settings import Settings
-
-_ENQUEUE_OPTIONS = frozenset({"payload", "run_at", "delay", "queue", "priority", "owner", "max_attempts",
-                              "depends_on", "unique_key"})
 
 
 class App:
@@ -44,6 +53,7 @@ class App:
         self.settings = settings or Settings.from_env(database_url=database_url)
         self.registry = Registry()
         self._store: Store | None = None
+        self._ops: Operations | None = None
         self._bridge = SyncBridge()
         self.schedules: dict[str, ScheduleSpec] = {}  # declared in code, by name
         self.registry.add(Function.from_handler(sql_function.NAME, sql_function.run_sql))
@@ -134,37 +144,22 @@ class App:
             raise InvalidInput("a schedule declared in code needs a name")
         if name in self.schedules:
             raise InvalidInput(f"a schedule named {name!r} is already declared")
-        spec = self._schedule_spec(name, expression, function, payload, options)
+        spec = schedule_spec(self.registry, name, expression, function, payload, options)
         self.schedules[name] = spec
         return spec
 
-    def _schedule_spec(self, name: str | None, expression: str, function: str | None,
-                       payload: Mapping[str, Any] | None, options: Mapping[str, Any]) -> ScheduleSpec:
-        """Validate a schedule; its jobs take queue, priority and max_attempts from the target
-        function's registration when it is known here and the caller did not say."""
-        registered = self.registry.find(function) if isinstance(function, str) else None
-        if registered is not None:
-            options = {"queue": registered.queue, "priority": registered.priority,
-                       "max_attempts": registered.max_attempts, **options}
-        return new_schedule(name, expression, function, payload, **options)
-
     async def add_schedule_async(self, name: str | None, expression: str, function: str | None = None,
                                  payload: Mapping[str, Any] | None = None, *, replace: bool = False,
-                                 scope: str | None = None, **options: Any) -> Schedule:
+                                 **options: Any) -> Schedule:
         """Add a schedule at run time (as `jobline cron add` does); with ``replace``, one of the
-        same name is replaced. With ``scope``, a user's id (the HTTP API's users), ``name`` is
-        one of that user's own names, stored as ``<scope>/<name>`` (schedule.owned_name), and
-        only a schedule that user owns is replaced. Options as :meth:`schedule`, plus ``active``."""
-        spec = self._schedule_spec(name, expression, function, payload, options)
-        if scope is not None:
-            spec = in_namespace(spec, scope)
-        return await (await self.open_async()).schedule_upsert(spec, replace=replace, scope=scope)
+        same name is replaced. Options as :meth:`schedule`, plus ``active``."""
+        return await (await self.ops_async()).schedules.add(SERVICE, name, expression, function, payload,
+                                                             replace=replace, **options)
 
     def add_schedule(self, name: str | None, expression: str, function: str | None = None,
-                     payload: Mapping[str, Any] | None = None, *, replace: bool = False, scope: str | None = None,
-                     **options: Any) -> Schedule:
+                     payload: Mapping[str, Any] | None = None, *, replace: bool = False, **options: Any) -> Schedule:
         return self._bridge.run(self.add_schedule_async(name, expression, function, payload, replace=replace,
-                                                        scope=scope, **options), "add_schedule")
+                                                        **options), "add_schedule")
 
     # -- connection -------------------------------------------------------------------------
 
@@ -175,7 +170,13 @@ class App:
                           timeout=self.settings.pool_timeout)
             await store.open()
             self._store = store
+            self._ops = Operations(store, self.settings, self.registry)
         return self._store
+
+    async def ops_async(self) -> Operations:
+        """The operations layer over this App's database (opening it if needed)."""
+        await self.open_async()
+        return self._ops
 
     def open(self) -> None:
         self._bridge.run(self.open_async(), "open")
@@ -183,7 +184,7 @@ class App:
     async def close_async(self) -> None:
         await self._http.aclose()
         if self._store is not None:
-            store, self._store = self._store, None
+            store, self._store, self._ops = self._store, None, None
             await store.close()
 
     def close(self) -> None:
@@ -210,49 +211,14 @@ class App:
             raise JoblineError("the App is not open: use `with app:` / `async with app:` or call app.open()")
         return self._store
 
+    @property
+    def ops(self) -> Operations:
+        """Every operation a caller may perform (operations/), on the open App's database. App's
+        own methods act as the service: ``await app.ops.jobs.retry(SERVICE, 42)``."""
+        self.store  # noqa: B018  (raises when not open)
+        return self._ops
+
     # -- enqueueing ---------------------------------------------------------------------------
-
-    def _new_job(self, function: str, payload: Mapping[str, Any] | None, options: Mapping[str, Any]) -> NewJob:
-        """Validate a request, taking queue, priority and max_attempts from the function's
-        registration when it is known here and the caller did not say."""
-        unknown = set(options) - _ENQUEUE_OPTIONS
-        if unknown:
-            raise InvalidInput(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
-        defaults = {}
-        registered = self.registry.find(function) if isinstance(function, str) else None
-        if registered is not None:
-            defaults = {"queue": registered.queue, "priority": registered.priority,
-                        "max_attempts": registered.max_attempts}
-        return new_job(function, payload, **{**defaults, **{k: v for k, v in options.items() if v is not None}})
-
-    def _new_batch(self, items: Iterable[Mapping[str, Any]]) -> Batch:
-        """Validate a bulk enqueue. Items sharing a function and options (the usual case) are
-        validated once, then only their payloads are encoded."""
-        batch = Batch()
-        validated: dict[tuple, NewJob] = {}
-        for index, item in enumerate(items):
-            if not isinstance(item, Mapping) or "function" not in item:
-                raise InvalidInput(f"job {index} must be a mapping with a 'function' key")
-            options = {k: v for k, v in item.items() if k != "function" and k != "payload"}
-            key = (item["function"], *options.items())
-            try:
-                template = validated.get(key)
-            except TypeError:  # an unhashable option (a list of dependencies): no sharing
-                key, template = None, None
-            if template is None:
-                template = self._new_job(item["function"], None, options)
-                if key is not None:
-                    validated[key] = template
-            if template.is_simple and key is not None:
-                group = batch.groups.get(key)
-                if group is None:
-                    group = batch.groups[key] = (template, [], [])
-                group[1].append(encode_payload(item.get("payload")))
-                group[2].append(index)
-            else:
-                batch.singles.append((index, template.with_payload(item.get("payload"))))
-            batch.size = index + 1
-        return batch
 
     async def enqueue_async(self, function: str, payload: Mapping[str, Any] | None = None, *,
                             conn: psycopg.AsyncConnection | None = None, **options: Any) -> Job:
@@ -261,16 +227,15 @@ class App:
         Options: run_at (datetime) or delay (seconds), queue, priority, owner, max_attempts,
         depends_on (id or ids), unique_key.
         """
-        new = self._new_job(function, payload, options)
         if conn is not None:
-            return await store_module.job_insert_on(conn, new)
-        return await (await self.open_async()).job_insert(new)
+            return await store_module.job_insert_on(conn, plan_job(self.registry, function, payload, options))
+        return await (await self.ops_async()).jobs.enqueue(SERVICE, function, payload, **options)
 
     def enqueue(self, function: str, payload: Mapping[str, Any] | None = None, *,
                 conn: psycopg.Connection | None = None, **options: Any) -> Job:
         """Sync form of :meth:`enqueue_async`; ``conn`` may be your own psycopg.Connection."""
         if isinstance(conn, psycopg.Connection):
-            return store_module.job_insert_sync(conn, self._new_job(function, payload, options))
+            return store_module.job_insert_sync(conn, plan_job(self.registry, function, payload, options))
         return self._bridge.run(self.enqueue_async(function, payload, **options), "enqueue")
 
     async def enqueue_many_async(self, jobs: Iterable[Mapping[str, Any]], *,
@@ -278,21 +243,20 @@ class App:
         """Enqueue many jobs in one transaction (plain jobs sharing their options in one INSERT);
         returns their ids in the order given.
         Each item is a mapping with ``function`` and the options of :meth:`enqueue_async`."""
-        batch = self._new_batch(jobs)
         if conn is not None:
-            return await store_module.job_insert_many_on(conn, batch)
-        return await (await self.open_async()).job_insert_many(batch)
+            return await store_module.job_insert_many_on(conn, plan_batch(self.registry, jobs))
+        return await (await self.ops_async()).jobs.enqueue_many(SERVICE, jobs)
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]], *,
                      conn: psycopg.Connection | None = None) -> list[int]:
         if isinstance(conn, psycopg.Connection):
-            return store_module.job_insert_many_sync(conn, self._new_batch(jobs))
+            return store_module.job_insert_many_sync(conn, plan_batch(self.registry, jobs))
         return self._bridge.run(self.enqueue_many_async(jobs), "enqueue_many")
 
     # -- jobs ---------------------------------------------------------------------------------
 
     async def get_job_async(self, job_id: int) -> Job:
-        return await (await self.open_async()).job_get(job_id)
+        return await (await self.ops_async()).jobs.get(SERVICE, job_id)
 
     def get_job(self, job_id: int) -> Job:
         return self._bridge.run(self.get_job_async(job_id), "get_job")
@@ -312,11 +276,8 @@ class App:
         >>> app.set_secret("stripe_key", os.environ["STRIPE_KEY"])  # doctest: +SKIP
         >>> app.set_secret("linkedin_token", token, owner="user-42")  # doctest: +SKIP
         """
-        owner = _secret_owner(owner)
-        sealed = vault.seal(self.master_keys(), name, value, owner)  # validates before connecting
-        store = await self.open_async()
-        return vault.SecretInfo.from_row(await store.secret_upsert(name, sealed, owner,
-                                                                   max_per_owner=vault.MAX_PER_USER))
+        vault.check_name(name), vault.check_value(value), self.master_keys()  # refused before connecting
+        return await (await self.ops_async()).secrets.set(SERVICE, name, value, owner=owner)
 
     def set_secret(self, name: str, value: str, *, owner: str | None = None) -> vault.SecretInfo:
         return self._bridge.run(self.set_secret_async(name, value, owner=owner), "set_secret")
@@ -325,26 +286,25 @@ class App:
                                  every_owner: bool = False) -> list[vault.SecretInfo]:
         """The operator's secrets (or ``owner``'s, or with ``every_owner`` everyone's): name,
         owner, key id and times; never values (needs no master key)."""
-        rows = await (await self.open_async()).secret_list(_secret_owner(owner), every_owner=every_owner)
-        return [vault.SecretInfo.from_row(row) for row in rows]
+        return await (await self.ops_async()).secrets.list(SERVICE, owner=owner, every_owner=every_owner)
 
     def list_secrets(self, *, owner: str | None = None, every_owner: bool = False) -> list[vault.SecretInfo]:
         return self._bridge.run(self.list_secrets_async(owner=owner, every_owner=every_owner), "list_secrets")
 
     async def delete_secret_async(self, name: str, *, owner: str | None = None) -> None:
         """Remove a secret (SecretNotFound if there is none); needs no master key."""
-        await (await self.open_async()).secret_delete(vault.check_name(name), _secret_owner(owner))
+        await (await self.ops_async()).secrets.remove(SERVICE, name, owner=owner)
 
     def delete_secret(self, name: str, *, owner: str | None = None) -> None:
         self._bridge.run(self.delete_secret_async(name, owner=owner), "delete_secret")
 
-    async def rotate_secrets_async(self) -> vault.Rotation:
+    async def rotate_secrets_async(self) -> Rotation:
         """Re-seal every secret under the first key of JOBLINE_MASTER_KEY="NEW,OLD"; safe to
-        re-run after a crash (see :func:`jobline.vault.rotate`)."""
-        keys = self.master_keys()
-        return await vault.rotate(await self.open_async(), keys)
+        re-run after a crash (see :func:`jobline.operations.secrets.rotate`)."""
+        self.master_keys()  # no key: say so before connecting
+        return await (await self.ops_async()).secrets.rotate(SERVICE)
 
-    def rotate_secrets(self) -> vault.Rotation:
+    def rotate_secrets(self) -> Rotation:
         return self._bridge.run(self.rotate_secrets_async(), "rotate_secrets")
 
     # -- running ------------------------------------------------------------------------------
@@ -354,6 +314,22 @@ class App:
         options.setdefault("schedules", list(self.schedules.values()))
         options.setdefault("owned_functions", [n for n in self.registry.names() if n not in BUILTIN_FUNCTIONS])
         return Worker(await self.open_async(), self.registry, self.settings, **options)
+
+    async def invoke_async(self, function: Function, payload: dict, *, owner: str | None,
+                           threads: ThreadPoolExecutor, connections: ConnectionLimit) -> Any:
+        """Call ``function``'s handler now, in this process, as `/functions/v1/<name>` does: not a
+        job (no row, no retry). A handler that takes a context gets one with ``job_id`` None,
+        attempt 1 of 1, ``owner`` and this App's database; sync handlers run in ``threads``."""
+        ctx = None
+        if function.wants_context:
+            ctx = JobContext(None, 1, 1, function.name, function.queue, owner, "gateway", await self.open_async(),
+                             connections)
+        return await call_handler(function, payload, ctx, threads)
+
+    async def maintenance_async(self) -> Maintenance:
+        """The maintenance role alone (rescue of expired leases, retention), for a process that
+        runs no worker, such as `jobline serve`; start() and stop() it."""
+        return Maintenance(await self.open_async(), self.settings)
 
     async def run_worker_async(self, **options: Any) -> None:
         worker = await self.worker_async(**options)
@@ -366,10 +342,6 @@ class App:
 
     def process(self, limit: int | None = None, **options: Any) -> Summary:
         return self._bridge.run(self.process_async(limit, **options), "process")
-
-
-def _secret_owner(owner: str | None) -> str | None:
-    return None if owner is None else check_name(owner, "a secret's owner")
 
 
 def _backoff(backoff: Backoff | None, base: float | None, factor: float | None, max_delay: float | None,

@@ -17,6 +17,9 @@ Three kinds of credential, tried in this order:
 
 Anything else is Unauthenticated (401), with one message whatever the reason, so a caller
 learns nothing about which check failed.
+
+This module does no I/O of its own: the API token lookup is passed in (Operations.authenticate
+passes the store's).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
 
-from .db.store import Store
 from .errors import Forbidden, InvalidInput, Unauthenticated
 from .job import check_name
 from .settings import Settings
@@ -75,13 +78,15 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-async def authenticate(token: str, settings: Settings, store: Store) -> Principal:
-    """The caller a bearer token stands for (see the module's docstring)."""
+async def authenticate(token: str, settings: Settings,
+                       token_user: Callable[[bytes], Awaitable[str | None]]) -> Principal:
+    """The caller a bearer token stands for (see the module's docstring); ``token_user`` finds
+    the user of a live API token by its SHA-256 (None: unknown or revoked)."""
     if settings.service_key and hmac.compare_digest(token.encode(), settings.service_key.encode()):
         return SERVICE
     if token.count(".") == 2 and not token.startswith(TOKEN_PREFIX):
         return _from_jwt(token, settings)
-    user_id = await store.api_token_use(token_hash(token))
+    user_id = await token_user(token_hash(token))
     if user_id is None:
         raise Unauthenticated(INVALID)
     return Principal(user_id=user_id, via="api_token")

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import InvalidInput
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_ERROR_CHARS = 64 * 1024       # an attempt's error message (and its traceback), each
 MAX_NAME_LENGTH = 200
 MAX_QUEUE_LENGTH = 100
 PRIORITY_RANGE = (-1000, 1000)

@@ -43,3 +43,13 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+
+
+def retries(attempt: int, max_attempts: int, retryable: bool = True) -> bool:
+    """Whether a failed attempt is tried again: the one rule for the executor, remote reports
+    and (in SQL, job_rescue_expired.sql, kept in step by tests/unit) the rescue of lost leases.
+
+    >>> retries(1, 3), retries(3, 3), retries(1, 3, retryable=False)
+    (True, False, False)
+    """
+    return retryable and attempt < max_attempts

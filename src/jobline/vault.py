@@ -16,8 +16,9 @@ yielding the wrong value.
 all of them open. Every row records the ``key_id`` (a fingerprint, never the key) it was sealed
 under, so :func:`rotate` knows which rows still need re-sealing.
 
-Everything here is pure except :func:`load` and :func:`rotate`, which take the store as a
-parameter (anything with the ``secret_*`` methods), so this module imports nothing from ``db/``.
+Everything here is pure except :func:`load`, which awaits the store it is given (anything with
+``secret_get_many``), so this module imports nothing from ``db/``. Setting, listing and rotating
+secrets are operations (operations/secrets.py).
 
 >>> keys = MasterKeys.parse(generate_key())
 >>> sealed = seal(keys, "api_token", "s3cr3t-value")
@@ -576,7 +577,7 @@ class SecretInfo:
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
 
 
-def _sealed(row: Mapping[str, Any]) -> Sealed:
+def sealed_from_row(row: Mapping[str, Any]) -> Sealed:
     return Sealed(row["key_id"], bytes(row["nonce"]), bytes(row["ciphertext"]))
 
 
@@ -616,72 +617,5 @@ async def load(store: Any, keys: MasterKeys, refs: Iterable[str], owner: str | N
         if missing:
             raise SecretNotFound(missing_message(missing, whose))
         for name, row in rows.items():
-            resolved[reference(name, owner=owned)] = open_sealed(keys, name, _sealed(row), whose)
+            resolved[reference(name, owner=owned)] = open_sealed(keys, name, sealed_from_row(row), whose)
     return resolved
-
-
-@dataclasses.dataclass(frozen=True)
-class Rotation:
-    key_id: str   # the current key, which every secret is now sealed under
-    rotated: int  # re-sealed by this run
-    current: int  # already under the current key
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-async def rotate(store: Any, keys: MasterKeys, *, batch_size: int = 500) -> Rotation:
-    """Re-seal every secret not under the current key, one row per statement.
-
-    Each write is fenced on the row's old key id and nonce (``secret_reseal``), so a crash
-    midway leaves every row readable with ``NEW,OLD`` and a re-run finishes the job; a
-    concurrent rotation or ``set`` wins over this one instead of being overwritten. Rows that
-    cannot be opened (key not in ``keys``, or altered) are skipped, and reported by name in one
-    SecretError once every other row is done.
-    """
-    target = keys.current.key_id
-    listed = await store.secret_list(every_owner=True)
-    stale: dict[str | None, list[str]] = {}  # owner -> names
-    for row in listed:
-        if row["key_id"] != target:
-            stale.setdefault(row["owner"], []).append(row["name"])
-    current, rotated = len(listed) - sum(map(len, stale.values())), 0
-    unknown: dict[str, list[str]] = {}  # key id -> secrets, as messages name them
-    broken: list[str] = []
-    for owner, names in stale.items():
-        for start in range(0, len(names), batch_size):
-            for row in await store.secret_get_many(names[start:start + batch_size], owner=owner):
-                name, old = row["name"], _sealed(row)
-                if old.key_id == target:  # set again since we listed
-                    current += 1
-                    continue
-                if keys.find(old.key_id) is None:
-                    unknown.setdefault(old.key_id, []).append(describe(name, owner))
-                    continue
-                try:
-                    plaintext = open_sealed(keys, name, old, owner)
-                except SecretError:
-                    broken.append(describe(name, owner))
-                    continue
-                if await store.secret_reseal(name, owner, old, seal(keys, name, plaintext, owner)):
-                    rotated += 1
-                    log.debug("secret.resealed", extra={"secret": name, "owner": owner, "from_key": old.key_id,
-                                                        "to_key": target})
-    log.info("vault.rotated", extra={"key_id": target, "rotated": rotated, "current": current,
-                                     "failed": len(broken) + sum(map(len, unknown.values()))})
-    if unknown or broken:
-        raise SecretError(_rotation_failure(keys, rotated, unknown, broken))
-    return Rotation(target, rotated, current)
-
-
-def _rotation_failure(keys: MasterKeys, rotated: int, unknown: dict[str, list[str]], broken: list[str]) -> str:
-    parts = [f"rotated {rotated} secret(s) to master key {keys.current.key_id}, but not all"]
-    for key_id, names in sorted(unknown.items()):
-        parts.append(f"{', '.join(sorted(names))} {'is' if len(names) == 1 else 'are'} "
-                     f"encrypted under master key {key_id}, "
-                     f"which is not in {VARIABLE}: put it after the new key ({VARIABLE}=NEW,OLD) and run "
-                     "`jobline secrets rotate-key` again, or set them again")
-    if broken:
-        parts.append(f"{', '.join(sorted(broken))} cannot be decrypted (the row was altered "
-                     "or copied from another secret): set it again with `jobline secrets set NAME [--owner USER]`")
-    return "; ".join(parts)

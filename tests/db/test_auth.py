@@ -40,7 +40,7 @@ def b64(data: dict) -> str:
 
 
 async def principal(token: str, settings, store):
-    return await auth.authenticate(token, settings, store)
+    return await auth.authenticate(token, settings, store.api_token_use)
 
 
 async def test_the_service_key_and_supabase_service_role_jwts_are_the_service(api_settings, store):

@@ -12,6 +12,7 @@ from jobline.db import migrate
 from jobline.db import queries as q
 from jobline.db.store import Store
 from jobline.errors import DatabaseError
+from jobline.retry import retries
 
 
 @pytest.fixture
@@ -84,6 +85,16 @@ async def test_job_rescue_expired_retries_or_fails_and_spares_live_leases(bookke
     assert sql("SELECT status FROM jobline.jobs WHERE id IN (%s, %s) ORDER BY id", [decoy, dependant]) == [
         ("cancelled",), ("running",)]
     assert sql("SELECT job_id, outcome FROM jobline.attempts ORDER BY job_id") == [(retry, "lost"), (exhausted, "lost")]
+
+
+async def test_the_rescue_retries_exactly_when_retry_retries_says_so(bookkeeping, sql):
+    cases = [(attempts, most) for most in (1, 2, 3, 5) for attempts in range(1, most + 1)]
+    ids = {insert(sql, status="running", attempts=attempts, max_attempts=most, worker_id="dead",
+                  lease_until="2000-01-01T00:00:00Z", started_at="2000-01-01T00:00:00Z"): (attempts, most)
+           for attempts, most in cases}
+    rescued = dict(await bookkeeping.job_rescue_expired())
+    assert {job_id: status == "pending" for job_id, status in rescued.items()} == {
+        job_id: retries(attempts, most) for job_id, (attempts, most) in ids.items()}
 
 
 async def test_job_prune_finished_respects_retention_per_state(bookkeeping, sql):

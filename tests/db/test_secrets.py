@@ -16,6 +16,7 @@ import pytest
 import canary
 from jobline import App, vault
 from jobline.errors import ConfigError, Conflict, InvalidInput, SecretError, SecretNotFound
+from jobline.operations.secrets import rotate
 from jobline.vault import MasterKeys
 
 OLD = vault.generate_key()
@@ -347,8 +348,8 @@ async def test_two_rotations_at_once_reseal_each_row_exactly_once(apps, sql):
     for name, value in expected.items():
         await old.set_secret_async(name, value)
     first, second = await apps(f"{NEW},{OLD}"), await apps(f"{NEW},{OLD}")
-    results = await asyncio.gather(vault.rotate(first.store, first.master_keys(), batch_size=7),
-                                   vault.rotate(second.store, second.master_keys(), batch_size=7))
+    results = await asyncio.gather(rotate(first.store, first.master_keys(), batch_size=7),
+                                   rotate(second.store, second.master_keys(), batch_size=7))
     assert sum(r.rotated for r in results) == 60
     assert await _values(await apps(NEW)) == expected
 

@@ -9,7 +9,10 @@ import pytest
 
 from conftest import enqueue
 from jobline.errors import InvalidInput, JobNotFound, LeaseLost
-from jobline.tasks import Tasks
+from jobline.auth import SERVICE, Principal
+from jobline.operations.tasks import Tasks
+
+ALICE, BOB = Principal(user_id="alice", via="api_token"), Principal(user_id="bob", via="api_token")
 
 
 @pytest.fixture
@@ -22,7 +25,7 @@ async def test_a_user_claims_only_its_own_tasks_in_priority_then_run_at_then_cre
     urgent = enqueue(sql, "render", "alice", priority=5)
     enqueue(sql, "render", "bob", priority=9)
     early = enqueue(sql, "render", "alice", run_at="2020-01-01T00:00:00Z")
-    claimed = [await tasks.claim("alice") for _ in range(4)]
+    claimed = [await tasks.claim(ALICE) for _ in range(4)]
     assert [t.task_id if t else None for t in claimed] == [urgent, early, late, None]
     assert (claimed[0].task_type, claimed[0].project_id, claimed[0].attempt) == ("render", "alice", 1)
     assert sql("SELECT owner FROM jobline.jobs WHERE status = 'pending'") == [("bob",)]
@@ -33,19 +36,19 @@ async def test_the_service_claims_across_owners_and_only_remote_task_types_by_de
     enqueue(sql, "python-only", "alice")
     enqueue(sql, "sql", None)
     remote = enqueue(sql, "render", "bob")
-    assert (await tasks.claim(None)).task_id == remote
-    assert await tasks.claim(None) is None
-    asked = await tasks.claim(None, ["python-only"])  # named explicitly, it can be claimed
+    assert (await tasks.claim(SERVICE)).task_id == remote
+    assert await tasks.claim(SERVICE) is None
+    asked = await tasks.claim(SERVICE, ["python-only"])  # named explicitly, it can be claimed
     assert asked.task_type == "python-only"
 
 
 async def test_dependencies_are_respected(tasks, sql):
     first = enqueue(sql, "step", "alice")
     second = sql("SELECT jobline.enqueue('step', owner => 'alice', depends_on => ARRAY[%s]::bigint[])", [first])[0][0]
-    task = await tasks.claim("alice")
-    assert task.task_id == first and await tasks.claim("alice") is None
-    await tasks.complete("alice", task.task_id, task.lease_token, {"ok": True})
-    assert (await tasks.claim("alice")).task_id == second
+    task = await tasks.claim(ALICE)
+    assert task.task_id == first and await tasks.claim(ALICE) is None
+    await tasks.complete(ALICE, task.task_id, task.lease_token, {"ok": True})
+    assert (await tasks.claim(ALICE)).task_id == second
 
 
 async def test_concurrent_claimers_get_distinct_tasks(store, sql):
@@ -54,7 +57,7 @@ async def test_concurrent_claimers_get_distinct_tasks(store, sql):
 
     async def drain(t: Tasks) -> list[int]:
         got = []
-        while (task := await t.claim("alice")) is not None:
+        while (task := await t.claim(ALICE)) is not None:
             got.append(task.task_id)
         return got
 
@@ -64,19 +67,19 @@ async def test_concurrent_claimers_get_distinct_tasks(store, sql):
 
 async def test_reports_are_fenced_on_the_lease_and_scoped_to_the_owner(tasks, sql, store):
     enqueue(sql, "render", "alice", max_attempts=2)
-    task = await tasks.claim("alice")
+    task = await tasks.claim(ALICE)
     with pytest.raises(JobNotFound):  # another user's task answers as one that does not exist
-        await tasks.complete("bob", task.task_id, task.lease_token, {})
+        await tasks.complete(BOB, task.task_id, task.lease_token, {})
     with pytest.raises(LeaseLost):  # a lease token that is not the one held
-        await tasks.complete("alice", task.task_id, "remote:" + "0" * 32, {})
+        await tasks.complete(ALICE, task.task_id, "remote:" + "0" * 32, {})
     with pytest.raises(InvalidInput, match="lease_token must be"):
-        await tasks.heartbeat("alice", task.task_id, "guess")
-    assert await tasks.fail("alice", task.task_id, task.lease_token, "boom", retry_in=0) == "pending"
+        await tasks.heartbeat(ALICE, task.task_id, "guess")
+    assert await tasks.fail(ALICE, task.task_id, task.lease_token, "boom", retry_in=0) == "pending"
     with pytest.raises(LeaseLost):  # the first attempt's lease is spent
-        await tasks.heartbeat("alice", task.task_id, task.lease_token)
-    again = await tasks.claim("alice")
+        await tasks.heartbeat(ALICE, task.task_id, task.lease_token)
+    again = await tasks.claim(ALICE)
     assert (again.task_id, again.attempt) == (task.task_id, 2)
-    assert await tasks.fail("alice", again.task_id, again.lease_token, "boom again") == "failed"  # attempts used up
+    assert await tasks.fail(ALICE, again.task_id, again.lease_token, "boom again") == "failed"  # attempts used up
     job = await store.job_get(task.task_id)
     assert (job.status, job.last_error) == ("failed", "boom again")
     assert [(a.attempt, a.outcome, a.error) for a in await store.attempt_list(task.task_id)] == [
@@ -85,28 +88,28 @@ async def test_reports_are_fenced_on_the_lease_and_scoped_to_the_owner(tasks, sq
 
 async def test_a_rescued_task_refuses_the_stale_report(tasks, sql, store):
     enqueue(sql, "render", "alice")
-    stale = await tasks.claim("alice")
+    stale = await tasks.claim(ALICE)
     sql("UPDATE jobline.jobs SET lease_until = now() - interval '1 second'")
     assert await store.job_rescue_expired() == [(stale.task_id, "pending")]
-    fresh = await tasks.claim("alice")
+    fresh = await tasks.claim(ALICE)
     with pytest.raises(LeaseLost, match="no longer held under this lease"):
-        await tasks.complete("alice", stale.task_id, stale.lease_token, {"from": "stale"})
-    assert await tasks.complete("alice", fresh.task_id, fresh.lease_token, {"from": "fresh"}) == "succeeded"
+        await tasks.complete(ALICE, stale.task_id, stale.lease_token, {"from": "stale"})
+    assert await tasks.complete(ALICE, fresh.task_id, fresh.lease_token, {"from": "fresh"}) == "succeeded"
     assert (await store.job_get(fresh.task_id)).result == {"from": "fresh"}
 
 
 async def test_heartbeat_extends_the_lease_and_non_retryable_failures_are_final(tasks, sql):
     enqueue(sql, "render", None)
-    task = await tasks.claim(None)
+    task = await tasks.claim(SERVICE)
     sql("UPDATE jobline.jobs SET lease_until = now() + interval '5 seconds'")
-    until = await tasks.heartbeat(None, task.task_id, task.lease_token)
+    until = await tasks.heartbeat(SERVICE, task.task_id, task.lease_token)
     assert sql("SELECT lease_until = %s, lease_until > now() + interval '250 seconds' FROM jobline.jobs", [until]) == [
         (True, True)]
-    assert await tasks.fail(None, task.task_id, task.lease_token, "bad input", retryable=False) == "failed"
+    assert await tasks.fail(SERVICE, task.task_id, task.lease_token, "bad input", retryable=False) == "failed"
 
 
 @pytest.mark.parametrize("task_types, message", [([], "task_types must be a list"), ("render", "task_types must be"),
                                                  (["bad\nname"], "control character"), ([1], "must be a string")])
 async def test_bad_task_types_are_refused(tasks, task_types, message):
     with pytest.raises(InvalidInput, match=message):
-        await tasks.claim(None, task_types)
+        await tasks.claim(SERVICE, task_types)

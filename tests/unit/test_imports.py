@@ -63,3 +63,34 @@ def test_only_the_cli_and_the_package_root_import_the_client():
            if p.relative_to(PACKAGE).parts[0] not in ("cli", "client", "__init__.py")
            and any(t.split(".")[0] == "client" for t in imports_of(p))]
     assert bad == []
+
+
+INTERFACES = ("api", "cli", "client", "dashboard")
+
+
+def test_interfaces_act_through_the_operations_layer_never_the_store():
+    """The API, CLI, dashboard and Client call operations/ (or App); none reaches the Store, whose
+    methods apply no owner rule (STYLE.md section 1)."""
+    bad = []
+    for layer in INTERFACES:
+        for path in (PACKAGE / layer).rglob("*.py"):
+            bad += [f"{path.relative_to(PACKAGE)} imports {t}" for t in imports_of(path) if t.startswith("db.store")]
+            bad += [f"{path.relative_to(PACKAGE)}:{node.lineno} uses .store" for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.Attribute) and node.attr == "store"]
+    assert bad == []
+
+
+def test_the_operations_layer_imports_no_interface():
+    assert violations("operations", INTERFACES + ("app", "demo")) == []
+
+
+# The package's top level holds pure leaves (no I/O), and the facade and entry points named here;
+# whatever does I/O lives in a layer's folder (db/ runtime/ operations/ functions/ interfaces).
+NOT_LEAVES = {"__init__.py", "__main__.py", "app.py", "demo.py", "_sync.py"}
+
+
+def test_top_level_modules_are_pure_leaves():
+    layers = ("db", "runtime", "operations", "functions", *INTERFACES, "app", "demo")
+    bad = [f"{p.name} imports {t}" for p in PACKAGE.glob("*.py") if p.name not in NOT_LEAVES
+           for t in imports_of(p) if t.split(".")[0] in layers]
+    assert bad == []

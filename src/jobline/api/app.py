@@ -19,11 +19,9 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..app import App
-from ..db.store import Store
+from ..operations import Operations
 from ..runtime.connections import ConnectionLimit
-from ..runtime.maintenance import Maintenance
 from ..settings import Settings, forwarded_proxies
-from ..tasks import Tasks
 from . import errors
 from .guard import Guard
 from .methods import MethodCheck
@@ -47,15 +45,15 @@ class Api:
     metrics: Metrics
     threads: ThreadPoolExecutor | None = None   # sync handlers invoked at /functions/v1/<name>
     connections: ConnectionLimit | None = None  # their ctx.connect() connections, bounded
-    tasks: Tasks | None = None
 
     @property
     def settings(self) -> Settings:
         return self.app.settings
 
     @property
-    def store(self) -> Store:
-        return self.app.store
+    def ops(self) -> Operations:
+        """Every operation the routes perform, for the caller they authenticated."""
+        return self.app.ops
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -89,11 +87,10 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        store = await app.open_async()
-        api.tasks = Tasks(store, app.settings.remote_lease_seconds)
+        await app.open_async()
         api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency, thread_name_prefix="jobline-invoke")
         api.connections = ConnectionLimit(app.settings.handler_connections, app.settings.pool_timeout)
-        rescuer = Maintenance(store, app.settings) if maintenance else None
+        rescuer = await app.maintenance_async() if maintenance else None
         if rescuer is not None:
             rescuer.start()
         settings = app.settings

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..db.store import Store
+from ..auth import SERVICE
 from ..job import JobStatus
+from ..operations import Operations
 
 # Job gauges carry one series per function: beyond this many functions the rest are summed
 # under function="_other", so user-chosen names cannot blow up the series count.
@@ -39,20 +40,21 @@ class Metrics:
         self.requests.labels(method=method, route=route, status=str(status)).inc()
         self.latency.labels(method=method, route=route).observe(seconds)
 
-    async def render(self, store: Store) -> bytes:
-        stats = await store.job_stats()
+    async def render(self, ops: Operations) -> bytes:
+        stats = await ops.jobs.stats(SERVICE)
         counts: dict[tuple[str, str], int] = {}
         labels: dict[str, str] = {}  # function -> its label, in the order first seen
-        for function, status, n in stats["counts"]:
+        for function, by_status in stats["by_function"].items():
             label = labels.setdefault(function, function if len(labels) < MAX_FUNCTION_SERIES else OTHER)
-            counts[(label, status)] = counts.get((label, status), 0) + n
+            for status, n in by_status.items():
+                counts[(label, status)] = counts.get((label, status), 0) + n
         # No await from here on: concurrent scrapes cannot interleave their clear and sets.
         self.jobs.clear()
         for function in {f for f, _ in counts}:
             for status in JobStatus:
                 self.jobs.labels(function=function, status=status.value).set(counts.get((function, status.value), 0))
-        self.oldest_due.set(stats["oldest_due_seconds"] or 0)
-        for window in ("1m", "5m", "1h"):
+        self.oldest_due.set(stats["oldest_due_pending_seconds"] or 0)
+        for window, outcomes in stats["windows"].items():
             for outcome in ("succeeded", "failed"):
-                self.finished.labels(outcome=outcome, window=window).set(stats[f"{outcome}_{window}"])
+                self.finished.labels(outcome=outcome, window=window).set(outcomes[outcome])
         return generate_latest(self.registry)

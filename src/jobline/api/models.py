@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..job import MAX_ATTEMPTS_RANGE, MAX_DELAY_SECONDS, MAX_NAME_LENGTH, PRIORITY_RANGE
 from ..schedule import CATCH_UP_MAX_RANGE
-from ..tasks import MAX_RETRY_IN, MAX_TASK_TYPES
+from ..operations.tasks import MAX_RETRY_IN, MAX_TASK_TYPES
 
 MAX_ID = 2**63 - 1
 MAX_DEPENDENCIES = 1000

@@ -1,7 +1,7 @@
 """Who is calling, and how often they fail to say.
 
 Every authenticated route reads ``Authorization: Bearer <token>`` and turns it into a
-:class:`~jobline.auth.Principal` with :func:`jobline.auth.authenticate` (service key, user JWT or
+:class:`~jobline.auth.Principal` with ``Operations.authenticate`` (service key, user JWT or
 API token). A missing or invalid credential is 401 with ``WWW-Authenticate: Bearer``; a valid
 one without the right is 403.
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
-from ..auth import SERVICE, Principal, authenticate, bearer_token, secret_matches
+from ..auth import SERVICE, Principal, bearer_token, secret_matches
 from ..errors import Forbidden, Unauthenticated
 from .errors import ApiError
 
@@ -99,7 +99,7 @@ async def authenticate_request(request: Request) -> Principal:
     address = _admit(request)
     try:
         token = bearer_token(request.headers.get("authorization"))
-        return await authenticate(token, api.settings, api.store)
+        return await api.ops.authenticate(token)
     except Unauthenticated:
         _refused(request, address)
         raise
@@ -130,7 +130,7 @@ async def runner(request: Request, _=Depends(bearer_scheme)) -> Principal:
         token = bearer_token(request.headers.get("authorization"))
         if secret_matches(token, api.settings.runner_secret):
             return SERVICE
-        caller = await authenticate(token, api.settings, api.store)
+        caller = await api.ops.authenticate(token)
     except Unauthenticated:
         _refused(request, address)
         raise

@@ -7,10 +7,11 @@ import json
 
 import click
 
-from ..app import App
+from ..auth import SERVICE
 from ..cron import RESTART_MACROS
+from ..operations.schedules import Schedules
 from ..schedule import CATCH_UP_POLICIES, OVERLAP_POLICIES, Schedule
-from .main import Context, cli, pass_context, run_app
+from .main import Context, cli, pass_context, run_app, run_ops
 from .output import emit_json, short_time, table
 from .params import JSON_OBJECT
 
@@ -84,7 +85,8 @@ def cron_add(ctx: Context, name, expression, function, payload, sql_command, tim
 def cron_ls(ctx: Context, as_json: bool) -> None:
     """Every schedule with its next run and the outcome of its latest run."""
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [_schedule_row(s, last, now) for s, last in run_app(ctx.load_app(), lambda app: app.store.schedule_list())]
+    listed = run_ops(ctx.load_app(), lambda ops: ops.schedules.list(SERVICE))
+    rows = [_schedule_row(s, last, now) for s, last in listed]
     if as_json:
         emit_json(rows)
         return
@@ -107,12 +109,8 @@ def cron_ls(ctx: Context, as_json: bool) -> None:
 def cron_runs(ctx: Context, ref: str, limit: int, before_id: int | None, as_json: bool) -> None:
     """Recent runs of schedule REF (a name or an id), newest first."""
 
-    async def work(app: App):
-        schedule = await app.store.schedule_get(ref)
-        return await app.store.schedule_run_list(schedule.id, limit=limit + 1, before_id=before_id)
-
-    fetched = run_app(ctx.load_app(), work)  # one more than shown: is there a next page?
-    runs = [run.to_dict() for run in fetched[:limit]]
+    page = run_ops(ctx.load_app(), lambda ops: ops.schedules.runs(SERVICE, ref, limit=limit, before_id=before_id))
+    runs = [run.to_dict() for run in page.rows]
     if as_json:
         emit_json(runs)
         return
@@ -120,8 +118,8 @@ def cron_runs(ctx: Context, ref: str, limit: int, before_id: int | None, as_json
         run["tick"] = run["tick_at"] or "(triggered)"
         run["detail"] = run["message"] or (run["last_error"] or "").strip().split("\n", 1)[0] or None
     table(runs, ["id", "tick", "outcome", "job_id", "created_at", "finished_at", "detail"], empty="no runs yet")
-    if len(fetched) > limit:
-        click.echo(f"(more: --before {runs[-1]['id']})")
+    if page.next_cursor is not None:
+        click.echo(f"(more: --before {page.next_cursor})")
 
 
 def _steer(name: str, help_text: str, action) -> None:
@@ -130,40 +128,36 @@ def _steer(name: str, help_text: str, action) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @pass_context
     def command(ctx: Context, ref: str, as_json: bool) -> None:
-        async def work(app: App):
-            schedule = await app.store.schedule_get(ref)
-            return await action(app.store, schedule)
-
-        outcome = run_app(ctx.load_app(), work)
+        outcome = run_ops(ctx.load_app(), lambda ops: action(ops.schedules, ref))
         if as_json:  # the HTTP API's fields; the message is for people
             emit_json({k: v for k, v in outcome.items() if k != "message"})
         else:
             click.echo(outcome["message"])
 
 
-async def _remove(store, schedule: Schedule) -> dict:
-    await store.schedule_delete(schedule.id)
+async def _remove(schedules: Schedules, ref: str) -> dict:
+    schedule = await schedules.remove(SERVICE, ref)
     return {"id": schedule.id, "name": schedule.name, "removed": True,
             "message": f"removed schedule {schedule.label} (id {schedule.id})"}
 
 
-async def _set_active(store, schedule: Schedule, active: bool) -> dict:
-    changed = await store.schedule_set_active(schedule.id, active)
+async def _set_active(schedules: Schedules, ref: str, active: bool) -> dict:
+    changed = await (schedules.resume if active else schedules.pause)(SERVICE, ref)
     row = _schedule_row(changed)
     row["message"] = f"schedule {changed.label} is {row['state']}" + (
         f", {_when(changed, row)}" if changed.active else "")
     return row
 
 
-async def _trigger(store, schedule: Schedule) -> dict:
-    job_id = await store.schedule_trigger(schedule.id)
+async def _trigger(schedules: Schedules, ref: str) -> dict:
+    schedule, job_id = await schedules.trigger(SERVICE, ref)
     return {"id": schedule.id, "name": schedule.name, "job_id": job_id,
             "message": f"schedule {schedule.label} triggered: job {job_id}"}
 
 
 _steer("rm", "Remove schedule REF (a name or an id) and its run history; its jobs stay.", _remove)
 _steer("pause", "Pause schedule REF: no ticks until it is resumed.",
-       lambda store, schedule: _set_active(store, schedule, False))
+       lambda schedules, ref: _set_active(schedules, ref, False))
 _steer("resume", "Resume schedule REF; the ticks of the pause are not caught up.",
-       lambda store, schedule: _set_active(store, schedule, True))
+       lambda schedules, ref: _set_active(schedules, ref, True))
 _steer("trigger", "Run schedule REF once now, outside its ticks (recorded as a triggered run).", _trigger)

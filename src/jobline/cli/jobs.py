@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import click
 
-from ..app import App
+from ..auth import SERVICE
 from ..job import FINAL_STATUSES, JobStatus, parse_run_at
-from .main import Context, cli, pass_context, run_app
+from ..operations import Operations
+from .main import Context, cli, pass_context, run_app, run_ops
 from .output import emit_json, short_time, table
 from .params import JSON_OBJECT
 
@@ -71,17 +72,17 @@ def _job_row(job, served: bool | None = None) -> dict:
 @pass_context
 def jobs_list(ctx: Context, status, function, queue, owner, before_id, limit, archived, as_json) -> None:
     """Newest jobs first; flags jobs of functions no live worker serves."""
-    rows = run_app(ctx.load_app(), lambda app: app.store.job_list(
-        statuses=list(status) or None, function=function, queue=queue, owner=owner, before_id=before_id,
-        include_archived=archived, limit=limit + 1))  # one more: is there a next page?
-    out = [_job_row(job, served) for job, served in rows[:limit]]
+    page = run_ops(ctx.load_app(), lambda ops: ops.jobs.list(
+        SERVICE, statuses=status, function=function, queue=queue, owner=owner, before_id=before_id,
+        include_archived=archived, limit=limit))
+    out = [_job_row(job, served) for job, served in page.rows]
     if as_json:
         emit_json(out)
         return
     table(out, ["id", "function", "status", "queue", "owner", "attempts", "run_at", "error", "note"],
           empty="no jobs")
-    if len(rows) > limit:
-        click.echo(f"(more: --before {out[-1]['id']})")
+    if page.next_cursor is not None:
+        click.echo(f"(more: --before {page.next_cursor})")
 
 
 @jobs_group.command("show")
@@ -91,10 +92,10 @@ def jobs_list(ctx: Context, status, function, queue, owner, before_id, limit, ar
 def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     """A job with its payload, result and every attempt."""
 
-    async def work(app: App):
-        return await app.store.job_get(job_id), await app.store.attempt_list(job_id)
+    async def work(ops: Operations):
+        return await ops.jobs.get(SERVICE, job_id), await ops.jobs.attempts(SERVICE, job_id)
 
-    job, attempts = run_app(ctx.load_app(), work)
+    job, attempts = run_ops(ctx.load_app(), work)
     data = job.to_dict()
     data["attempt_history"] = [a.to_dict() for a in attempts]
     if as_json:
@@ -124,23 +125,23 @@ def _json_line(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _steer_command(name: str, method: str, help_text: str) -> None:
+def _steer_command(name: str, action: str, help_text: str) -> None:
     @jobs_group.command(name, help=help_text)
     @click.argument("job_id", type=click.IntRange(min=1))
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @pass_context
     def command(ctx: Context, job_id: int, as_json: bool) -> None:
-        job = run_app(ctx.load_app(), lambda app: getattr(app.store, method)(job_id))
+        job = run_ops(ctx.load_app(), lambda ops: getattr(ops.jobs, action)(SERVICE, job_id))
         if as_json:
             emit_json(job.to_dict())
         else:
             click.echo(f"job {job.id} is now {job.status}" + (" (archived)" if job.archived_at else ""))
 
 
-_steer_command("retry", "job_retry", "Run a failed or cancelled job again.")
-_steer_command("cancel", "job_cancel", "Cancel a job that has not finished (and the jobs waiting on it).")
-_steer_command("run-now", "job_run_now", "Make a pending job due now.")
-_steer_command("archive", "job_archive", "Hide a finished job from listings until retention removes it.")
+_steer_command("retry", "retry", "Run a failed or cancelled job again.")
+_steer_command("cancel", "cancel", "Cancel a job that has not finished (and the jobs waiting on it).")
+_steer_command("run-now", "run_now", "Make a pending job due now.")
+_steer_command("archive", "archive", "Hide a finished job from listings until retention removes it.")
 
 
 @cli.group("functions")
@@ -153,7 +154,7 @@ def functions_group() -> None:
 @pass_context
 def functions_ls(ctx: Context, as_json: bool) -> None:
     """Each function with its job counts and how many live workers serve it."""
-    rows = run_app(ctx.load_app(), lambda app: app.store.function_list())
+    rows = run_ops(ctx.load_app(), lambda ops: ops.jobs.functions(SERVICE))
     for row in rows:
         unfinished = row["waiting"] + row["pending"] + row["running"]
         row["note"] = "not served by any live worker" if row["workers"] == 0 and unfinished else None

@@ -69,6 +69,12 @@ def run_app(app: App, work):
     return asyncio.run(go())
 
 
+def run_ops(app: App, work):
+    """:func:`run_app` for one operation: ``work(ops)`` on the operations layer. The CLI acts as
+    the service (the operator at the machine), so commands pass ``SERVICE`` as the caller."""
+    return run_app(app, lambda app: work(app.ops))
+
+
 class JoblineGroup(click.Group):
     """Turns jobline errors into one readable line and an exit status."""
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .. import auth
+from ..auth import SERVICE
 from ..job import check_name
-from .main import Context, cli, pass_context, run_app
+from .main import Context, cli, pass_context, run_ops
 from .output import emit_json, table
 
 
@@ -26,12 +26,10 @@ def _jsonable(row: dict) -> dict:
 @pass_context
 def tokens_create(ctx: Context, user_id: str, name: str | None, as_json: bool) -> None:
     """Create a token for a user. It is shown once: only its hash is stored."""
-    check_name(user_id, "user id")
+    check_name(user_id, "user id")  # before the database starts
     if name is not None:
         check_name(name, "token name")
-    token = auth.new_token()
-    row = run_app(ctx.load_app(), lambda app: app.store.api_token_insert(
-        user_id=user_id, name=name, token_hash=auth.token_hash(token), prefix=auth.token_prefix(token)))
+    row, token = run_ops(ctx.load_app(), lambda ops: ops.tokens.create(SERVICE, user_id, name))
     if as_json:
         emit_json({**_jsonable(row), "token": token})
         return
@@ -45,7 +43,7 @@ def tokens_create(ctx: Context, user_id: str, name: str | None, as_json: bool) -
 @pass_context
 def tokens_ls(ctx: Context, user_id: str | None, as_json: bool) -> None:
     """Tokens with their user, name, prefix, creation, last use and revocation (never the token)."""
-    rows = [_jsonable(row) for row in run_app(ctx.load_app(), lambda app: app.store.api_token_list(user_id))]
+    rows = [_jsonable(row) for row in run_ops(ctx.load_app(), lambda ops: ops.tokens.list(SERVICE, user_id))]
     if as_json:
         emit_json(rows)
         return
@@ -61,7 +59,7 @@ def tokens_ls(ctx: Context, user_id: str | None, as_json: bool) -> None:
 @pass_context
 def tokens_revoke(ctx: Context, token_id: int, as_json: bool) -> None:
     """Revoke token TOKEN_ID (see `jobline tokens ls`): it is refused from now on."""
-    row = _jsonable(run_app(ctx.load_app(), lambda app: app.store.api_token_revoke(token_id)))
+    row = _jsonable(run_ops(ctx.load_app(), lambda ops: ops.tokens.revoke(SERVICE, token_id)))
     if as_json:
         emit_json(row)
     else:

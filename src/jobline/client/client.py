@@ -6,8 +6,8 @@ verdict: it is raised as the matching jobline error and never retried in the dat
 raised as ``RateLimited`` (an ``Unavailable``) carrying the server's ``Retry-After``: try the same
 operation again after that delay (``RemoteWorker`` does).
 
-The fallback runs the same operation through ``tasks.Tasks`` (the code behind the HTTP routes),
-scoped to the owner the token stands for. That owner is found here, with ``auth.authenticate``
+The fallback runs the same operation through the operations layer (the code behind the HTTP
+routes), as the caller the token stands for. That caller is found here, with ``Operations.authenticate``
 and this process's settings: the service key and JWTs are verified against
 ``JOBLINE_SERVICE_KEY`` / ``JOBLINE_JWT_SECRET`` (which must then be set here as on the server),
 API tokens are looked up in the database. A token that cannot be verified here is refused.
@@ -46,13 +46,14 @@ import httpx
 
 from .. import errors
 from .._sync import SyncBridge
-from ..auth import Principal, authenticate
-from ..db.store import Store
+from ..auth import Principal
 from ..errors import (AuthError, Conflict, Forbidden, InvalidInput, JobNotFound, JoblineError, LeaseLost, NotFound,
                       RateLimited, Unauthenticated, Unavailable)
 from ..job import encode_result, new_job
+from ..operations import Operations
+from ..operations.policy import public_job
+from ..operations.tasks import Task, check_task_types
 from ..settings import Settings
-from ..tasks import Task, Tasks, check_task_types, owner_for_enqueue, public_job
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,7 @@ class Client:
         self._bridge = SyncBridge()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
-        self._store: Store | None = None
-        self._tasks: Tasks | None = None
+        self._ops: Operations | None = None
         self._principal: tuple[Principal, float] | None = None
         self._db_lock: asyncio.Lock | None = None
 
@@ -161,10 +161,10 @@ class Client:
         """Claim the next task (of ``task_types``, or of any remote task type), or None."""
         types = None if task_types is None else check_task_types(list(task_types))
 
-        async def in_database(tasks: Tasks, who: Principal) -> ClaimedTask | None:
-            task = await tasks.claim(who.owner, types)
+        async def in_database(ops: Operations, who: Principal) -> ClaimedTask | None:
+            task = await ops.tasks.claim(who, types)
             # The lease is exactly this long, in the database's clock, from the claim.
-            return None if task is None else _claimed(task, float(tasks.lease_seconds))
+            return None if task is None else _claimed(task, float(ops.tasks.lease_seconds))
 
         return await self._run("claim", CLAIM_PATH, {} if types is None else {"task_types": types}, _task,
                                in_database)
@@ -177,7 +177,7 @@ class Client:
         task_id, lease = _held(task)
         encode_result(result)  # InvalidInput here, the same on both paths
         return await self._run("complete", f"/api/tasks/{task_id}/complete", {"lease_token": lease, "result": result},
-                               _field("status"), lambda tasks, who: tasks.complete(who.owner, task_id, lease, result))
+                               _field("status"), lambda ops, who: ops.tasks.complete(who, task_id, lease, result))
 
     def complete(self, task: Task, result: Any = None) -> str:
         return self._bridge.run(self.complete_async(task, result), "complete")
@@ -188,7 +188,7 @@ class Client:
         task_id, lease = _held(task)
         body = {"lease_token": lease, "error": error, "retryable": bool(retryable), "retry_in": retry_in}
         return await self._run("fail", f"/api/tasks/{task_id}/fail", body, _field("status"),
-                               lambda tasks, who: tasks.fail(who.owner, task_id, lease, error, retryable=retryable,
+                               lambda ops, who: ops.tasks.fail(who, task_id, lease, error, retryable=retryable,
                                                              retry_in=retry_in))
 
     def fail(self, task: Task, error: str, *, retryable: bool = True, retry_in: float | None = None) -> str:
@@ -199,7 +199,7 @@ class Client:
         task_id, lease = _held(task)
         return await self._run("heartbeat", f"/api/tasks/{task_id}/heartbeat", {"lease_token": lease},
                                lambda r: _time(_field("lease_until")(r)),
-                               lambda tasks, who: tasks.heartbeat(who.owner, task_id, lease))
+                               lambda ops, who: ops.tasks.heartbeat(who, task_id, lease))
 
     def heartbeat(self, task: Task) -> dt.datetime:
         return self._bridge.run(self.heartbeat_async(task), "heartbeat")
@@ -230,10 +230,8 @@ class Client:
         if payload is not None:
             body["payload"] = payload
 
-        async def in_database(tasks: Tasks, who: Principal) -> dict:
-            # The same rules as POST /api/jobs.
-            owner = await owner_for_enqueue(tasks.store, who, function, options.get("owner"), options.get("depends_on"))
-            return public_job(await tasks.store.job_insert(new_job(function, payload, **{**options, "owner": owner})))
+        async def in_database(ops: Operations, who: Principal) -> dict:
+            return public_job(await ops.jobs.enqueue(who, function, payload, **options))  # POST /api/jobs's rules
 
         return await self._run("enqueue", "/api/jobs", body, _json, in_database)
 
@@ -248,13 +246,13 @@ class Client:
         if self._loop is not None and self._loop is not loop and not self._loop.is_closed():
             raise JoblineError(_OTHER_LOOP)
         mine = self._loop is loop
-        http, store = self._http, self._store
-        self._loop = self._http = self._store = self._tasks = self._db_lock = None
+        http, ops = self._http, self._ops
+        self._loop = self._http = self._ops = self._db_lock = None
         self._principal = None
         if mine and http is not None:
             await http.aclose()
-        if mine and store is not None:
-            await store.close()
+        if mine and ops is not None:
+            await ops.close()
 
     async def aclose(self) -> None:
         """Same as :meth:`close_async` (httpx's name for it)."""
@@ -280,7 +278,7 @@ class Client:
     # -- one operation: the endpoint, else the database ------------------------------------------
 
     async def _run(self, operation: str, path: str, body: dict, answer: Callable[[httpx.Response], T],
-                   in_database: Callable[[Tasks, Principal], Awaitable[T]]) -> T:
+                   in_database: Callable[[Operations, Principal], Awaitable[T]]) -> T:
         http = self._bind()
         if self.outage is not None and self.settings is not None and time.monotonic() < self._retry_at:
             return await self._fallback(operation, self.outage, in_database)
@@ -305,32 +303,26 @@ class Client:
         self._retry_at = time.monotonic() + self.retry_endpoint_after
         return await self._fallback(operation, reason, in_database)
 
-    async def _fallback(self, operation: str, reason: str, in_database: Callable[[Tasks, Principal], Awaitable[T]]) -> T:
+    async def _fallback(self, operation: str, reason: str,
+                        in_database: Callable[[Operations, Principal], Awaitable[T]]) -> T:
         if self.outage is None:
             self.outage = reason
             log.warning("client.fallback", extra={"url": self.url, "operation": operation, "reason": reason,
                                                   "retry_endpoint_s": self.retry_endpoint_after})
-        tasks, principal = await self._database(reason)
+        ops, principal = await self._database(reason)
         self.fallbacks += 1
-        return await in_database(tasks, principal)
+        return await in_database(ops, principal)
 
-    async def _database(self, reason: str) -> tuple[Tasks, Principal]:
-        """The fallback's Tasks (opening the pool on first use) and the caller the token stands for."""
+    async def _database(self, reason: str) -> tuple[Operations, Principal]:
+        """The fallback's operations (opening its pool on first use) and the caller the token
+        stands for."""
         async with self._db_lock:
-            if self._tasks is None:
-                store = Store(self.settings.database_url, max_size=self.pool_size,
-                              prepared_statements=self.settings.prepared_statements,
-                              timeout=self.settings.pool_timeout)
-                try:
-                    await store.open()
-                except BaseException:
-                    await store.close()
-                    raise
-                self._store, self._tasks = store, Tasks(store, self.settings.remote_lease_seconds)
+            if self._ops is None:
+                self._ops = await Operations.connect(self.settings, pool_size=self.pool_size)
             now = time.monotonic()
             if self._principal is None or now >= self._principal[1]:
                 try:
-                    principal = await authenticate(self.token, self.settings, self._store)
+                    principal = await self._ops.authenticate(self.token)
                 except Unauthenticated as exc:
                     raise Unauthenticated(
                         f"{self.url} is unreachable ({reason}) and the database fallback cannot verify this token: "
@@ -338,7 +330,7 @@ class Client:
                         "process's environment, nor a live API token. Set the same JOBLINE_SERVICE_KEY / "
                         "JOBLINE_JWT_SECRET as the server, or use an API token") from exc
                 self._principal = (principal, now + PRINCIPAL_TTL_SECONDS)
-            return self._tasks, self._principal[0]
+            return self._ops, self._principal[0]
 
     def _bind(self) -> httpx.AsyncClient:
         """The HTTP client of the running loop, created on first use (it cannot move between loops)."""
@@ -347,7 +339,7 @@ class Client:
             if self._loop is not None and not self._loop.is_closed():
                 raise JoblineError(_OTHER_LOOP)
             # The loop that had our resources has ended: they went with it.
-            self._loop, self._store, self._tasks, self._principal = loop, None, None, None
+            self._loop, self._ops, self._principal = loop, None, None
             self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
                                            headers={"Authorization": f"Bearer {self.token}"})
             self._db_lock = asyncio.Lock()

@@ -58,7 +58,7 @@ from ..job import BUILTIN_FUNCTIONS
 from ..runtime.executor import Executor, Outcome, first_line
 from ..runtime.registry import Registry
 from ..runtime.service import install_stop_signals
-from ..tasks import Task
+from ..operations.tasks import Task
 from .client import Client, RateLimited
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,14 @@ from typing import Any
 
 from ..db.store import Store
 from ..errors import Cancel, Fail, InvalidInput, Retry, RetryIn
-from ..job import encode_result
+from ..job import MAX_ERROR_CHARS, encode_result
+from ..retry import retries
 from .connections import ConnectionLimit
 from .context import JobContext
 from .registry import Function, Registry
 
 log = logging.getLogger(__name__)
 
-MAX_ERROR_CHARS = 64 * 1024
 
 
 @dataclasses.dataclass(slots=True)
@@ -145,7 +145,7 @@ class Executor:
                  traceback: str | None = None) -> Outcome:
         attempt, max_attempts = job[3], job[4]
         facts = {"error": error, "result": result, "traceback": traceback}
-        if attempt >= max_attempts:
+        if not retries(attempt, max_attempts):
             return self._outcome(job, started_at, "failed", outcome, **facts)
         delay = function.backoff.delay(attempt) if retry_in is None else retry_in
         return self._outcome(job, started_at, "pending", outcome, retry_in=delay, **facts)

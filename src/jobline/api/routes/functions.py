@@ -32,8 +32,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from ...errors import Cancel, Fail, FunctionNotFound, InvalidInput, RetryIn
 from ...job import BUILTIN_FUNCTIONS, MAX_PAYLOAD_BYTES
-from ...runtime.context import JobContext
-from ...runtime.executor import call_handler, first_line
+from ...runtime.executor import first_line
 from ...runtime.registry import Function
 from ..errors import ApiError
 from ..models import ErrorOut
@@ -104,7 +103,8 @@ async def _invoke(request: Request, function: Function, payload: dict, owner: st
     began = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            value = await _call(api, function, payload, owner)
+            value = await api.app.invoke_async(function, payload, owner=owner, threads=api.threads,
+                                               connections=api.connections)
         body = _response_json(value)
     except Fail as signal:
         raise ApiError(400, "fail", signal.reason) from None
@@ -129,11 +129,6 @@ async def _invoke(request: Request, function: Function, payload: dict, owner: st
     return Response(body, media_type="application/json")
 
 
-async def _call(api, function: Function, payload: dict, owner: str | None) -> Any:
-    ctx = None
-    if function.wants_context:
-        ctx = JobContext(None, 1, 1, function.name, function.queue, owner, "gateway", api.store, api.connections)
-    return await call_handler(function, payload, ctx, api.threads)
 
 
 def _response_json(value: Any) -> bytes:

@@ -1,8 +1,9 @@
 """Jobs: enqueue, list, show, steer, and run the due ones now (seed 001's worker endpoint).
 
-A user sees and acts on their own jobs only: every query passes their owner and the scoping
-is in SQL. Another user's job answers exactly as one that does not exist. The service sees
-every job.
+Every route acts through the operations layer (operations/jobs.py) for the caller it
+authenticated, and policy.py decides what that caller may do: a user sees and acts on their own
+jobs only (another user's job answers exactly as one that does not exist), the service on every
+job.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from ...auth import Principal
-from ...job import check_name, parse_run_at
-from ...tasks import owner_for_enqueue, public_attempt, public_job
+from ...job import parse_run_at
+from ...operations.policy import public_attempt, public_job
 from ..models import (MAX_ID, EnqueueIn, ErrorOut, JobDetailOut, JobListOut, JobOut, RunIn, RunOut, Status)
 from ..security import api_state, principal, runner
 from .tasks import AUTH_ERRORS
@@ -34,11 +35,9 @@ async def enqueue(request: Request, body: EnqueueIn, caller: Principal = Depends
     """Enqueue a job. A user's job is always theirs (naming another owner is 403) and may depend
     only on their own jobs; only the service may enqueue the built-in ``sql`` and ``http``
     functions, or set any owner."""
-    api = api_state(request)
-    owner = await owner_for_enqueue(api.store, caller, body.function, body.owner, body.depends_on)
-    job = await api.app.enqueue_async(
-        body.function, body.payload, run_at=parse_run_at(body.run_at) if body.run_at is not None else None,
-        delay=body.delay, queue=body.queue, priority=body.priority, owner=owner, max_attempts=body.max_attempts,
+    job = await api_state(request).ops.jobs.enqueue(
+        caller, body.function, body.payload, run_at=parse_run_at(body.run_at) if body.run_at is not None else None,
+        delay=body.delay, queue=body.queue, priority=body.priority, owner=body.owner, max_attempts=body.max_attempts,
         depends_on=body.depends_on, unique_key=body.unique_key)
     return JSONResponse(public_job(job), status_code=201)
 
@@ -58,19 +57,10 @@ async def list_jobs(
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         archived: Annotated[bool, Query(description="Include archived jobs")] = False) -> JSONResponse:
     """Jobs newest first, filtered, one page at a time."""
-    for value, what in ((function, "function"), (queue, "queue"), (owner, "owner")):
-        if value is not None:
-            check_name(value, what)  # e.g. a NUL, which PostgreSQL text cannot hold: 422
-    if not caller.is_service:
-        if owner is not None and owner != caller.owner:
-            return JSONResponse({"jobs": [], "next_cursor": None})  # never another user's rows
-        owner = caller.owner
-    rows = await api_state(request).store.job_list(
-        statuses=list(status) if status else None, function=function, queue=queue, owner=owner,
-        created_after=_utc(created_after), created_before=_utc(created_before), before_id=before,
-        include_archived=archived, limit=limit + 1)  # one more: is there a next page?
-    jobs = [public_job(job) for job, _served in rows[:limit]]
-    return JSONResponse({"jobs": jobs, "next_cursor": jobs[-1]["id"] if len(rows) > limit else None})
+    page = await api_state(request).ops.jobs.list(
+        caller, statuses=status, function=function, queue=queue, owner=owner, created_after=created_after,
+        created_before=created_before, before_id=before, include_archived=archived, limit=limit)
+    return JSONResponse({"jobs": [public_job(job) for job, _served in page.rows], "next_cursor": page.next_cursor})
 
 
 @router.get("/api/jobs/{id}", response_model=None, responses={
@@ -78,18 +68,16 @@ async def list_jobs(
     **STEER_ERRORS})
 async def show_job(request: Request, id: JobIdPath, caller: Principal = Depends(principal)) -> JSONResponse:
     """A job with its finished attempts (``attempts`` is their list here, not a count)."""
-    store = api_state(request).store
-    job = await store.job_get(id, owner=caller.owner)
-    out = public_job(job)
-    out["attempts"] = [public_attempt(a, caller) for a in await store.attempt_list(id, owner=caller.owner)]
+    jobs = api_state(request).ops.jobs
+    out = public_job(await jobs.get(caller, id))
+    out["attempts"] = [public_attempt(a, caller) for a in await jobs.attempts(caller, id)]
     return JSONResponse(out)
 
 
 async def _steer(request: Request, caller: Principal, action: str, job_id: int) -> JSONResponse:
-    store = api_state(request).store
-    method = {"retry": store.job_retry, "cancel": store.job_cancel, "run-now": store.job_run_now,
-              "archive": store.job_archive}[action]
-    return JSONResponse(public_job(await method(job_id, owner=caller.owner)))
+    jobs = api_state(request).ops.jobs
+    method = {"retry": jobs.retry, "cancel": jobs.cancel, "run-now": jobs.run_now, "archive": jobs.archive}[action]
+    return JSONResponse(public_job(await method(caller, job_id)))
 
 
 @router.post("/api/jobs/{id}/retry", response_model=None, responses={200: {"model": JobOut}, **STEER_ERRORS})
@@ -126,7 +114,3 @@ async def run_due_jobs(request: Request, _: Principal = Depends(runner),
     (JOBLINE_RUNNER_SECRET) or the service key."""
     summary = await api_state(request).app.process_async(body.limit if body else 100)
     return JSONResponse({"status": "ok", **summary.to_dict()})
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value

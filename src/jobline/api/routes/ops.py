@@ -9,9 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from ...auth import Principal
-from ...db import migrate
 from ...errors import JoblineError
-from ...job import JobStatus
 from ..models import StatsOut, StatusOut
 from ..security import api_state, principal, service
 from .tasks import AUTH_ERRORS
@@ -19,7 +17,6 @@ from .tasks import AUTH_ERRORS
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 5.0
-WINDOWS = ("1m", "5m", "1h")
 
 router = APIRouter(tags=["ops"])
 
@@ -29,21 +26,7 @@ async def stats(request: Request, caller: Principal = Depends(principal)) -> JSO
     """Unarchived jobs by status and by function; jobs that succeeded and failed in the last
     minute, 5 minutes and hour, with the failure rate; the age of the oldest due pending job.
     A user sees their own jobs, the service every job."""
-    row = await api_state(request).store.job_stats(owner=caller.owner)
-    by_status = {s.value: 0 for s in JobStatus}
-    by_function: dict[str, dict[str, int]] = {}
-    for function, status, n in row["counts"]:
-        by_status[status] += n
-        by_function.setdefault(function, {s.value: 0 for s in JobStatus})[status] = n
-    windows = {}
-    for window in WINDOWS:
-        succeeded, failed = row[f"succeeded_{window}"], row[f"failed_{window}"]
-        total = succeeded + failed
-        windows[window] = {"succeeded": succeeded, "failed": failed,
-                           "failure_rate": round(failed / total, 4) if total else None}
-    oldest = row["oldest_due_seconds"]
-    return JSONResponse({"owner": caller.owner, "by_status": by_status, "by_function": by_function,
-                         "windows": windows, "oldest_due_pending_seconds": round(oldest, 3) if oldest is not None else None})
+    return JSONResponse(await api_state(request).ops.jobs.stats(caller))
 
 
 @router.get("/metrics", response_class=Response, responses={
@@ -54,7 +37,7 @@ async def metrics(request: Request, _: Principal = Depends(service)) -> Response
     outcomes, HTTP requests and latency by route template and status, refused credentials.
     Needs a service credential."""
     api = api_state(request)
-    return Response(await api.metrics.render(api.store), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(await api.metrics.render(api.ops), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @router.get("/healthz", response_model=StatusOut, response_model_exclude_none=True)
@@ -71,13 +54,12 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers and every migration is applied (503 with the reason
     otherwise; the details go to the server's log)."""
     try:
-        applied = set(await asyncio.wait_for(api_state(request).store.schema_migration_list(), READY_TIMEOUT))
+        pending = await asyncio.wait_for(api_state(request).ops.pending_migrations(), READY_TIMEOUT)
     except TimeoutError:
         return _not_ready(f"the database did not answer within {READY_TIMEOUT:g} s")
     except JoblineError as exc:
         log.warning("readiness.failed", extra={"error": str(exc)})
         return _not_ready("the database is unreachable or has no jobline schema (run `jobline db migrate`)")
-    pending = [f"{m.version:04d}_{m.name}" for m in migrate.available() if m.version not in applied]
     if pending:
         return _not_ready(f"migrations pending: {', '.join(pending)} (run `jobline db migrate`)")
     return JSONResponse({"status": "ok"})

@@ -1,13 +1,10 @@
 """Schedules: list, add, show, runs, pause, resume, trigger, remove. A schedule is addressed by
 name or id, as in the CLI.
 
-A user sees and acts on their own schedules only (scoped in SQL; another user's answers as one
-that does not exist), and may add schedules only for themselves and only of their own functions:
-a SQL command or the built-in ``http`` function is the service's alone, as for jobs.
-
-Names: the service's are global, as in SQL and the CLI. A user's are their own: the schedule a
-user names ``nightly`` is ``<user>/nightly`` globally (schedule.owned_name), shown to that user
-as ``nightly``, so another owner's names are neither revealed by a 409 nor taken.
+Every route acts through the operations layer (operations/schedules.py) for the caller it
+authenticated: a user sees and acts on their own schedules only (another user's answers as one
+that does not exist), and may add schedules only for themselves and only of their own functions.
+A user's names are their own: see operations/schedules.py.
 """
 
 from __future__ import annotations
@@ -18,10 +15,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from ...job import BUILTIN_FUNCTIONS
 from ...auth import Principal
-from ...errors import Forbidden
-from ...schedule import Schedule, name_seen_by
+from ...operations.policy import public_schedule, scope
+from ...schedule import name_seen_by
 from ..models import (MAX_ID, ErrorOut, ScheduleIn, ScheduleListOut, ScheduleOut, ScheduleRemovedOut,
                       ScheduleRunListOut, ScheduleTriggeredOut)
 from ..security import api_state, principal
@@ -34,16 +30,12 @@ REF_ERRORS = {**AUTH_ERRORS, 404: {"model": ErrorOut, "description": "No such sc
 router = APIRouter(tags=["schedules"])
 
 
-async def _get(request: Request, caller: Principal, ref: str) -> Schedule:
-    return await api_state(request).store.schedule_get(ref, owner=caller.owner)
-
-
 @router.get("/api/schedules", response_model=None, responses={200: {"model": ScheduleListOut}, **AUTH_ERRORS})
 async def list_schedules(request: Request, caller: Principal = Depends(principal)) -> JSONResponse:
     """Every schedule (a user's own), with its next run and its latest run."""
     now = dt.datetime.now(dt.timezone.utc)
-    rows = await api_state(request).store.schedule_list(owner=caller.owner)
-    return JSONResponse({"schedules": [schedule.summary(last, now, viewer=caller.owner) for schedule, last in rows]})
+    rows = await api_state(request).ops.schedules.list(caller)
+    return JSONResponse({"schedules": [public_schedule(schedule, caller, last, now) for schedule, last in rows]})
 
 
 @router.post("/api/schedules", status_code=201, response_model=None, responses={
@@ -52,25 +44,18 @@ async def list_schedules(request: Request, caller: Principal = Depends(principal
                                              "among global names); replace: true replaces it"}})
 async def add_schedule(request: Request, body: ScheduleIn, caller: Principal = Depends(principal)) -> JSONResponse:
     """Add a schedule: each tick enqueues ``function`` with ``payload`` (or runs ``sql``)."""
-    owner = body.owner
-    if not caller.is_service:
-        if owner is not None and owner != caller.owner:
-            raise Forbidden("a user's schedule belongs to that user: leave out `owner` or give your own user id")
-        owner = caller.owner
-        if body.sql is not None or body.function in BUILTIN_FUNCTIONS:
-            raise Forbidden("only the service may schedule SQL commands or the built-in http function")
     options = {k: v for k, v in body.model_dump(include={"queue", "priority", "max_attempts"}).items() if v is not None}
-    schedule = await api_state(request).app.add_schedule_async(
-        body.name, body.expression, body.function, body.payload, sql=body.sql, timezone=body.timezone, owner=owner,
-        overlap=body.overlap, catch_up=body.catch_up, catch_up_max=body.catch_up_max, active=body.active,
-        replace=body.replace, scope=caller.owner, **options)
-    return JSONResponse(schedule.summary(viewer=caller.owner), status_code=201)
+    schedule = await api_state(request).ops.schedules.add(
+        caller, body.name, body.expression, body.function, body.payload, sql=body.sql, timezone=body.timezone,
+        owner=body.owner, overlap=body.overlap, catch_up=body.catch_up, catch_up_max=body.catch_up_max,
+        active=body.active, replace=body.replace, **options)
+    return JSONResponse(public_schedule(schedule, caller), status_code=201)
 
 
 @router.get("/api/schedules/{ref}", response_model=None, responses={200: {"model": ScheduleOut}, **REF_ERRORS})
 async def show_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """One schedule with its next run (its runs: ``/runs``)."""
-    return JSONResponse((await _get(request, caller, ref)).summary(viewer=caller.owner))
+    return JSONResponse(public_schedule(await api_state(request).ops.schedules.get(caller, ref), caller))
 
 
 @router.get("/api/schedules/{ref}/runs", response_model=None,
@@ -79,45 +64,34 @@ async def schedule_runs(request: Request, ref: Ref, caller: Principal = Depends(
                         before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Keyset cursor")] = None,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> JSONResponse:
     """Its runs (ticks and triggers), newest first, with their jobs' state."""
-    schedule = await _get(request, caller, ref)
-    runs = await api_state(request).store.schedule_run_list(schedule.id, limit=limit + 1, before_id=before,
-                                                            owner=caller.owner)  # one more: a next page?
-    out = [run.to_dict() for run in runs[:limit]]
-    return JSONResponse({"runs": out, "next_cursor": out[-1]["id"] if len(runs) > limit else None})
-
-
-async def _set_active(request: Request, caller: Principal, ref: str, active: bool) -> JSONResponse:
-    schedule = await _get(request, caller, ref)
-    changed = await api_state(request).store.schedule_set_active(schedule.id, active, owner=caller.owner)
-    return JSONResponse(changed.summary(viewer=caller.owner))
+    page = await api_state(request).ops.schedules.runs(caller, ref, limit=limit, before_id=before)
+    return JSONResponse({"runs": [run.to_dict() for run in page.rows], "next_cursor": page.next_cursor})
 
 
 @router.post("/api/schedules/{ref}/pause", response_model=None, responses={200: {"model": ScheduleOut}, **REF_ERRORS})
 async def pause_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """No ticks until it is resumed."""
-    return await _set_active(request, caller, ref, False)
+    return JSONResponse(public_schedule(await api_state(request).ops.schedules.pause(caller, ref), caller))
 
 
 @router.post("/api/schedules/{ref}/resume", response_model=None,
              responses={200: {"model": ScheduleOut}, **REF_ERRORS})
 async def resume_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """Ticks start again from now; those of the pause are not caught up."""
-    return await _set_active(request, caller, ref, True)
+    return JSONResponse(public_schedule(await api_state(request).ops.schedules.resume(caller, ref), caller))
 
 
 @router.post("/api/schedules/{ref}/trigger", response_model=None,
              responses={200: {"model": ScheduleTriggeredOut}, **REF_ERRORS})
 async def trigger_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """Run it once now, outside its ticks (recorded as a triggered run; works when paused)."""
-    schedule = await _get(request, caller, ref)
-    job_id = await api_state(request).store.schedule_trigger(schedule.id, owner=caller.owner)
-    return JSONResponse({"id": schedule.id, "name": name_seen_by(caller.owner, schedule.name), "job_id": job_id})
+    schedule, job_id = await api_state(request).ops.schedules.trigger(caller, ref)
+    return JSONResponse({"id": schedule.id, "name": name_seen_by(scope(caller), schedule.name), "job_id": job_id})
 
 
 @router.delete("/api/schedules/{ref}", response_model=None,
                responses={200: {"model": ScheduleRemovedOut}, **REF_ERRORS})
 async def remove_schedule(request: Request, ref: Ref, caller: Principal = Depends(principal)) -> JSONResponse:
     """Remove it and its run history; its jobs stay."""
-    schedule = await _get(request, caller, ref)
-    await api_state(request).store.schedule_delete(schedule.id, owner=caller.owner)
-    return JSONResponse({"id": schedule.id, "name": name_seen_by(caller.owner, schedule.name), "removed": True})
+    schedule = await api_state(request).ops.schedules.remove(caller, ref)
+    return JSONResponse({"id": schedule.id, "name": name_seen_by(scope(caller), schedule.name), "removed": True})

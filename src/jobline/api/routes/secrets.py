@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from ... import vault
 from ...auth import Principal
-from ...errors import ConfigError, Forbidden
+from ...errors import ConfigError
 from ..errors import ApiError
 from ..models import ErrorOut, SecretIn, SecretListOut, SecretOut, SecretRemovedOut
 from ..security import api_state, principal
@@ -31,21 +31,11 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "No such secret of this own
 router = APIRouter(tags=["secrets"])
 
 
-def _owner(caller: Principal, owner: str | None) -> str | None:
-    """Whose secrets the caller acts on: a user's own, or for the service ``owner`` (None: the
-    operator's)."""
-    if caller.is_service:
-        return owner
-    if owner is not None and owner != caller.owner:
-        raise Forbidden("a user may act only on their own secrets: leave out `owner` or give your own user id")
-    return caller.owner
-
-
 @router.get("/api/secrets", response_model=None, responses={200: {"model": SecretListOut}, **AUTH_ERRORS})
 async def list_secrets(request: Request, caller: Principal = Depends(principal),
                        owner: OwnerQuery = None) -> JSONResponse:
     """The caller's secrets by name (never their values)."""
-    listed = await api_state(request).app.list_secrets_async(owner=_owner(caller, owner))
+    listed = await api_state(request).ops.secrets.list(caller, owner=owner)
     return JSONResponse({"secrets": [info.to_dict() for info in listed]})
 
 
@@ -56,15 +46,13 @@ async def list_secrets(request: Request, caller: Principal = Depends(principal),
 async def set_secret(request: Request, name: NamePath, body: SecretIn, caller: Principal = Depends(principal),
                      owner: OwnerQuery = None) -> JSONResponse:
     """Set the secret ``name`` (replacing its value if it exists)."""
-    app = api_state(request).app
-    whose = _owner(caller, owner)
-    vault.check_name(name)
+    secrets = api_state(request).ops.secrets
     try:
-        app.master_keys()
+        secrets.master_keys()
     except ConfigError:
         raise ApiError(503, "vault_unavailable", "this server holds no master key (JOBLINE_MASTER_KEY), so it "
                                                  "cannot store secrets") from None
-    info = await app.set_secret_async(name, body.value, owner=whose)
+    info = await secrets.set(caller, name, body.value, owner=owner)
     return JSONResponse(info.to_dict())
 
 
@@ -73,6 +61,5 @@ async def set_secret(request: Request, name: NamePath, body: SecretIn, caller: P
 async def remove_secret(request: Request, name: NamePath, caller: Principal = Depends(principal),
                         owner: OwnerQuery = None) -> JSONResponse:
     """Remove the secret ``name``; calls that reference it then fail, naming it."""
-    whose = _owner(caller, owner)
-    await api_state(request).app.delete_secret_async(name, owner=whose)
+    whose = await api_state(request).ops.secrets.remove(caller, name, owner=owner)
     return JSONResponse({"name": name, "owner": whose, "removed": True})

@@ -1,6 +1,6 @@
 """Remote workers: claim-next-task (seed 004) and the reports on a claimed task.
 
-Everything is scoped to the caller's owner in SQL (tasks.py, store.py): a user claims and
+Everything is scoped to the caller in SQL (operations/tasks.py, policy.py): a user claims and
 reports only on their own tasks, the service on anyone's; another user's task answers 404
 exactly as one that does not exist. A report whose lease was lost is 409 ``lease_lost``.
 """
@@ -38,7 +38,7 @@ async def claim_next_task(request: Request, caller: Principal = Depends(principa
     only the caller's own tasks for a user, any owner's for the service. Without ``task_types``
     only remote task types are handed out. The task is leased for JOBLINE_REMOTE_LEASE_SECONDS:
     report on it (complete, fail) or extend the lease (heartbeat) with its ``lease_token``."""
-    task = await api_state(request).tasks.claim(caller.owner, body.task_types if body else None)
+    task = await api_state(request).ops.tasks.claim(caller, body.task_types if body else None)
     if task is None:
         return Response(status_code=204)
     return JSONResponse(task.to_dict())
@@ -48,7 +48,7 @@ async def claim_next_task(request: Request, caller: Principal = Depends(principa
 async def complete_task(request: Request, id: TaskId, body: CompleteIn,
                         caller: Principal = Depends(principal)) -> dict:
     """Record the task's success with its ``result``."""
-    status = await api_state(request).tasks.complete(caller.owner, id, body.lease_token, body.result)
+    status = await api_state(request).ops.tasks.complete(caller, id, body.lease_token, body.result)
     return {"task_id": id, "status": status}
 
 
@@ -56,8 +56,8 @@ async def complete_task(request: Request, id: TaskId, body: CompleteIn,
 async def fail_task(request: Request, id: TaskId, body: FailIn, caller: Principal = Depends(principal)) -> dict:
     """Record a failed attempt: ``status`` is ``pending`` when it will be retried (after
     ``retry_in`` seconds, or the backoff), else ``failed``."""
-    status = await api_state(request).tasks.fail(caller.owner, id, body.lease_token, body.error,
-                                                 retryable=body.retryable, retry_in=body.retry_in)
+    status = await api_state(request).ops.tasks.fail(caller, id, body.lease_token, body.error,
+                                                     retryable=body.retryable, retry_in=body.retry_in)
     return {"task_id": id, "status": status}
 
 
@@ -65,5 +65,5 @@ async def fail_task(request: Request, id: TaskId, body: FailIn, caller: Principa
 async def heartbeat_task(request: Request, id: TaskId, body: HeartbeatIn,
                          caller: Principal = Depends(principal)) -> dict:
     """Extend the lease to JOBLINE_REMOTE_LEASE_SECONDS from now."""
-    until = await api_state(request).tasks.heartbeat(caller.owner, id, body.lease_token)
+    until = await api_state(request).ops.tasks.heartbeat(caller, id, body.lease_token)
     return {"task_id": id, "lease_until": until.isoformat()}

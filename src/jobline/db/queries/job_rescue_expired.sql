@@ -1,6 +1,8 @@
 -- job_rescue_expired: take back up to %(limit)s running jobs whose lease expired (their worker
 -- died or froze): retry them now, or fail them when their attempts are used up. The lost
 -- attempt is recorded. Uses jobs_lease_idx. SKIP LOCKED: many rescuers may run at once.
+-- "Retried while attempts remain" is retry.retries, written here in SQL because the rescue is
+-- one set-based statement; tests/db/test_core_queries.py checks that the two agree.
 WITH expired AS (
   SELECT id, worker_id, attempts, started_at, lease_until FROM jobline.jobs
   WHERE status = 'running' AND lease_until < now()

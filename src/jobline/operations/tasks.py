@@ -2,9 +2,9 @@
 back to the database), and the reports it makes on it. One implementation for both paths.
 
 A claim leases one job under a token unique to that claim; complete, fail and heartbeat must
-present it. Everything is scoped to the caller's owner in SQL: another user's task answers as a
-task that does not exist. A report whose lease was lost (it expired and the task was rescued,
-or a person cancelled it) is refused with LeaseLost and changes nothing.
+present it. Everything is scoped to the caller (policy.scope) in SQL: another user's task
+answers as a task that does not exist. A report whose lease was lost (it expired and the task
+was rescued, or a person cancelled it) is refused with LeaseLost and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .auth import Principal
-from .db.store import Store
-from .errors import Forbidden, InvalidInput, LeaseLost
-from .job import BUILTIN_FUNCTIONS, Attempt, Job, check_ids, check_name, encode_result
-from .retry import DEFAULT_BACKOFF
+from ..auth import Principal
+from ..db.store import Store
+from ..errors import InvalidInput, LeaseLost
+from ..job import MAX_ERROR_CHARS, check_ids, check_name, encode_result
+from ..retry import DEFAULT_BACKOFF, retries
+from .policy import scope
 
 MAX_TASK_TYPES = 100
-MAX_ERROR_CHARS = 64 * 1024
 MAX_RETRY_IN = 366 * 86400
 LEASE_TOKEN = re.compile(r"remote:[0-9a-f]{32}")
 
@@ -53,12 +53,12 @@ class Tasks:
         self.store = store
         self.lease_seconds = lease_seconds
 
-    async def claim(self, owner: str | None, task_types: Sequence[str] | None = None) -> Task | None:
-        """The next claimable task for ``owner`` (None: any owner), or None. Without
-        ``task_types``, only remote task types (functions no in-process worker serves)."""
+    async def claim(self, caller: Principal, task_types: Sequence[str] | None = None) -> Task | None:
+        """The next claimable task of the caller's (any owner's for the service), or None.
+        Without ``task_types``, only remote task types (functions no in-process worker serves)."""
         types = None if task_types is None else check_task_types(task_types)
         lease = f"remote:{secrets.token_hex(16)}"
-        row = await self.store.task_claim(worker_id=lease, owner=owner, task_types=types,
+        row = await self.store.task_claim(worker_id=lease, owner=scope(caller), task_types=types,
                                           lease_seconds=self.lease_seconds)
         if row is None:
             return None
@@ -66,11 +66,11 @@ class Tasks:
                     attempt=row["attempts"], max_attempts=row["max_attempts"], lease_token=lease,
                     lease_until=row["lease_until"])
 
-    async def complete(self, owner: str | None, task_id: int, lease_token: str, result: Any = None) -> str:
+    async def complete(self, caller: Principal, task_id: int, lease_token: str, result: Any = None) -> str:
         """Record success with ``result`` (JSON, at most 1 MiB); returns the job's status."""
-        return await self._report(owner, task_id, lease_token, "succeeded", result=encode_result(result))
+        return await self._report(scope(caller), task_id, lease_token, "succeeded", result=encode_result(result))
 
-    async def fail(self, owner: str | None, task_id: int, lease_token: str, error: str, *, retryable: bool = True,
+    async def fail(self, caller: Principal, task_id: int, lease_token: str, error: str, *, retryable: bool = True,
                    retry_in: float | None = None) -> str:
         """Record a failed attempt: retried with backoff (or after ``retry_in`` seconds) while
         attempts remain and it is ``retryable``, else final. Returns the job's new status."""
@@ -79,12 +79,13 @@ class Tasks:
         if retry_in is not None and (isinstance(retry_in, bool) or not isinstance(retry_in, (int, float))
                                      or not 0 <= retry_in <= MAX_RETRY_IN):
             raise InvalidInput(f"retry_in must be a number of seconds from 0 to {MAX_RETRY_IN}, got {retry_in!r}")
-        return await self._report(owner, task_id, lease_token, "failed", error=error[:MAX_ERROR_CHARS],
+        return await self._report(scope(caller), task_id, lease_token, "failed", error=error[:MAX_ERROR_CHARS],
                                   retryable=bool(retryable), retry_in=retry_in)
 
-    async def heartbeat(self, owner: str | None, task_id: int, lease_token: str) -> dt.datetime:
+    async def heartbeat(self, caller: Principal, task_id: int, lease_token: str) -> dt.datetime:
         """Extend the lease by the lease time from now; returns its new end."""
         self._check(task_id, lease_token)
+        owner = scope(caller)
         until = await self.store.task_heartbeat(task_id, worker_id=lease_token, owner=owner,
                                                 lease_seconds=self.lease_seconds)
         if until is None:
@@ -101,7 +102,7 @@ class Tasks:
         attempt = held["attempts"]
         if outcome == "succeeded":
             status = "succeeded"
-        elif retryable and attempt < held["max_attempts"]:
+        elif retries(attempt, held["max_attempts"], retryable):
             status = "pending"
             retry_in = DEFAULT_BACKOFF.delay(attempt) if retry_in is None else float(retry_in)
         else:
@@ -127,51 +128,6 @@ class Tasks:
         job = await self.store.job_get(task_id, owner=owner)  # JobNotFound: not theirs, or no such task
         raise LeaseLost(f"task {task_id} is no longer held under this lease (it is {job.status}: the lease "
                         "expired and the task was rescued, or it was cancelled); this report changes nothing")
-
-
-# -- acting for a caller of the API (the HTTP routes and the Client's database fallback) ----------
-
-
-async def owner_for_enqueue(store: Store, caller: Principal, function: str, owner: str | None,
-                            depends_on: Sequence[int] | int | None) -> str | None:
-    """The owner a caller's new job gets. The service may name any owner (or none). A user's job
-    is always theirs (naming another owner is Forbidden), may depend only on their own jobs
-    (another user's answers as one that does not exist), and may not be a built-in: ``sql`` runs
-    any SQL and ``http`` could carry the vault's secrets anywhere, so they are the service's."""
-    if caller.is_service:
-        return owner
-    if owner is not None and owner != caller.owner:
-        raise Forbidden("a user's job belongs to that user: leave out `owner` or give your own user id")
-    if function in BUILTIN_FUNCTIONS:
-        raise Forbidden(f"only the service may enqueue the built-in {function!r} function")
-    wanted = [depends_on] if isinstance(depends_on, int) else list(depends_on or ())
-    if wanted:
-        missing = set(wanted) - await store.job_filter_owned(check_ids(wanted, "depends_on id"), owner=caller.owner)
-        if missing:
-            raise InvalidInput(f"depends_on names jobs that do not exist: {sorted(missing)}")
-    return caller.owner
-
-
-def public_job(job: Job) -> dict[str, Any]:
-    """Job.to_dict() for a caller of the API: a remote claim's worker_id is its lease token, the
-    claimant's alone to know, so it reads "remote"."""
-    out = job.to_dict()
-    out["worker_id"] = public_worker_id(out["worker_id"])
-    return out
-
-
-def public_attempt(attempt: Attempt, caller: Principal) -> dict[str, Any]:
-    """Attempt.to_dict() for a caller of the API: the worker id as in :func:`public_job`, and the
-    traceback, which names the server's files, for the service only."""
-    out = attempt.to_dict()
-    out["worker_id"] = public_worker_id(out["worker_id"])
-    if not caller.is_service:
-        del out["traceback"]
-    return out
-
-
-def public_worker_id(worker_id: str | None) -> str | None:
-    return "remote" if worker_id is not None and worker_id.startswith("remote:") else worker_id
 
 
 def check_task_types(task_types: Any) -> list[str]:
