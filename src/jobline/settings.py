@@ -70,6 +70,10 @@ class Settings:
     # X-Forwarded-For (and -Proto) is believed, e.g. "10.0.0.0/8". None: no proxy, the headers are
     # ignored and the client is the connection's peer (see forwarded_proxies).
     forwarded_allow_ips: str | None = None
+    # The dashboard (at / of `jobline serve`): read-only for viewers (no action is offered, and
+    # every action is refused), and how long a sign-in lasts.
+    dashboard_read_only: bool = False
+    dashboard_session_seconds: float = 8 * 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -117,6 +121,9 @@ class Settings:
                                   "value, such as the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         if not 10 <= self.remote_lease_seconds <= 86400:
             raise ConfigError(f"JOBLINE_REMOTE_LEASE_SECONDS must be between 10 and 86400, got {self.remote_lease_seconds}")
+        if not 60 <= self.dashboard_session_seconds <= 30 * 86400:
+            raise ConfigError("JOBLINE_DASHBOARD_SESSION_SECONDS must be between 60 and 2592000 (30 days), got "
+                              f"{self.dashboard_session_seconds}")
         if self.forwarded_allow_ips is not None:
             forwarded_proxies(self.forwarded_allow_ips)
         if self.master_key is not None:

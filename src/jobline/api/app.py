@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
-from .. import __version__
+from .. import __version__, dashboard
 from ..app import App
 from ..operations import Operations
 from ..runtime.connections import ConnectionLimit
@@ -125,6 +125,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     routers = (tasks.router, functions.router, jobs.router, schedules.router, secrets.router, ops.router)
     for router in routers:
         server.include_router(router)
+    dashboard.install(server)  # the dashboard at /: its pages, /events, /static
     # The Guard outermost, so that it counts the 405s MethodCheck answers.
     server.add_middleware(MethodCheck, routes=[*server.routes, *(r for router in routers for r in router.routes)])
     server.add_middleware(Guard, metrics=api.metrics)

@@ -1,7 +1,8 @@
 """Guard: the ASGI layer around every request.
 
 It refuses bodies over MAX_BODY_BYTES (by Content-Length before reading, and by counting what
-is actually streamed), refuses request bodies that are not JSON, times and counts every request
+is actually streamed), refuses request bodies that are not JSON (but for the dashboard's
+urlencoded forms, outside /api/ and /functions/), times and counts every request
 for /metrics by route template, and turns any exception nothing else handled into a 500 with the
 usual error body; the traceback goes only to the server's log.
 """
@@ -82,10 +83,17 @@ def _refuse_body(scope: Scope):
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         return error_response(413, "payload_too_large", TOO_LARGE)
     has_body = (length is not None and length != b"0") or (length is None and _chunked(scope))
-    if has_body and content_type is not None and not _is_json(content_type):
+    if has_body and content_type is not None and not _is_json(content_type) and not _dashboard_form(scope, content_type):
         return error_response(415, "unsupported_media_type", "the request body must be JSON: send "
                                                              "`Content-Type: application/json`")
     return None
+
+
+def _dashboard_form(scope: Scope, content_type: str) -> bool:
+    """The dashboard's HTML forms post urlencoded bodies; the API's routes take JSON only."""
+    path = scope.get("path", "")
+    return (content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+            and not path.startswith(("/api/", "/functions/")))
 
 
 def _chunked(scope: Scope) -> bool:

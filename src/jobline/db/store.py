@@ -272,12 +272,15 @@ class Store:
                        queue: str | None = None, owner: str | None = None, before_id: int | None = None,
                        created_after: Any = None, created_before: Any = None,
                        include_archived: bool = False, limit: int = 50,
-                       live_seconds: float = 90) -> list[tuple[Job, bool]]:
-        """Jobs newest first, each with whether a live worker serves its function."""
-        rows = await self._fetch(q.JOB_LIST, {
+                       live_seconds: float = 90, error: str | None = None) -> list[tuple[Job, bool]]:
+        """Jobs newest first, each with whether a live worker serves its function; with
+        ``error``, only those whose last error holds that text (job_list_by_error)."""
+        query = q.JOB_LIST if error is None else q.JOB_LIST_BY_ERROR
+        # The error filter is never prepared: its custom plan walks jobs_error_idx.
+        rows = await self._fetch(query, {"error": error, 
             "statuses": statuses, "function": function, "queue": queue, "owner": owner,
             "created_after": created_after, "created_before": created_before, "before_id": before_id, "include_archived": include_archived, "limit": limit,
-            "live_seconds": live_seconds})
+            "live_seconds": live_seconds}, prepare=False if error is not None else None)
         return [(Job.from_row(row), row["served"]) for row in rows]
 
     async def attempt_list(self, job_id: int, *, owner: str | None = None) -> list[Attempt]:
@@ -549,6 +552,67 @@ class Store:
         """Those of ``ids`` that exist and belong to ``owner``."""
         rows = await self._fetch(q.JOB_FILTER_OWNED, {"ids": list(ids), "owner": owner}, rows=tuple_row)
         return {row[0] for row in rows}
+
+    # -- the dashboard (dashboard/, through operations/activity.py and sessions.py) ---------------
+
+    async def dashboard_session_insert(self, *, id_hash: bytes, user_id: str | None, via: str, credential: bytes,
+                                       csrf_token: str, seconds: float, not_after: Any = None,
+                                       now: Any = None) -> Any:
+        """Store a new session (deleting expired ones); returns when it expires."""
+        rows = await self._fetch(q.DASHBOARD_SESSION_INSERT, {
+            "id_hash": id_hash, "user_id": user_id, "via": via, "credential": credential, "csrf_token": csrf_token,
+            "seconds": seconds, "not_after": not_after, "now": now}, rows=tuple_row)
+        return rows[0][0]
+
+    async def dashboard_session_get(self, id_hash: bytes, *, now: Any = None) -> dict | None:
+        """The live session with this id hash (user_id, via, credential, csrf_token, expires_at)."""
+        rows = await self._fetch(q.DASHBOARD_SESSION_GET, {"id_hash": id_hash, "now": now})
+        return rows[0] if rows else None
+
+    async def dashboard_session_delete(self, id_hash: bytes) -> None:
+        await self._fetch(q.DASHBOARD_SESSION_DELETE, {"id_hash": id_hash})
+
+    async def dashboard_link_insert(self, *, token_hash: bytes, credential: bytes, seconds: float) -> Any:
+        rows = await self._fetch(q.DASHBOARD_LINK_INSERT, {"token_hash": token_hash, "credential": credential,
+                                                           "seconds": seconds}, rows=tuple_row)
+        return rows[0][0]
+
+    async def dashboard_link_redeem(self, token_hash: bytes) -> bytes | None:
+        """The credential of the unexpired link with this token hash, deleting it (once only)."""
+        rows = await self._fetch(q.DASHBOARD_LINK_REDEEM, {"token_hash": token_hash}, rows=tuple_row)
+        return bytes(rows[0][0]) if rows else None
+
+    async def job_count_live(self, *, owner: str | None = None) -> list[tuple[str, str, int]]:
+        """(function, status, count) of waiting, pending and running jobs."""
+        return [tuple(r) for r in await self._fetch(q.JOB_COUNT_LIVE, {"owner": owner}, rows=tuple_row)]
+
+    async def job_count_finished(self, *, since: Any, until: Any, bucket_seconds: int,
+                                 owner: str | None = None) -> list[tuple]:
+        """(bucket start, function, status, count) of jobs finished in [since, until)."""
+        # Not prepared: a custom plan sees how wide the range is.
+        return [tuple(r) for r in await self._fetch(q.JOB_COUNT_FINISHED, {
+            "since": since, "until": until, "bucket_seconds": bucket_seconds, "owner": owner},
+            rows=tuple_row, prepare=False)]
+
+    async def job_oldest_due(self, *, owner: str | None = None, now: Any = None) -> float | None:
+        return (await self._fetch(q.JOB_OLDEST_DUE, {"owner": owner, "now": now}, rows=tuple_row))[0][0]
+
+    async def job_list_dependants(self, job_id: int, *, owner: str | None = None, limit: int = 100) -> list[dict]:
+        return await self._fetch(q.JOB_LIST_DEPENDANTS, {"id": job_id, "owner": owner, "limit": limit})
+
+    async def job_list_brief(self, ids: Sequence[int], *, owner: str | None = None) -> list[dict]:
+        return await self._fetch(q.JOB_LIST_BRIEF, {"ids": list(ids), "owner": owner})
+
+    async def job_list_http(self, *, owner: str | None = None, before_id: int | None = None, limit: int = 50,
+                            excerpt: int = 200) -> list[dict]:
+        return await self._fetch(q.JOB_LIST_HTTP, {"owner": owner, "before_id": before_id, "limit": limit,
+                                                   "excerpt": excerpt})
+
+    async def worker_list(self, *, live_seconds: float = 90) -> list[dict]:
+        return await self._fetch(q.WORKER_LIST, {"live_seconds": live_seconds})
+
+    async def job_change_marker(self) -> tuple:
+        return tuple((await self._fetch(q.JOB_CHANGE_MARKER, rows=tuple_row))[0])
 
     async def schema_migration_list(self) -> list[int]:
         """The versions of the applied migrations."""

@@ -16,13 +16,15 @@ from ..db import migrate
 from ..db.store import Store
 from ..runtime.registry import Registry
 from ..settings import Settings
+from .activity import Activity
 from .jobs import Jobs, Page
 from .schedules import Schedules
 from .secrets import Secrets
+from .sessions import Session, Sessions
 from .tasks import Task, Tasks
 from .tokens import Tokens
 
-__all__ = ["SERVICE", "Operations", "Page", "Principal", "Task"]
+__all__ = ["SERVICE", "Operations", "Page", "Principal", "Session", "Task"]
 
 
 class Operations:
@@ -35,6 +37,8 @@ class Operations:
         self.tasks = Tasks(store, settings.remote_lease_seconds)
         self.secrets = Secrets(store, settings)
         self.tokens = Tokens(store)
+        self.activity = Activity(store)
+        self.sessions = Sessions(store, settings)
 
     @classmethod
     async def connect(cls, settings: Settings, *, database_url: str | None = None, pool_size: int = 4,

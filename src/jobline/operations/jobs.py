@@ -133,9 +133,10 @@ class Jobs:
     async def list(self, caller: Principal, *, statuses: Sequence[str] | None = None, function: str | None = None,
                    queue: str | None = None, owner: str | None = None, created_after: dt.datetime | None = None,
                    created_before: dt.datetime | None = None, before_id: int | None = None,
-                   include_archived: bool = False, limit: int = 50) -> Page:
+                   include_archived: bool = False, limit: int = 50, error: str | None = None) -> Page:
         """Jobs newest first, each as (Job, whether a live worker serves its function), one page
-        at a time (keyset: ``before_id`` is the previous page's ``next_cursor``)."""
+        at a time (keyset: ``before_id`` is the previous page's ``next_cursor``); with ``error``,
+        only those whose last error holds that text."""
         for value, what in ((function, "function"), (queue, "queue"), (owner, "owner")):
             if value is not None:
                 check_name(value, what)
@@ -145,7 +146,7 @@ class Jobs:
         rows = await self.store.job_list(
             statuses=list(statuses) if statuses else None, function=function, queue=queue, owner=owner,
             created_after=_utc(created_after), created_before=_utc(created_before), before_id=before_id,
-            include_archived=include_archived, limit=limit + 1)  # one more: is there a next page?
+            include_archived=include_archived, limit=limit + 1, error=error or None)  # one more: is there a next page?
         page = rows[:limit]
         return Page(page, page[-1][0].id if len(rows) > limit else None)
 
