@@ -340,6 +340,17 @@ class App:
         worker = await self.worker_async(**options)
         return await worker.run_until_idle(limit)
 
+    async def run_job_async(self, job_id: int) -> Job:
+        """Run the pending job ``job_id`` now, in this process, whatever its run_at or queue (a
+        paused queue included), and return it as it ended up: `jobline jobs run ID`. The job's
+        function must be one of this App's."""
+        worker = await self.worker_async(concurrency=1, scheduler=False, maintenance=False)
+        await worker.run_one(job_id)
+        return await self.get_job_async(job_id)
+
+    def run_job(self, job_id: int) -> Job:
+        return self._bridge.run(self.run_job_async(job_id), "run_job")
+
     def process(self, limit: int | None = None, **options: Any) -> Summary:
         return self._bridge.run(self.process_async(limit, **options), "process")
 

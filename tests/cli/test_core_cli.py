@@ -137,3 +137,24 @@ def test_demo_against_a_server_prints_the_summary(jobline):
     result = jobline("demo")
     assert result.returncode == 0, result.stderr
     assert "summary: 4 succeeded, 1 failed, 1 cancelled, 1 retried" in result.stdout
+
+
+def test_jobs_run_runs_one_pending_job_here_whatever_its_run_at(jobline, db_url, sql):
+    create_ledger(db_url)  # apps.core's handlers write to it
+    later = json.loads(jobline("enqueue", "work", "--delay", "3600", "--json").stdout)["id"]
+    other = json.loads(jobline("enqueue", "work", "--json").stdout)["id"]
+    ran = jobline("--app", "apps.core:app", "jobs", "run", str(later))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"job {later} (work) succeeded"
+    assert sql("SELECT id, status FROM jobline.jobs ORDER BY id") == [(later, "succeeded"), (other, "pending")]
+    flaky = json.loads(jobline("enqueue", "flaky", "--payload", '{"succeed_on": 3}', "--json").stdout)["id"]
+    failed_once = jobline("--app", "apps.core:app", "jobs", "run", str(flaky))
+    assert failed_once.returncode == 0 and "will retry at" in failed_once.stdout
+    assert "RuntimeError: failing attempt 1 on purpose" in failed_once.stdout
+    again = jobline("--app", "apps.core:app", "jobs", "run", str(later))  # succeeded: not pending
+    assert again.returncode == 1 and "it is succeeded; only a pending job can be run" in again.stderr
+    unknown = json.loads(jobline("enqueue", "not-in-the-app", "--json").stdout)["id"]
+    no_handler = jobline("--app", "apps.core:app", "jobs", "run", str(unknown))
+    assert no_handler.returncode == 3 and "no handler for" in no_handler.stderr
+    assert sql("SELECT status, attempts FROM jobline.jobs WHERE id = %s", [unknown]) == [("pending", 0)]
+    assert jobline("--app", "apps.core:app", "jobs", "run", "424242").returncode == 3

@@ -144,6 +144,25 @@ _steer_command("run-now", "run_now", "Make a pending job due now.")
 _steer_command("archive", "archive", "Hide a finished job from listings until retention removes it.")
 
 
+@jobs_group.command("run")
+@click.argument("job_id", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@pass_context
+def jobs_run(ctx: Context, job_id: int, as_json: bool) -> None:
+    """Run pending job JOB_ID now, in this process, whatever its run_at, even while its queue is
+    paused or no worker runs; print how it ended. Needs --app with the job's function. Exit
+    status 0 however the job ended (1 when it could not be run)."""
+    job = run_app(ctx.load_app(), lambda app: app.run_job_async(job_id))
+    if as_json:
+        emit_json(job.to_dict())
+        return
+    ended = f"job {job.id} ({job.function}) {job.status}"
+    if job.status == "pending":
+        ended += f": attempt {job.attempts} failed, will retry at {short_time(job.run_at)} UTC"
+    error = None if job.status == "succeeded" else (job.last_error or "").strip().split("\n", 1)[0]
+    click.echo(ended + (f"\n{error}" if error else ""))
+
+
 @cli.group("functions")
 def functions_group() -> None:
     """Functions known to the database: from jobs and from live workers."""

@@ -203,6 +203,13 @@ class Store:
                   "limit": limit, "lease_seconds": lease_seconds}
         return await self._fetch(q.JOB_CLAIM_MANY, params, rows=tuple_row)
 
+    async def job_claim_one(self, job_id: int, *, worker_id: str, lease_seconds: float) -> tuple | None:
+        """Lease the pending job ``job_id`` whatever its run_at or queue (see the query); None when
+        it is not pending. The tuple is as job_claim_many's."""
+        rows = await self._fetch(q.JOB_CLAIM_ONE, {"id": job_id, "worker_id": worker_id,
+                                                   "lease_seconds": lease_seconds}, rows=tuple_row)
+        return rows[0] if rows else None
+
     async def job_complete_many(self, worker_id: str, outcomes: dict[str, list]) -> list[tuple[int, str]]:
         """Record outcomes (parallel lists keyed as in job_complete_many.sql) and settle the
         dependants of the jobs that reached a final state; returns (id, status) of jobs updated."""

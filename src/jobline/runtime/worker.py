@@ -22,14 +22,14 @@ from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 from ..db.store import JOBS_CHANNEL, SCHEDULES_CHANNEL, Store
-from ..errors import DatabaseError
+from ..errors import Conflict, DatabaseError, FunctionNotFound
 from ..schedule import ScheduleSpec
 from ..settings import Settings
 from .completer import Completer
 from .connections import ConnectionLimit
 from .executor import Executor, Outcome, first_line
 from .heartbeat import Heartbeat
-from .inflight import InFlight
+from .inflight import Held, InFlight
 from .maintenance import Maintenance
 from .notifier import Notifier
 from .producer import Producer
@@ -182,6 +182,36 @@ class Worker:
         await self._start(reconcile=False)
         await self.producer.wait()
         await self._shutdown()
+        return summary
+
+    async def run_one(self, job_id: int) -> Summary:
+        """Claim the pending job ``job_id`` whatever its run_at or queue, run it here, record its
+        outcome, and stop (`jobline jobs run ID`: a manual tool that works while its queue is
+        paused or no worker runs). Its lease is kept by the heartbeat as in any worker. Conflict
+        when the job is not pending; FunctionNotFound when this process has no handler for it."""
+        summary = Summary()
+        self.completer.on_recorded = summary.add
+        # Nothing else is claimed, fired or listened for.
+        self.producer = self.scheduler = self.maintenance = self.notifier = None
+        await self._start(reconcile=False)
+        try:
+            current = await self.bookkeeping.job_get(job_id)  # JobNotFound
+            if self.registry.find(current.function) is None:
+                raise FunctionNotFound(f"job {job_id} is for {current.function!r}, which this process has no handler "
+                                       f"for: run it with --app pointing at the App that defines it")
+            job = await self.bookkeeping.job_claim_one(job_id, worker_id=self.id,
+                                                       lease_seconds=self.settings.lease_seconds)
+            if job is None:
+                status = (await self.bookkeeping.job_get(job_id)).status
+                raise Conflict(f"cannot run job {job_id} now: it is {status}; only a pending job can be run "
+                               "(retry a failed or cancelled one first)")
+            held = Held(job_id=job[0], attempt=job[3])
+            self.inflight.add(held)
+            outcome = await self.executor.run(job)
+            self.inflight.finished(job[0])
+            self.completer.put(outcome)
+        finally:
+            await self._shutdown()
         return summary
 
     async def _shutdown(self) -> None:
