@@ -35,7 +35,7 @@ def bars(series: Sequence[dict[str, Any]], *, label: str, tick: str = "%H:%M", w
         parts.append(f'<g><title>{escape(start.strftime("%Y-%m-%d %H:%M"))} UTC: {escape(words)}</title>')
         parts.append(f'<rect class="hit" x="{x:.1f}" y="0" width="{step - gap:.1f}" height="{plot}"/>')
         for status in STACK:
-            h = bucket[status] / top * (plot - 4)
+            h = bucket[status] / top * (plot - 16)  # room above for the scale
             if h > 0:
                 y -= h
                 parts.append(f'<rect class="bar {status}" x="{x:.1f}" y="{y:.1f}" width="{step - gap:.1f}" '
@@ -50,5 +50,5 @@ def bars(series: Sequence[dict[str, Any]], *, label: str, tick: str = "%H:%M", w
             x = 0 if i == 0 else width if i == n - 1 else (i + 0.5) * step
             parts.append(f'<text x="{x:.0f}" y="{height - 3}" text-anchor="{anchor}">'
                          f'{escape(start.strftime(tick))}</text>')
-    parts.append(f'<text x="{width}" y="10" text-anchor="end">{top}</text></svg>')
+    parts.append(f"<text x=\"{width}\" y=\"10\" text-anchor=\"end\">max {top:,} per bar</text></svg>")
     return Markup("".join(parts))

@@ -92,6 +92,12 @@ async def render_live(request: Request, path: str) -> dict[str, str] | None:
     return None
 
 
+async def _disconnect(request: Request) -> None:
+    """Returns when the client closes the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def events(request: Request) -> Response:
     """GET /events?path=PAGE&digest=D: the stream of PAGE's live parts for this viewer."""
     if await web.current_session(request) is None:
@@ -109,6 +115,7 @@ async def events(request: Request) -> Response:
         loop = asyncio.get_running_loop()
         ends = loop.time() + STREAM_SECONDS
         regions = first
+        gone = asyncio.ensure_future(_disconnect(request))
         try:
             yield "retry: 1000\n\n"
             while True:
@@ -120,19 +127,22 @@ async def events(request: Request) -> Response:
                 if left <= 0:
                     yield "event: bye\ndata: {}\n\n"
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(left, KEEPALIVE_SECONDS))
+                woken = asyncio.ensure_future(event.wait())
+                await asyncio.wait({woken, gone}, timeout=min(left, KEEPALIVE_SECONDS),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if gone.done():
+                    return  # the browser went away: end now, not at the next write
                 if not event.is_set():
                     yield ": keepalive\n\n"
                     continue
                 event.clear()
-                if await request.is_disconnected():
-                    return
                 regions = await render_live(request, path)
                 if regions is None:
                     yield "event: signed-out\ndata: {}\n\n"
                     return
         finally:
+            gone.cancel()
             hub.unsubscribe(event)
 
     headers = {**web.PAGE_HEADERS, "X-Accel-Buffering": "no"}

@@ -261,13 +261,14 @@ async def jobs(request: Request) -> Response:
             created_before=_moment(filters["to"], "To"), before_id=int(before) if before and before.isdigit()
             and int(before) <= MAX_ID else None, include_archived=filters["archived"], limit=PAGE_SIZE,
             error=filters["error"])
+        kept = {**{k: v for k, v in filters.items() if k != "archived"},
+                "archived": "1" if filters["archived"] else None}
         next_url = None
         if page.next_cursor is not None:
-            next_url = "/jobs?" + web.query_string({**{k: v for k, v in filters.items() if k != "archived"},
-                                                    "archived": "1" if filters["archived"] else None,
-                                                    "before": page.next_cursor})
+            next_url = "/jobs?" + web.query_string({**kept, "before": page.next_cursor})
         return "jobs.html", {"rows": page.rows, "filters": filters, "statuses": STATUSES, "next_url": next_url,
                              "first_page": before is None, "nav": "jobs",
+                             "newest_url": "/jobs?" + web.query_string(kept),
                              "done": request.query_params.get("done")}
     return await _page(request, build)
 
@@ -448,6 +449,14 @@ async def http_calls(request: Request) -> Response:
             session.caller, before_id=int(before) if before and before.isdigit() and int(before) <= MAX_ID else None,
             limit=PAGE_SIZE)
         return "http.html", {"rows": page.rows, "next_cursor": page.next_cursor, "nav": "http"}
+    return await _page(request, build)
+
+
+@router.get("/queues")
+async def queues(request: Request) -> Response:
+    async def build(session):
+        rows = await web.ops(request).activity.queues(session.caller)
+        return "queues.html", {"rows": rows, "nav": "queues"}
     return await _page(request, build)
 
 

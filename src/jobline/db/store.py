@@ -601,6 +601,10 @@ class Store:
             "since": since, "until": until, "bucket_seconds": bucket_seconds, "owner": owner},
             rows=tuple_row, prepare=False)]
 
+    async def job_count_queues(self, *, since: Any, owner: str | None = None) -> list[dict]:
+        """Per queue: waiting, pending, due, running now; succeeded and failed since ``since``."""
+        return await self._fetch(q.JOB_COUNT_QUEUES, {"since": since, "owner": owner}, prepare=False)
+
     async def job_oldest_due(self, *, owner: str | None = None, now: Any = None) -> float | None:
         return (await self._fetch(q.JOB_OLDEST_DUE, {"owner": owner, "now": now}, rows=tuple_row))[0][0]
 
