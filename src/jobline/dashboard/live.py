@@ -116,6 +116,7 @@ async def events(request: Request) -> Response:
         ends = loop.time() + STREAM_SECONDS
         regions = first
         gone = asyncio.ensure_future(_disconnect(request))
+        waits: set[asyncio.Future] = set()
         try:
             yield "retry: 1000\n\n"
             while True:
@@ -128,9 +129,11 @@ async def events(request: Request) -> Response:
                     yield "event: bye\ndata: {}\n\n"
                     return
                 woken = asyncio.ensure_future(event.wait())
+                waits.add(woken)
                 await asyncio.wait({woken, gone}, timeout=min(left, KEEPALIVE_SECONDS),
                                    return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
+                waits.discard(woken)
                 if gone.done():
                     return  # the browser went away: end now, not at the next write
                 if not event.is_set():
@@ -142,7 +145,8 @@ async def events(request: Request) -> Response:
                     yield "event: signed-out\ndata: {}\n\n"
                     return
         finally:
-            gone.cancel()
+            for waiting in (gone, *waits):
+                waiting.cancel()
             hub.unsubscribe(event)
 
     headers = {**web.PAGE_HEADERS, "X-Accel-Buffering": "no"}
