@@ -43,9 +43,10 @@ async def measure(url: str, repeat: int) -> None:
     asgi = create_app(app, maintenance=False)
     async with asgi.router.lifespan_context(asgi):
         with psycopg.connect(url) as conn:
-            job_id = conn.execute("SELECT max(id) FROM jobline.jobs WHERE status = 'failed'").fetchone()[0]
-            sid = conn.execute("INSERT INTO jobline.schedules (name, expression, function) VALUES ('b', '*/5 * * * *',"
-                               " 'report') RETURNING id").fetchone()[0]
+            job_id = conn.execute("SELECT max(id) FROM jobline.jobs WHERE status = 'failed' AND owner = 'user-7'"
+                                  ).fetchone()[0]
+            sid = conn.execute("INSERT INTO jobline.schedules (name, expression, function, owner) VALUES "
+                               "('user-7/b', '*/5 * * * *', 'report', 'user-7') RETURNING id").fetchone()[0]
         user = jwt.encode({"sub": "user-7", "aud": "authenticated", "exp": int(time.time()) + 3600}, JWT_SECRET)
         pages = ["/", "/jobs", "/jobs?status=failed", "/jobs?function=cleanup", "/jobs?queue=emails",
                  "/jobs?owner=user-7", "/jobs?error=failure+99", f"/jobs/{job_id}", "/schedules", f"/schedules/{sid}",
