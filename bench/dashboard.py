@@ -43,7 +43,7 @@ async def measure(url: str, repeat: int) -> None:
     asgi = create_app(app, maintenance=False)
     async with asgi.router.lifespan_context(asgi):
         with psycopg.connect(url) as conn:
-            job_id = conn.execute("SELECT max(id) FROM jobline.jobs WHERE status = 'failed' AND owner = 'user-7'"
+            job_id = conn.execute("SELECT max(id) FROM jobline.jobs WHERE owner = 'user-7'"
                                   ).fetchone()[0]
             sid = conn.execute("INSERT INTO jobline.schedules (name, expression, function, owner) VALUES "
                                "('user-7/b', '*/5 * * * *', 'report', 'user-7') RETURNING id").fetchone()[0]
