@@ -22,7 +22,7 @@ import threading
 
 import psycopg
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, expect, sync_playwright
 
 import asgi_server
 from conftest import _admin, url_for
@@ -43,9 +43,22 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": chromium_path()}
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module, stopped with it: Playwright's sync API keeps an event loop
+    running while it is open, which would break the asyncio tests that run after this module
+    (so pytest-playwright's session-long fixtures are not used)."""
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium_path())
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
 
 
 WAIT = 15_000  # ms: the longest any condition below may take (they are normally met in well under a second)
