@@ -617,7 +617,7 @@ class Store:
     async def job_list_http(self, *, owner: str | None = None, before_id: int | None = None, limit: int = 50,
                             excerpt: int = 200) -> list[dict]:
         return await self._fetch(q.JOB_LIST_HTTP, {"owner": owner, "before_id": before_id, "limit": limit,
-                                                   "excerpt": excerpt})
+                                                   "excerpt": excerpt}, prepare=False)
 
     async def worker_list(self, *, live_seconds: float = 90) -> list[dict]:
         return await self._fetch(q.WORKER_LIST, {"live_seconds": live_seconds})

@@ -30,5 +30,7 @@ CREATE TABLE jobline.dashboard_links (
 CREATE INDEX jobs_error_idx ON jobline.jobs (id DESC) WHERE last_error IS NOT NULL;
 -- The HTTP calls screen: the built-in `http` function's jobs, newest first.
 CREATE INDEX jobs_http_idx ON jobline.jobs (id DESC) WHERE function = 'http';
+-- The same for one user: without it a user's screen walked every owner's calls to find theirs.
+CREATE INDEX jobs_http_owner_idx ON jobline.jobs (owner, id DESC) WHERE function = 'http' AND owner IS NOT NULL;
 -- A job's dependants, in any state (jobs_waiting_deps_idx holds only the waiting ones).
 CREATE INDEX jobs_dependants_idx ON jobline.jobs USING gin (depends_on) WHERE depends_on IS NOT NULL;

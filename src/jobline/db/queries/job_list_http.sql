@@ -2,7 +2,8 @@
 -- first, keyset-paged with %(before_id)s, %(limit)s of them: the call (payload's method and url,
 -- never its headers or body, which may hold secret references), its state, attempts and what
 -- its last attempt left in the result (status, elapsed_ms, an excerpt of the body, or the error).
--- jobs_http_idx (partial: function = 'http').
+-- jobs_http_idx for every owner, jobs_http_owner_idx for one (partial: function = 'http'); not
+-- prepared, so that the plan sees which.
 SELECT id, status, owner, attempts, max_attempts, created_at, finished_at, last_error,
        payload->>'method' AS method, payload->>'url' AS url,
        (result->>'status')::int AS status_code, (result->>'elapsed_ms')::float8 AS elapsed_ms,
