@@ -82,7 +82,8 @@ def test_unknown_ids_are_404(client):
 
 def test_unknown_routes_are_404_and_wrong_methods_405(client):
     assert_error(client.get("/api/nothing-here", headers=SERVICE), 404, "not_found")
-    assert_error(client.get("/"), 404, "not_found")
+    assert_error(client.get("/nothing-here"), 404, "not_found")
+    assert client.get("/", follow_redirects=False).status_code == 303  # the dashboard asks to sign in
     response = client.delete("/api/jobs/1", headers=SERVICE)
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "GET"
