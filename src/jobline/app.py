@@ -261,6 +261,23 @@ class App:
     def get_job(self, job_id: int) -> Job:
         return self._bridge.run(self.get_job_async(job_id), "get_job")
 
+    # -- queues -------------------------------------------------------------------------------
+
+    async def pause_queue_async(self, queue: str, reason: str | None = None) -> dict[str, Any]:
+        """Pause ``queue`` for every worker (its jobs stay pending; schedules keep adding to it)
+        until :meth:`resume_queue`. The pause is stored, so it outlives every process."""
+        return await (await self.ops_async()).queues.pause(SERVICE, queue, reason)
+
+    def pause_queue(self, queue: str, reason: str | None = None) -> dict[str, Any]:
+        return self._bridge.run(self.pause_queue_async(queue, reason), "pause_queue")
+
+    async def resume_queue_async(self, queue: str) -> dict[str, Any]:
+        """Resume ``queue``: idle workers are woken and claim its due jobs at once."""
+        return await (await self.ops_async()).queues.resume(SERVICE, queue)
+
+    def resume_queue(self, queue: str) -> dict[str, Any]:
+        return self._bridge.run(self.resume_queue_async(queue), "resume_queue")
+
     # -- secrets (vault.py encrypts in this process; the database sees only ciphertext) ---------
 
     def master_keys(self) -> vault.MasterKeys:

@@ -1,9 +1,7 @@
 """The dashboard in a real headless Chromium: sign in, filter the job list, open a failed job,
-retry it and watch it succeed live, cancel with the confirm step, pause and resume a schedule,
-and the XSS and CSRF cases. One server, one database and one browser for the module; every
+retry it and watch it succeed live, cancel with the confirm step, pause and resume a schedule
+and a queue, and the XSS and CSRF cases. One server, one database and one browser for the module; every
 screen is kept as a screenshot in test-artifacts/screenshots/ (JOBLINE_SCREENSHOTS overrides).
-
-Queues have no pause or resume yet (not on main): the queues screen is shot, not steered.
 
 Debian's `chromium` drives them, never a browser that `playwright install` downloads. Without
 chromium they skip, saying how to install it; where JOBLINE_REQUIRE_BROWSER is set (.ci/run sets
@@ -252,6 +250,21 @@ def test_pause_and_resume_a_schedule(site, database, signed_in: Page):
     assert sql(database, "SELECT active FROM jobline.schedules WHERE id = %s", (schedule_id,)) == [(False,)]
     page.get_by_role("button", name="Resume").click()
     expect(page.locator(".heading .status")).to_have_text("active")
+
+
+def test_pause_and_resume_a_queue(site, database, signed_in: Page):
+    page = signed_in
+    sql(database, "SELECT jobline.enqueue('report', queue => 'exports')")
+    page.goto(f"{site}/queues")
+    row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="exports"))
+    row.get_by_role("button", name="Pause queue exports").click()
+    expect(page.get_by_role("status")).to_contain_text("pause")
+    expect(row.locator(".badge")).to_have_text("paused")
+    assert sql(database, "SELECT queue FROM jobline.queue_pauses") == [("exports",)]
+    shoot(page, "queues-paused")
+    row.get_by_role("button", name="Resume queue exports").click()
+    expect(row.get_by_role("button", name="Pause queue exports")).to_be_visible()
+    assert sql(database, "SELECT count(*) FROM jobline.queue_pauses") == [(0,)]
 
 
 def test_a_payload_holding_script_renders_as_text(site, database, signed_in: Page):

@@ -158,3 +158,25 @@ def test_jobs_run_runs_one_pending_job_here_whatever_its_run_at(jobline, db_url,
     assert no_handler.returncode == 3 and "no handler for" in no_handler.stderr
     assert sql("SELECT status, attempts FROM jobline.jobs WHERE id = %s", [unknown]) == [("pending", 0)]
     assert jobline("--app", "apps.core:app", "jobs", "run", "424242").returncode == 3
+
+
+def test_queues_pause_ls_resume_and_jobs_run_while_paused(jobline, db_url, sql):
+    create_ledger(db_url)
+    held = json.loads(jobline("enqueue", "work", "--queue", "emails", "--json").stdout)["id"]
+    paused = jobline("queues", "pause", "emails", "--reason", "provider outage")
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.startswith("queue 'emails' is paused (since ")
+    listed = jobline("queues", "ls")
+    assert listed.stdout.splitlines()[0].split() == ["QUEUE", "STATE", "WAITING", "PENDING", "DUE", "RUNNING",
+                                                     "SUCCEEDED_1H", "FAILED_1H"]
+    assert listed.stdout.splitlines()[1].split()[:3] == ["emails", "paused", "since"]
+    assert json.loads(jobline("queues", "ls", "--json").stdout)[0]["pause_reason"] == "provider outage"
+    processed = jobline("--app", "apps.core:app", "process")
+    assert processed.returncode == 0 and sql("SELECT status FROM jobline.jobs") == [("pending",)]
+    ran = jobline("--app", "apps.core:app", "jobs", "run", str(held))  # the manual tool still works
+    assert ran.returncode == 0 and ran.stdout.strip() == f"job {held} (work) succeeded"
+    assert jobline("queues", "resume", "emails").stdout.strip() == "queue 'emails' is resumed"
+    assert jobline("queues", "resume", "emails").stdout.strip() == "queue 'emails' was not paused"
+    refused = jobline("queues", "pause", "bad\tname")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: queue 'bad\\tname' contains a control")
+    assert len(refused.stderr.splitlines()) == 1

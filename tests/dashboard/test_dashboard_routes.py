@@ -277,6 +277,23 @@ def test_schedules_pause_resume_and_trigger(service, sql):
     assert "manual trigger" in service.get(f"/schedules/{schedule_id}").text
 
 
+def test_queues_pause_and_resume_for_the_service_only(service, alice, sql):
+    enqueue(sql, "send-email", "alice", queue="emails")
+    assert "Pause queue emails" in service.get("/queues").text
+    assert "Pause queue" not in alice.get("/queues").text  # a user sees the state, not the buttons
+    assert post(service, "/queues/pause", queue="emails").headers["location"] == "/queues?done=pause"
+    assert sql("SELECT queue FROM jobline.queue_pauses") == [("emails",)]
+    page = alice.get("/queues").text
+    assert ">paused</span>" in page and "Resume queue" not in page
+    refused = post(alice, "/queues/resume", queue="emails")
+    assert refused.status_code == 403 and "needs the service key" in refused.text
+    malformed = post(service, "/queues/pause", queue=" padded")
+    assert malformed.status_code == 422 and "leading or trailing spaces" in malformed.text
+    assert post(service, "/queues/resume", queue="emails").status_code == 303
+    assert sql("SELECT count(*) FROM jobline.queue_pauses") == [(0,)]
+    assert post(service, "/queues/drop", queue="emails").status_code == 404
+
+
 def test_http_calls_show_status_latency_and_an_excerpt(service, sql):
     job_id = sql("SELECT jobline.enqueue('http', '{\"url\": \"https://api.example/hook\", \"method\": \"POST\", "
                  "\"headers\": {\"Authorization\": \"Bearer {{secret:HOOK_TOKEN}}\"}}'::jsonb)")[0][0]
@@ -327,11 +344,12 @@ def test_read_only_offers_no_action_and_refuses_every_post(settings, sql):
                 page = viewer.get(path).text
                 forms = re.findall(r'<form method="post" action="([^"]+)"', page)
                 assert forms == ["/sign-out"] or forms == [], (path, forms)
-            for path in (f"/jobs/{job_id}/retry", f"/schedules/{schedule_id}/pause"):
+            for path in (f"/jobs/{job_id}/retry", f"/schedules/{schedule_id}/pause", "/queues/pause"):
                 refused = post(viewer, path, confirm="yes")
                 assert refused.status_code == 403 and "read-only" in refused.text
             assert post(viewer, "/jobs", bulk_action="retry", id=[str(job_id)], confirm="yes").status_code == 403
         assert sql("SELECT status FROM jobline.jobs WHERE id = %s", (job_id,)) == [("failed",)]
+        assert sql("SELECT count(*) FROM jobline.queue_pauses") == [(0,)]
     finally:
         viewer_server.stop()
 

@@ -201,6 +201,33 @@ def test_claim_stays_on_the_due_index_when_statistics_are_stale(db_url):
     assert "Index Scan using jobs_due_idx" in pinned and "Sort" not in pinned
 
 
+@pytest.mark.parametrize("statistics", ["stale", "fresh"])
+def test_the_claim_functions_generic_plan_walks_the_due_index_and_updates_by_key(db_url, statistics):
+    """jobline.claim_jobs as the server runs it: its body, prepared with its own settings and
+    planned generically (a function's plan is cached after five calls), with statistics of an
+    empty table or fresh ones (ANALYZE, as autovacuum runs it) over 40,000 pending jobs."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if statistics == "stale":
+            conn.execute("ANALYZE jobline.jobs")
+        conn.execute("INSERT INTO jobline.jobs (function) SELECT f FROM generate_series(1, 20000), "
+                     "unnest('{f,g}'::text[]) f")
+        if statistics == "fresh":
+            conn.execute("ANALYZE jobline.jobs")
+        body, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'claim_jobs'").fetchone()
+        for name, parameter in (("worker", "$1"), ("functions", "$2"), ("queues", "$3"), ("lim", "$4"),
+                                ("lease_seconds", "$5")):
+            body = re.sub(rf"\b{name}\b", parameter, body)
+        for setting in settings:
+            name, value = setting.split("=")
+            conn.execute(f"SET {name} = {value}")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE claim(text, text[], text[], integer, float8) AS {body}")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE claim('w', '{f}', NULL, 10, 30)"))
+    assert "Index Scan using jobs_due_idx" in plan, plan
+    assert "Index Scan using jobs_pkey" in plan and "Index Cond: (id = ANY" in plan, plan
+    assert not re.search(r"Hash|Merge|Seq Scan|Sort", plan), plan
+
+
 async def test_a_missing_table_suggests_migrating_only_when_it_is_jobline_s(bookkeeping, empty_db_url):
     with pytest.raises(DatabaseError) as theirs:
         await bookkeeping.sql_run("SELECT * FROM public.orders_of_theirs")

@@ -286,3 +286,26 @@ class SecretRemovedOut(Out):
     name: str
     owner: str | None
     removed: Literal[True]
+
+
+class QueuePauseIn(Body):
+    reason: str | None = Field(None, min_length=1, max_length=500, description="Why, shown in listings")
+
+
+class QueueOut(Out):
+    queue: str
+    paused: bool
+    paused_at: str | None = Field(None, description="Since when it is paused")
+    pause_reason: str | None = None
+    was_paused: bool | None = Field(None, description="On resume: whether it was paused")
+    waiting: int | None = Field(None, description="Jobs waiting on dependencies (listings)")
+    pending: int | None = None
+    due: int | None = Field(None, description="Of the pending jobs, those due now")
+    running: int | None = None
+    succeeded: int | None = Field(None, description="Jobs that succeeded in the last hour")
+    failed: int | None = Field(None, description="Jobs that failed for good in the last hour")
+    failure_rate: float | None = None
+
+
+class QueueListOut(Out):
+    queues: list[QueueOut]

@@ -34,6 +34,7 @@ STATUSES = [s.value for s in JobStatus]
 JOB_ACTIONS = {"retry": "Retry", "cancel": "Cancel", "run-now": "Run now", "archive": "Archive"}
 CONFIRMED_ACTIONS = {"cancel", "archive"}        # the rest are harmless to repeat
 SCHEDULE_ACTIONS = {"pause": "Pause", "resume": "Resume", "trigger": "Trigger now"}
+QUEUE_ACTIONS = {"pause": "Pause", "resume": "Resume"}
 PAGE_SIZE = 50
 MAX_BULK = 200
 MAX_ID = 2**63 - 1
@@ -455,9 +456,23 @@ async def http_calls(request: Request) -> Response:
 @router.get("/queues")
 async def queues(request: Request) -> Response:
     async def build(session):
-        rows = await web.ops(request).activity.queues(session.caller)
-        return "queues.html", {"rows": rows, "nav": "queues"}
+        rows = await web.ops(request).queues.list(session.caller)
+        steer = session.caller.is_service and not web.read_only(request)  # pausing is the service's
+        return "queues.html", {"rows": rows, "nav": "queues", "steer": steer, "done": request.query_params.get("done")}
     return await _page(request, build)
+
+
+@router.post("/queues/{action}")
+async def queue_action(request: Request, action: str) -> Response:
+    """Pause or resume the queue named in the form (a name may hold any printable character)."""
+    async def act(session, fields):
+        if action not in QUEUE_ACTIONS:
+            raise Refused(404, "Not found", "No such action.")
+        name = first(fields, "queue") or ""
+        await getattr(web.ops(request).queues, action)(session.caller, name)
+        log.info("dashboard.queue_steered", extra={"queue": name, "action": action})
+        return web.redirect(f"/queues?done={action}")
+    return await _action(request, act)
 
 
 @router.get("/workers")

@@ -266,6 +266,21 @@ class Store:
     async def worker_prune_dead(self, dead_seconds: float) -> None:
         await self._fetch(q.WORKER_PRUNE_DEAD, {"dead_seconds": dead_seconds})
 
+    # -- paused queues (0016_queue_pauses.sql) ---------------------------------------------------
+
+    async def queue_pause(self, queue: str, reason: str | None = None) -> dict:
+        return (await self._fetch(q.QUEUE_PAUSE, {"queue": queue, "reason": reason}))[0]
+
+    async def queue_resume(self, queue: str) -> bool:
+        """Whether ``queue`` was paused."""
+        return bool(await self._fetch(q.QUEUE_RESUME, {"queue": queue}))
+
+    async def queue_pause_list(self) -> list[dict]:
+        return await self._fetch(q.QUEUE_PAUSE_LIST)
+
+    async def queue_exemption_prune(self) -> None:
+        await self._fetch(q.QUEUE_EXEMPTION_PRUNE)
+
     # -- reading and steering jobs -----------------------------------------------------------
 
     async def job_get(self, job_id: int, *, owner: str | None = None) -> Job:
@@ -321,8 +336,8 @@ class Store:
         return await self._steer(q.JOB_CANCEL, job_id, "cancel", "waiting, pending or running", owner=owner,
                                  reason=reason)
 
-    async def job_run_now(self, job_id: int, *, owner: str | None = None) -> Job:
-        return await self._steer(q.JOB_RUN_NOW, job_id, "run now", "pending", owner=owner)
+    async def job_run_now(self, job_id: int, *, owner: str | None = None, past_pause: bool = False) -> Job:
+        return await self._steer(q.JOB_RUN_NOW, job_id, "run now", "pending", owner=owner, past_pause=past_pause)
 
     async def job_archive(self, job_id: int, *, owner: str | None = None) -> Job:
         return await self._steer(q.JOB_ARCHIVE, job_id, "archive", "finished", owner=owner)

@@ -18,6 +18,7 @@ from ..runtime.registry import Registry
 from ..settings import Settings
 from .activity import Activity
 from .jobs import Jobs, Page
+from .queues import Queues
 from .schedules import Schedules
 from .secrets import Secrets
 from .sessions import Session, Sessions
@@ -34,6 +35,7 @@ class Operations:
         self.settings = settings
         self.jobs = Jobs(store, registry)
         self.schedules = Schedules(store, registry)
+        self.queues = Queues(store)
         self.tasks = Tasks(store, settings.remote_lease_seconds)
         self.secrets = Secrets(store, settings)
         self.tokens = Tokens(store)

@@ -150,17 +150,6 @@ class Activity:
         page = rows[:limit]
         return Page(page, page[-1]["id"] if len(rows) > limit else None)
 
-    async def queues(self, caller: Principal, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-        """Each queue with jobs of the caller's: waiting, pending (and due) and running now, and
-        the jobs that succeeded and failed in the last hour, with the failure rate."""
-        since = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(hours=1)
-        rows = await self.store.job_count_queues(since=since, owner=policy.scope(caller))
-        out = []
-        for row in rows:
-            total = row["succeeded"] + row["failed"]
-            out.append({**row, "failure_rate": round(row["failed"] / total, 4) if total else None})
-        return out
-
     async def dependencies(self, caller: Principal, job: Job) -> tuple[list[dict], list[dict]]:
         """The jobs ``job`` depends on and the jobs that depend on it (id, function, status), of
         those the caller sees."""

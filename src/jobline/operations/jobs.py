@@ -185,8 +185,9 @@ class Jobs:
         return await self.store.job_cancel(job_id, owner=policy.scope(caller))
 
     async def run_now(self, caller: Principal, job_id: int) -> Job:
-        """Make a pending job due now."""
-        return await self.store.job_run_now(job_id, owner=policy.scope(caller))
+        """Make a pending job due now; the service's "run now" takes it even from a paused queue."""
+        return await self.store.job_run_now(job_id, owner=policy.scope(caller),
+                                            past_pause=policy.may_pass_pauses(caller))
 
     async def archive(self, caller: Principal, job_id: int) -> Job:
         """Hide a finished job from listings and counts (it is still pruned on schedule)."""

@@ -53,6 +53,12 @@ def check_target(caller: Principal, function: str | None, *, sql: bool = False, 
         raise Forbidden(f"only the service may {what} the built-in {function!r} function")
 
 
+def may_pass_pauses(caller: Principal) -> bool:
+    """Whether ``caller``'s "run now" runs a job of a paused queue (the operator's manual tool,
+    seed 001's playbook); a user's waits, like their other jobs, for the queue to resume."""
+    return caller.is_service
+
+
 def check_service(caller: Principal, what: str) -> None:
     if not caller.is_service:
         raise Forbidden(f"{what} needs the service key (or a service_role JWT); a user's credential cannot do it")

@@ -4,7 +4,8 @@
 -- With %(task_types)s, only those functions; without, only remote task types: never a function
 -- that in-process workers serve (jobline.local_functions, built-ins included). Jobs waiting on a
 -- dependency are not pending, so dependencies are respected. SKIP LOCKED: concurrent callers
--- get distinct jobs. Uses jobs_owner_due_idx for a user, jobs_due_idx for the service key.
+-- get distinct jobs. Paused queues are skipped as in jobline.claim_jobs (0016). Uses
+-- jobs_owner_due_idx for a user, jobs_due_idx for the service key.
 WITH next AS (
   SELECT j.id FROM jobline.jobs j
   WHERE j.status = 'pending' AND j.run_at <= now()
@@ -12,6 +13,8 @@ WITH next AS (
     AND (CASE WHEN %(task_types)s::text[] IS NULL
               THEN NOT EXISTS (SELECT 1 FROM jobline.local_functions f WHERE f.function = j.function)
               ELSE j.function = ANY(%(task_types)s::text[]) END)
+    AND (j.queue <> ALL(ARRAY(SELECT p.queue FROM jobline.queue_pauses p))
+         OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
   ORDER BY j.priority DESC, j.run_at, j.id
   LIMIT 1
   FOR UPDATE SKIP LOCKED
@@ -19,6 +22,5 @@ WITH next AS (
 UPDATE jobline.jobs j
 SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
     lease_until = now() + make_interval(secs => %(lease_seconds)s), started_at = now()
-FROM next
-WHERE j.id = next.id
+WHERE j.id = (SELECT next.id FROM next)  -- by key, never a join that reads all of jobs_pkey
 RETURNING j.id, j.function, j.payload, j.owner, j.attempts, j.max_attempts, j.lease_until, j.started_at

@@ -1,0 +1,2 @@
+-- queue_pause_list: the paused queues, by name.
+SELECT queue, paused_at, reason FROM jobline.queue_pauses ORDER BY queue
