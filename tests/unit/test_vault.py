@@ -67,7 +67,7 @@ def test_standard_base64_spaces_and_missing_padding_are_accepted():
     ("c2hvcnQ=", "decodes to 5 bytes; a master key is 32 random bytes"),
     (base64.urlsafe_b64encode(os.urandom(33)).decode(), "decodes to 33 bytes"),
     ("A", "is not valid base64"),
-])
+], ids=["empty", "trailing comma", "empty middle", "not base64", "star", "short", "long", "truncated"])
 def test_bad_master_keys_are_refused_naming_the_entry_but_never_the_key(text, message):
     with pytest.raises(ConfigError, match=message) as caught:
         MasterKeys.parse(text)
