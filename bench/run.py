@@ -68,11 +68,20 @@ def remaining(url: str, sql: str) -> int:
         return conn.execute(sql).fetchone()[0]
 
 
-def measure_drain(system: str, server_url: str, jobs: int, processes: int, options: dict) -> dict:
+def measure_drain(system: str, server_url: str, jobs: int, processes: int, options: dict, *,
+                  analyze: bool = False) -> dict:
+    """Jobs per second and peak worker RSS; with ``analyze``, the planner gets fresh statistics
+    of the full queue first (what autovacuum gives a production server), else those of an empty
+    table."""
     adapter = SYSTEMS[system]()
     with database(server_url) as url:
         asyncio.run(adapter.setup(url))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")  # the empty tables' statistics, whatever autovacuum does meanwhile
         asyncio.run(adapter.bulk(url, jobs))
+        if analyze:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ANALYZE")
         workers = [start_worker(system, url, "drain", options) for _ in range(processes)]
         peak_rss = 0
         with psycopg.connect(url, autocommit=True) as conn:

@@ -158,7 +158,7 @@ class PgQueuer:
         from pgqueuer.types import QueueExecutionMode
 
         managers = []
-        for _ in range(options.get("managers", 2)):
+        for _ in range(options.get("managers", 1)):
             qm = QueueManager((await self._queries(url))[1])
 
             @qm.entrypoint("noop")
@@ -173,7 +173,8 @@ class PgQueuer:
                     qm.shutdown.set()
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_all)
-        await asyncio.gather(*(qm.run(batch_size=options.get("batch", 500), mode=run_mode) for qm in managers))
+        batch = {"batch_size": options["batch"]} if "batch" in options else {}  # else PgQueuer's default
+        await asyncio.gather(*(qm.run(mode=run_mode, **batch) for qm in managers))
 
 
 # -- Procrastinate ---------------------------------------------------------------------------------
