@@ -111,7 +111,7 @@ class MasterKeys:
         >>> len(keys.ids), keys.current.key_id == keys.ids[0]
         (2, True)
         """
-        # cryptography costs a process ~8 MB; it loads with the first key, not with jobline.
+        # cryptography costs a process about 7 MB: it loads with the first key, not with jobline.
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         entries = text.split(",")

@@ -217,7 +217,7 @@ class HttpCaller:
 
     async def send(self, call: Call, ctx: JobContext) -> dict:
         if self._sender is None:
-            # httpx and what it pulls in cost a process about 20 MB: only one that sends pays it.
+            # httpx and what it pulls in cost a process about 9 MB: only one that sends pays it.
             from .http_sender import Sender
 
             self._sender = Sender(self._settings)

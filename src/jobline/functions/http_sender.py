@@ -2,7 +2,7 @@
 go through the egress policy, and reading what came back into the job's result.
 
 Imported by ``HttpCaller.send`` with the first call, never by ``import jobline``: httpx brings
-httpcore, anyio, h11 (and its CLI brings click), about 20 MB that a worker running no ``http``
+httpcore, anyio, h11 (and its CLI brings click), about 9 MB that a worker running no ``http``
 job, or a process that only enqueues, does not need. The rules on secrets and destinations are
 in ``functions/http.py``'s docstring.
 """
