@@ -3,6 +3,7 @@
     bash bench/setup.sh                    # once: bench/.venv with jobline and the peers
     bench/.venv/bin/python bench/run.py    # full run (3 repetitions, medians), ~5-10 minutes
     bench/.venv/bin/python bench/run.py --quick
+    bench/.venv/bin/python bench/run.py --memory   # only the worker RSS row (~1 minute per system)
 
 Every cell gets a fresh database. See bench/README.md for what each workload measures.
 """
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--systems", default="raw,jobline,pgqueuer,procrastinate")
     parser.add_argument("--jobline-concurrency", type=int, default=1000)
     parser.add_argument("--jobline-batch", type=int, default=500)
+    parser.add_argument("--memory", action="store_true",
+                        help="only the peak RSS of one worker process draining (jobline also with its defaults)")
     args = parser.parse_args()
 
     reps = 1 if args.quick else 3
@@ -172,6 +175,9 @@ def main() -> None:
         "pgqueuer": {"managers": 2, "batch": 500},
         "procrastinate": {"concurrency": 50},
     }
+    if args.memory:
+        measure_memory(args, systems, reps, drain_n, drain_options)
+        return
     results: dict = {s: {} for s in systems}
     for system in systems:
         print(f"-- {system}", flush=True)
@@ -195,6 +201,26 @@ def main() -> None:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     (HERE / "results" / f"{stamp}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     print_table(results, drain_options)
+
+
+def measure_memory(args, systems: list[str], reps: int, jobs: int, options: dict) -> None:
+    """The table's worker RSS row alone, with every run shown: RSS varies little, so this is the
+    quick check for a change that only moves memory."""
+    results: dict = {}
+    for system in systems:
+        runs = [measure_drain(system, args.server_url, jobs, 1, options[system])["rss_mb"] for _ in range(reps)]
+        results[system] = runs
+        if system == "jobline":
+            results["jobline, defaults"] = [measure_drain(system, args.server_url, jobs, 1, {})["rss_mb"]
+                                            for _ in range(reps)]
+    (HERE / "results").mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (HERE / "results" / f"memory-{stamp}.json").write_text(json.dumps({"args": vars(args), "rss_mb": results}, indent=2))
+    print(f"| system | worker RSS while draining {jobs:,} jobs, 1 proc (MB), median | runs |")
+    print("|---|---|---|")
+    for name, runs in results.items():
+        print(f"| {name} | {median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} |")
+    print(f"settings: {json.dumps(options)}")
 
 
 def print_table(results: dict, options: dict) -> None:

@@ -31,8 +31,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import jwt
-
 from .errors import Forbidden, InvalidInput, Unauthenticated
 from .job import check_name
 from .settings import Settings
@@ -95,6 +93,8 @@ async def authenticate(token: str, settings: Settings,
 def _from_jwt(token: str, settings: Settings) -> Principal:
     if not settings.jwt_secret:
         raise Unauthenticated(INVALID)
+    import jwt  # PyJWT (and the cryptography it probes for) loads with the first JWT, not with jobline
+
     try:
         claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], leeway=LEEWAY_SECONDS,
                             # Audience is judged below: Supabase's service-role JWT has none.

@@ -21,7 +21,7 @@ normalised to IPv4 first), NAT64 (``64:ff9b::/96``), 6to4 (``2002::/16``) and Te
 address they spell, never sent to DNS. Only ``http`` and ``https`` URLs are allowed, and never
 with ``user:password@`` (put credentials in a header, ideally as ``{{secret:NAME}}``).
 
-This module decides; ``functions/http.py`` enforces it where the connection is made: it
+This module decides; ``functions/http_sender.py`` enforces it where the connection is made: it
 resolves the host itself, checks every address the name resolves to, and connects to one of
 those same addresses, so a DNS answer that changes between check and connect (rebinding)
 cannot slip through. Each redirect hop is a new connection and is checked the same way.

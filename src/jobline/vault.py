@@ -43,12 +43,12 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, InvalidInput, SecretError, SecretNotFound
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,9 @@ class MasterKeys:
         >>> len(keys.ids), keys.current.key_id == keys.ids[0]
         (2, True)
         """
+        # cryptography costs a process about 7 MB: it loads with the first key, not with jobline.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         entries = text.split(",")
         keys: dict[str, MasterKey] = {}
         for position, entry in enumerate(entries, 1):
@@ -236,6 +239,8 @@ def open_sealed(keys: MasterKeys, name: str, sealed: Sealed, owner: str | None =
             f"{what} is encrypted under master key {sealed.key_id}, which is not in {VARIABLE} "
             f"(it holds {', '.join(keys.ids)}); put that key after the current one ({VARIABLE}=NEW,OLD) "
             f"and run `jobline secrets rotate-key`, or set the secret again with {set_command(name, owner)}")
+    from cryptography.exceptions import InvalidTag  # loaded already: `keys` holds AESGCM objects
+
     try:
         data = key.aead.decrypt(bytes(sealed.nonce), bytes(sealed.ciphertext), _aad(name, owner))
     except (InvalidTag, ValueError) as exc:

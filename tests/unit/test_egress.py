@@ -9,7 +9,7 @@ import pytest
 from jobline import ConfigError
 from jobline.egress import Policy, classify, legacy_ipv4
 from jobline.errors import DestinationBlocked, InvalidInput
-from jobline.functions.http import retry_after
+from jobline.functions.http_sender import retry_after
 from jobline.settings import Settings
 
 ALWAYS = [

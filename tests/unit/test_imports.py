@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
+import subprocess
+import sys
 
 PACKAGE = pathlib.Path(__file__).parents[2] / "src" / "jobline"
 
@@ -94,3 +97,44 @@ def test_top_level_modules_are_pure_leaves():
     bad = [f"{p.name} imports {t}" for p in PACKAGE.glob("*.py") if p.name not in NOT_LEAVES
            for t in imports_of(p) if t.split(".")[0] in layers]
     assert bad == []
+
+
+# Loaded only by a process that uses them: httpx (and httpcore, anyio, h11, click under it) by
+# the first outbound call or Client request, cryptography by the first master key, PyJWT by the
+# first JWT; the API, the dashboard and the CLI by `jobline serve` and the `jobline` command.
+# Together about 19 MB of a worker's memory (issue 12).
+HEAVY = ("httpx", "httpcore", "anyio", "h11", "click", "cryptography", "jwt", "fastapi", "starlette", "uvicorn",
+         "jinja2")
+
+
+def loaded_after(code: str) -> list[str]:
+    """Which of HEAVY a fresh interpreter holds after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "JOBLINE_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_import_jobline_loads_no_optional_dependency():
+    assert loaded_after("import jobline") == []
+
+
+def test_an_app_and_its_worker_load_no_optional_dependency_until_used():
+    """Registering functions (an HTTP function's checks included) and building a worker, as a
+    worker process does before its first job; the store is never opened."""
+    code = """
+import jobline
+from jobline.db.store import Store
+from jobline.runtime.worker import Worker
+app = jobline.App()
+app.function("noop")(lambda payload: None)
+app.http_function("hook", url="https://example.com/hook", headers={"Authorization": "Bearer {{secret:t}}"})
+Worker(Store(app.settings.database_url), app.registry, app.settings)
+"""
+    assert loaded_after(code) == []
+
+
+def test_the_probe_sees_what_a_sender_loads():
+    """The check above would pass vacuously if the probe could not see a module load."""
+    assert {"httpx", "click"} <= set(loaded_after("import jobline.functions.http_sender"))

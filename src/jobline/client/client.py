@@ -40,9 +40,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from .._sync import SyncBridge
@@ -54,6 +52,9 @@ from ..operations import Operations
 from ..operations.policy import public_job
 from ..operations.tasks import Task, check_task_types
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    import httpx  # imported where a request is made: `import jobline` does not load httpx (issue 12)
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,8 @@ class Client:
     async def _run(self, operation: str, path: str, body: dict, answer: Callable[[httpx.Response], T],
                    in_database: Callable[[Operations, Principal], Awaitable[T]]) -> T:
         http = self._bind()
+        import httpx  # loaded by _bind already
+
         if self.outage is not None and self.settings is not None and time.monotonic() < self._retry_at:
             return await self._fallback(operation, self.outage, in_database)
         try:
@@ -340,6 +343,8 @@ class Client:
                 raise JoblineError(_OTHER_LOOP)
             # The loop that had our resources has ended: they went with it.
             self._loop, self._ops, self._principal = loop, None, None
+            import httpx  # about 9 MB with httpcore, anyio, h11 and click: only a Client that is used pays it
+
             self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
                                            headers={"Authorization": f"Bearer {self.token}"})
             self._db_lock = asyncio.Lock()

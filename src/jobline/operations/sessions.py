@@ -26,8 +26,6 @@ import hashlib
 import hmac
 import secrets
 
-import jwt
-
 from .. import auth
 from ..auth import SERVICE, Principal
 from ..db.store import Store
@@ -123,6 +121,8 @@ class Sessions:
 
 def _jwt_expiry(token: str) -> dt.datetime | None:
     """The ``exp`` of a JWT that auth.authenticate has just verified."""
+    import jwt  # loaded already by auth._from_jwt; kept out of module scope for the same reason
+
     exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
     return dt.datetime.fromtimestamp(exp, dt.timezone.utc) if isinstance(exp, (int, float)) else None
 
