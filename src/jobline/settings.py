@@ -27,7 +27,8 @@ class Settings:
     database_url: str | None = None   # None: use the embedded PostgreSQL in data_dir
     data_dir: str | None = None       # None: the embedded module's default
     app: str | None = None            # "module:attribute" of the user's App
-    concurrency: int = 10
+    # Jobs a worker runs at once; None: by its handlers' kind (Registry.default_concurrency).
+    concurrency: int | None = None
     lease_seconds: float = 30.0       # how long a claim is trusted without a heartbeat
     poll_interval: float = 1.0        # fallback poll when no notification arrives
     log_format: str = "text"
@@ -92,7 +93,7 @@ class Settings:
     def check(self) -> None:
         if self.database_url is not None:
             check_database_url(self.database_url)
-        if not 1 <= self.concurrency <= 10_000:
+        if self.concurrency is not None and not 1 <= self.concurrency <= 10_000:
             raise ConfigError(f"concurrency must be between 1 and 10000, got {self.concurrency}")
         if not 1 <= self.lease_seconds <= 86400:
             raise ConfigError(f"JOBLINE_LEASE_SECONDS must be between 1 and 86400, got {self.lease_seconds}")
@@ -186,6 +187,7 @@ def forwarded_proxies(value: str) -> list[str]:
 
 def _convert(name: str, raw: str, type_: str):
     variable = f"JOBLINE_{name.upper()}"
+    type_ = type_.removesuffix(" | None")
     if type_ == "bool":
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "on", "yes"):

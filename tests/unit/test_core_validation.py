@@ -120,3 +120,24 @@ def test_pool_timeout_and_handler_connections_settings_are_read_and_validated():
 def test_prepared_statements_setting_reads_on_and_off():
     assert Settings.from_env({"JOBLINE_PREPARED_STATEMENTS": "off"}).prepared_statements is False
     assert Settings.from_env({}).prepared_statements is True
+
+
+def test_a_workers_default_concurrency_follows_its_handlers_kind_unless_set():
+    from jobline import App
+    from jobline.runtime.registry import ASYNC_CONCURRENCY, SYNC_CONCURRENCY
+
+    app = App("postgresql://nobody@127.0.0.1:1/none")
+
+    @app.function("fetch")
+    async def fetch(payload):
+        return None
+
+    assert app.registry.default_concurrency() == ASYNC_CONCURRENCY == 100  # the built-ins are async too
+
+    @app.function("resize")
+    def resize(payload):
+        return None
+
+    assert app.registry.default_concurrency() == SYNC_CONCURRENCY == 20
+    assert Settings.from_env({}).concurrency is None
+    assert Settings.from_env({"JOBLINE_CONCURRENCY": "7"}).concurrency == 7

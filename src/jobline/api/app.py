@@ -21,6 +21,7 @@ from .. import __version__, dashboard
 from ..app import App
 from ..operations import Operations
 from ..runtime.connections import ConnectionLimit
+from ..runtime.registry import SYNC_CONCURRENCY
 from ..settings import Settings, forwarded_proxies
 from . import errors
 from .guard import Guard
@@ -88,7 +89,8 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await app.open_async()
-        api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency, thread_name_prefix="jobline-invoke")
+        api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency or SYNC_CONCURRENCY,
+                                         thread_name_prefix="jobline-invoke")  # sync functions invoked over HTTP
         api.connections = ConnectionLimit(app.settings.handler_connections, app.settings.pool_timeout)
         rescuer = await app.maintenance_async() if maintenance else None
         if rescuer is not None:

@@ -75,7 +75,7 @@ def _remote_worker(ctx: Context, url: str, token: str | None, concurrency: int |
     async def go():
         client = Client(url, token, settings.database_url, settings=settings)
         try:
-            worker = RemoteWorker(client, app.registry, concurrency=concurrency or settings.concurrency,
+            worker = RemoteWorker(client, app.registry, concurrency=concurrency or settings.concurrency or app.registry.default_concurrency(),
                                   grace_seconds=grace)
             await worker.run()
         finally:

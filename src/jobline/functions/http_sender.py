@@ -239,7 +239,7 @@ class Sender:
     def _new_client(self) -> httpx.AsyncClient:
         settings = self.settings
         self.policy = egress.Policy.from_settings(settings)
-        limits = httpx.Limits(max_connections=max(100, settings.concurrency), max_keepalive_connections=20)
+        limits = httpx.Limits(max_connections=max(100, settings.concurrency or 0), max_keepalive_connections=20)
         client = httpx.AsyncClient(
             transport=GuardedTransport(self.policy, limits),
             # No proxies or .netrc credentials from the environment: a proxy would connect on

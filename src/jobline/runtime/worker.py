@@ -99,7 +99,7 @@ class Worker:
         self.settings = settings
         self.id = worker_id or new_worker_id()
         self.queues = queues
-        self.concurrency = concurrency or settings.concurrency
+        self.concurrency = concurrency or settings.concurrency or registry.default_concurrency()
         # Half the slots per claim: one batch runs while the previous one's outcomes are being
         # written, so claiming and recording overlap instead of taking turns.
         self.batch_size = batch_size or max(1, self.concurrency // 2)
