@@ -70,13 +70,15 @@ def remaining(url: str, sql: str) -> int:
 
 
 def measure_drain(system: str, server_url: str, jobs: int, processes: int, options: dict, *,
-                  analyze: bool = False) -> dict:
+                  analyze: bool = False, prepare=None, remaining_sql: str | None = None) -> dict:
     """Jobs per second and peak worker RSS; with ``analyze``, the planner gets fresh statistics
     of the full queue first (what autovacuum gives a production server), else those of an empty
-    table."""
+    table. ``prepare(url)`` runs after the schema is installed, before the jobs are enqueued."""
     adapter = SYSTEMS[system]()
     with database(server_url) as url:
         asyncio.run(adapter.setup(url))
+        if prepare is not None:
+            prepare(url)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")  # the empty tables' statistics, whatever autovacuum does meanwhile
         asyncio.run(adapter.bulk(url, jobs))
@@ -87,7 +89,7 @@ def measure_drain(system: str, server_url: str, jobs: int, processes: int, optio
         peak_rss = 0
         with psycopg.connect(url, autocommit=True) as conn:
             while True:
-                left = conn.execute(adapter.remaining_sql).fetchone()[0]
+                left = conn.execute(remaining_sql or adapter.remaining_sql).fetchone()[0]
                 finished_at = time.time()
                 for process, _ in workers:
                     try:
