@@ -9,7 +9,9 @@ worker's asynchronous-commit pool would send.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -18,6 +20,8 @@ import pytest
 
 from apps.core import create_ledger
 from conftest import eventually, start_jobline
+from jobline.db.store import JOBS_CHANNEL, Store
+from jobline.runtime.notifier import Notifier
 from pooler_support import PgBouncer
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,3 +145,29 @@ async def test_a_listener_behind_the_pooler_says_so_once_and_polling_still_runs_
     logged = events(log_file)
     assert [e["event"] for e in logged if e["level"] in ("warning", "error", "critical")] == ["listener.deaf"], logged
     assert "JOBLINE_LISTEN_DATABASE_URL" in json.dumps(logged)
+
+
+async def test_the_listeners_backoff_starts_afresh_after_each_successful_connection(db_url, pgbouncer, caplog):
+    # The listener goes through the pooler here only because stopping the pooler is an outage
+    # that keeps its address (this test does not need it to hear anything).
+    caplog.set_level(logging.DEBUG, logger="jobline.runtime.notifier")
+    store = Store(db_url, listen_url=pgbouncer.url(db_url), prepared_statements=False)
+    await store.open()
+    notifier = Notifier(store, {JOBS_CHANNEL: asyncio.Event()}, check_every=0.2)
+    notifier.start()
+
+    def retries() -> list[float]:
+        return [r.retry_in_s for r in caplog.records if r.msg in ("listener.disconnected", "listener.retrying")]
+
+    try:
+        for _ in range(2):  # two outages, each long enough for the backoff to grow
+            await asyncio.wait_for(notifier.connected.wait(), timeout=10)
+            before = len(retries())
+            pgbouncer.stop()
+            await eventually(lambda: len(retries()) >= before + 5, timeout=20)  # noqa: B023
+            pgbouncer.start()
+        await asyncio.wait_for(notifier.connected.wait(), timeout=10)
+    finally:
+        await notifier.stop()
+        await store.close()
+    assert [r.retry_in_s for r in caplog.records if r.msg == "listener.disconnected"] == [0.05, 0.05]
