@@ -167,7 +167,7 @@ class App:
         if self._store is None:
             url = connect.ready_database_url(self.settings)
             store = Store(url, prepared_statements=self.settings.prepared_statements,
-                          timeout=self.settings.pool_timeout)
+                          timeout=self.settings.pool_timeout, listen_url=self.settings.listen_database_url)
             await store.open()
             self._store = store
             self._ops = Operations(store, self.settings, self.registry)

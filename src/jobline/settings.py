@@ -25,6 +25,9 @@ MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its digest (RFC 7
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None = None   # None: use the embedded PostgreSQL in data_dir
+    # The notification listener's own connection (LISTEN needs a session of its own): a direct
+    # one when database_url goes through a transaction-mode pooler. None: database_url.
+    listen_database_url: str | None = None
     data_dir: str | None = None       # None: the embedded module's default
     app: str | None = None            # "module:attribute" of the user's App
     # Jobs a worker runs at once; None: by its handlers' kind (Registry.default_concurrency).
@@ -93,6 +96,8 @@ class Settings:
     def check(self) -> None:
         if self.database_url is not None:
             check_database_url(self.database_url)
+        if self.listen_database_url is not None:
+            check_database_url(self.listen_database_url, "JOBLINE_LISTEN_DATABASE_URL")
         if self.concurrency is not None and not 1 <= self.concurrency <= 10_000:
             raise ConfigError(f"concurrency must be between 1 and 10000, got {self.concurrency}")
         if not 1 <= self.lease_seconds <= 86400:
@@ -133,16 +138,16 @@ class Settings:
             MasterKeys.parse(self.master_key)
 
 
-def check_database_url(url: str) -> None:
-    """ConfigError when JOBLINE_DATABASE_URL cannot be a PostgreSQL address: malformed, or with a
-    host or port no server can have. The message never quotes the URL, which may hold a password.
+def check_database_url(url: str, what: str = "JOBLINE_DATABASE_URL (or --database-url)") -> None:
+    """ConfigError when the URL (``what`` names its setting) cannot be a PostgreSQL address:
+    malformed, or with a host or port no server can have. The message never quotes the URL,
+    which may hold a password.
 
     >>> check_database_url("postgresql://app:s3cret@db.internal:5432/jobs")
     """
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict  # parsing only (libpq's), no connection
 
-    what = "JOBLINE_DATABASE_URL (or --database-url)"
     form = "write it as postgresql://USER:PASSWORD@HOST:5432/DBNAME, with special characters percent-encoded"
     try:
         params = conninfo_to_dict(url)

@@ -122,6 +122,15 @@ def test_prepared_statements_setting_reads_on_and_off():
     assert Settings.from_env({}).prepared_statements is True
 
 
+def test_listen_database_url_is_unset_by_default_and_validated_naming_its_variable():
+    assert Settings.from_env({}).listen_database_url is None
+    url = "postgresql://app:s3cret@db-direct:5432/jobs"
+    assert Settings.from_env({"JOBLINE_LISTEN_DATABASE_URL": url}).listen_database_url == url
+    with pytest.raises(ConfigError, match="JOBLINE_LISTEN_DATABASE_URL is malformed") as caught:
+        Settings.from_env({"JOBLINE_LISTEN_DATABASE_URL": "postgresql://app:p@ss@db:5432/jobs"})
+    assert "p@ss" not in str(caught.value)
+
+
 def test_a_workers_default_concurrency_follows_its_handlers_kind_unless_set():
     from jobline import App
     from jobline.runtime.registry import ASYNC_CONCURRENCY, SYNC_CONCURRENCY

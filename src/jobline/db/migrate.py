@@ -3,7 +3,8 @@
 Each migration runs under a transaction-scoped advisory lock (which works through
 transaction-mode poolers), and the applied set is re-read after taking it, so any number of
 processes may migrate an empty database at once: one applies each migration, the others wait
-and then find nothing left to do.
+and then find nothing left to do. Nothing is prepared (the few statements run once or twice), so
+`jobline db migrate` works through a transaction-mode pooler too.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _applied(conn: psycopg.Connection) -> dict[int, dt.datetime]:
 
 
 def status(url: str) -> list[MigrationStatus]:
-    with translate_errors(), psycopg.connect(url, autocommit=True) as conn:
+    with translate_errors(), psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         applied = _applied(conn)
     return [MigrationStatus(m.version, m.name, applied.get(m.version)) for m in available()]
 
@@ -78,7 +79,7 @@ def status(url: str) -> list[MigrationStatus]:
 def migrate(url: str) -> list[Migration]:
     """Apply every pending migration; returns the ones this process applied."""
     done = []
-    with translate_errors(), psycopg.connect(url, autocommit=True) as conn:
+    with translate_errors(), psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         for migration in available():
             if migration.version in _applied(conn):
                 continue

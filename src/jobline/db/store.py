@@ -110,12 +110,14 @@ class Store:
     """Async access to one jobline database through a connection pool.
 
     ``timeout`` is how long a caller waits for a connection (JOBLINE_POOL_TIMEOUT) before a
-    DatabaseError: every connection is in use, or the database is unreachable.
+    DatabaseError: every connection is in use, or the database is unreachable. ``listen_url``
+    is where connect_listener() connects (JOBLINE_LISTEN_DATABASE_URL; default ``url``).
     """
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, synchronous_commit: bool = True,
-                 prepared_statements: bool = True, timeout: float = 30.0):
+                 prepared_statements: bool = True, timeout: float = 30.0, listen_url: str | None = None):
         self.url = url
+        self.listen_url = listen_url or url
         self.timeout = timeout
         self._checking: asyncio.Future | None = None
         # Server-side prepared statements (psycopg prepares a query on its 5th use) do not survive
@@ -164,9 +166,11 @@ class Store:
             self._checking.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def connect_listener(self, channels: Sequence[str]) -> psycopg.AsyncConnection:
-        """A dedicated connection (outside the pool) that LISTENs on ``channels``."""
+        """A dedicated connection (outside the pool, to ``listen_url``) that LISTENs on ``channels``.
+        Nothing on it is ever prepared: it runs one statement every few seconds, and if it goes
+        through a transaction-mode pooler by mistake, a prepared statement would break it."""
         with translate_errors():
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(self.listen_url, autocommit=True, prepare_threshold=None)
             try:
                 for channel in channels:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
@@ -174,6 +178,10 @@ class Store:
                 await conn.close()
                 raise
             return conn
+
+    async def listener_probe_send(self, channel: str) -> None:
+        """NOTIFY ``channel`` through the pool: the listener checks that it hears it."""
+        await self._fetch(q.LISTENER_PROBE_SEND, {"channel": channel}, prepare=False)
 
     async def _fetch(self, query: str, params: dict | None = None, *, rows=dict_row,
                      prepare: bool | None = None) -> list:

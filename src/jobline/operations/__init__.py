@@ -47,7 +47,8 @@ class Operations:
                       registry: Registry | None = None) -> Operations:
         """Operations over a pool of its own (the Client's database fallback); close() it."""
         store = Store(database_url or settings.database_url, max_size=pool_size,
-                      prepared_statements=settings.prepared_statements, timeout=settings.pool_timeout)
+                      prepared_statements=settings.prepared_statements, timeout=settings.pool_timeout,
+                      listen_url=settings.listen_database_url)
         try:
             await store.open()
         except BaseException:

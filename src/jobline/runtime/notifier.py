@@ -4,6 +4,12 @@ producer when jobs are added, the scheduler when a schedule is new or changed.
 It checks its connection every few seconds (a half-open socket would otherwise stay silent
 for ever), reconnects after any failure (about every second while the database is away), and
 wakes every role after each reconnect so that what happened while it was deaf is seen at once.
+
+Its connection goes to JOBLINE_LISTEN_DATABASE_URL (default JOBLINE_DATABASE_URL). Through a
+transaction-mode pooler LISTEN succeeds but nothing is ever heard: the LISTEN stays on a server
+connection the pooler hands to other clients. So after each connect it NOTIFYs a private probe
+channel through the pool, and if the probe is not heard within ``check_every`` seconds it logs
+`listener.deaf` once: the roles still work, on polling alone (JOBLINE_POLL_INTERVAL).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 
@@ -34,6 +41,9 @@ class Notifier(Service):
         self.connected = asyncio.Event()  # test signal
         self._conn: psycopg.AsyncConnection | None = None  # for stop() to close; _listen uses its own
         self._down_since: float | None = None  # while reconnecting: when the connection was lost
+        self._probe = f"jobline_probe_{secrets.token_hex(8)}"  # private: no other process notifies it
+        self._probe_due: float | None = None  # when the probe sent on this connection should have arrived
+        self.deaf = False  # the probe went unheard (test signal; warned once)
 
     async def run(self) -> None:
         pause = 0.05
@@ -41,6 +51,8 @@ class Notifier(Service):
             try:
                 await self._listen()
             except (psycopg.Error, JoblineError, OSError, TimeoutError) as exc:
+                if self.connected.is_set():  # this connection worked: the next outage starts the backoff afresh
+                    pause = 0.05
                 self.connected.clear()
                 if self.stopping.is_set():
                     break
@@ -58,7 +70,7 @@ class Notifier(Service):
                 pause = 0.05
 
     async def _listen(self) -> None:
-        conn = self._conn = await self.store.connect_listener(list(self.wakes))
+        conn = self._conn = await self.store.connect_listener([*self.wakes, self._probe])
         try:
             self.connected.set()
             if self._down_since is not None:
@@ -67,19 +79,48 @@ class Notifier(Service):
             for wake in self.wakes.values():  # catch up on anything that happened while we were not listening
                 wake.set()
             log.debug("listener.connected")
+            await self._send_probe()
             while not self.stopping.is_set():
                 async for notification in conn.notifies(timeout=self.check_every):
-                    self.wakes[notification.channel].set()
+                    if notification.channel == self._probe:
+                        self._probe_due = None
+                    else:
+                        self.wakes[notification.channel].set()
                     if self.stopping.is_set():
                         return
                 if self.stopping.is_set():  # stop() closed the connection to end the wait
                     return
+                self._check_probe()
                 # Proves the connection is alive; a half-open socket would otherwise stay silent.
-                await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.check_every)
+                # Never prepared (see connect_listener).
+                await asyncio.wait_for(conn.execute("SELECT 1", prepare=False), timeout=self.check_every)
         finally:
             self._conn = None
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
+
+    async def _send_probe(self) -> None:
+        if self.deaf:  # warned already; one probe per process is enough
+            return
+        try:
+            await self.store.listener_probe_send(self._probe)
+        except JoblineError as exc:  # the pool is away: no verdict on this connection
+            log.debug("listener.probe_failed", extra={"error": str(exc).strip()})
+            self._probe_due = None
+        else:
+            self._probe_due = time.monotonic() + self.check_every
+
+    def _check_probe(self) -> None:
+        if self._probe_due is None or time.monotonic() < self._probe_due:
+            return
+        self._probe_due = None
+        self.deaf = True
+        log.warning("listener.deaf", extra={
+            "reason": "a notification sent through JOBLINE_DATABASE_URL did not reach the LISTEN connection within "
+                      f"{self.check_every:g} s; it most likely goes through a transaction-mode pooler, where LISTEN "
+                      "does not work (or JOBLINE_LISTEN_DATABASE_URL names another database)",
+            "fix": "set JOBLINE_LISTEN_DATABASE_URL to a direct connection to PostgreSQL; until then new jobs are "
+                   "picked up by polling, every JOBLINE_POLL_INTERVAL seconds"})
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         self.stopping.set()
