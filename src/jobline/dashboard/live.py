@@ -13,7 +13,6 @@ server shutting down never waits long for one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any

@@ -18,7 +18,7 @@ from typing import Any
 from ..auth import Principal
 from ..errors import Forbidden
 from ..job import BUILTIN_FUNCTIONS, Attempt, Job
-from ..schedule import Schedule, ScheduleRun, name_seen_by
+from ..schedule import Schedule, ScheduleRun
 
 
 def scope(caller: Principal) -> str | None:
