@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import pathlib
+import shlex
 import shutil
 import socket
 import subprocess
@@ -136,7 +137,9 @@ class EmbeddedPostgres:
             log_start = self._log_size()
             result = self._run([
                 self._tool("pg_ctl"), "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
-                "-o", f"-p {port} -k {self.pgdata} -c listen_addresses=127.0.0.1 "
+                # pg_ctl runs postgres through the shell, so the socket path is quoted: macOS's
+                # default data dir (~/Library/Application Support/jobline) has a space.
+                "-o", f"-p {port} -k {shlex.quote(str(self.pgdata))} -c listen_addresses=127.0.0.1 "
                       "-c dynamic_shared_memory_type=mmap -c max_connections=200",
             ], "start the embedded PostgreSQL", check=False)
             if result.returncode == 0 and self._live_port() == port:
