@@ -236,14 +236,15 @@ class Store:
 
     # -- maintenance -------------------------------------------------------------------------
 
-    async def job_rescue_expired(self, *, limit: int = 1000) -> list[tuple[int, str]]:
+    async def job_rescue_expired(self, *, limit: int = 1000) -> list[tuple[int, str, str, str]]:
+        """(id, new status, function, queue) of the jobs taken back."""
         async with self.connection() as c:
             with translate_errors():
                 async with c.transaction():
                     cur = c.cursor()
                     await cur.execute(q.JOB_RESCUE_EXPIRED, {"limit": limit})
-                    rescued = [(row[0], row[1]) for row in await cur.fetchall()]
-                    await self._settle(cur, rescued)
+                    rescued = [(row[0], row[1], row[2], row[3]) for row in await cur.fetchall()]
+                    await self._settle(cur, [(job_id, status) for job_id, status, _, _ in rescued])
         return rescued
 
     async def job_prune_finished(self, *, succeeded_seconds: float, failed_seconds: float,
@@ -617,7 +618,8 @@ class Store:
             rows=tuple_row, prepare=False)]
 
     async def job_count_queues(self, *, since: Any, owner: str | None = None) -> list[dict]:
-        """Per queue: waiting, pending, due, running now; succeeded and failed since ``since``."""
+        """Per queue: waiting, pending, due, running now, the oldest due job's age in seconds;
+        succeeded and failed since ``since``."""
         return await self._fetch(q.JOB_COUNT_QUEUES, {"since": since, "owner": owner}, prepare=False)
 
     async def job_oldest_due(self, *, owner: str | None = None, now: Any = None) -> float | None:
