@@ -567,9 +567,13 @@ class Store:
     # -- what the HTTP API reads (api/) -------------------------------------------------------
 
     async def job_stats(self, *, owner: str | None = None, now: Any = None) -> dict:
-        """Counts by function and status, recent outcomes and the oldest due job's age (see
-        the query), for ``owner`` (None: every owner)."""
+        """Recent outcomes and the oldest due job's age (see the query), for ``owner`` (None:
+        every owner)."""
         return (await self._fetch(q.JOB_STATS, {"owner": owner, "now": now}))[0]
+
+    async def job_count_unarchived(self, *, owner: str | None = None) -> list[tuple[str, str, int]]:
+        """(function, status, count) of every unarchived job: reads most of the table."""
+        return [tuple(r) for r in await self._fetch(q.JOB_COUNT_UNARCHIVED, {"owner": owner}, rows=tuple_row)]
 
     async def job_filter_owned(self, ids: Sequence[int], *, owner: str) -> set[int]:
         """Those of ``ids`` that exist and belong to ``owner``."""
