@@ -89,6 +89,7 @@ class WorkerMetrics:
         self.running = Gauge("jobline_queue_running", "Running jobs, by queue", ["queue"], registry=r)
         self.oldest = Gauge("jobline_queue_oldest_pending_age_seconds",
                             "Age of the queue's oldest due pending job (0 when none)", ["queue"], registry=r)
+        self._runs: dict[str, Histogram] = {}  # function label -> its run-time series
         self._refreshed = float("-inf")
 
     # -- counting (called by the roles, once per batch) ---------------------------------------
@@ -102,9 +103,13 @@ class WorkerMetrics:
     def record_outcomes(self, batch: Iterable[Outcome], written: set[int]) -> None:
         """A batch the completer wrote; only the outcomes the database took (``written``) count."""
         counts: collections.Counter = collections.Counter()
+        runs = self._runs
         for o in batch:
             function = self.function(o.function)
-            self.run_seconds.labels(function).observe(max(0.0, o.finished_at - o.started_at))
+            run = runs.get(function)
+            if run is None:  # labels() is the costly part of an observation: once per function
+                run = runs[function] = self.run_seconds.labels(function)
+            run.observe(max(0.0, o.finished_at - o.started_at))
             if o.job_id in written:
                 counts[function, self.queue(o.queue or ""), OUTCOMES[o.status]] += 1
         for (function, queue, outcome), n in counts.items():

@@ -30,8 +30,13 @@ class MetricsServer(Service):
         self.metrics = metrics
         self.listening = listening
 
+    def close(self) -> None:
+        """Close the listening socket (once stopped for good)."""
+        self.listening.close()
+
     async def run(self) -> None:
-        server = await asyncio.start_server(self._answer, sock=self.listening, limit=MAX_HEAD_BYTES)
+        # A duplicate: closing the server closes its socket, and the role may be started again.
+        server = await asyncio.start_server(self._answer, sock=self.listening.dup(), limit=MAX_HEAD_BYTES)
         host, port = self.listening.getsockname()[:2]
         log.info("metrics.listening", extra={"host": host, "port": port})
         try:

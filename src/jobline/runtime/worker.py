@@ -257,6 +257,7 @@ class Worker:
             await self._final_write("unregister", deadline, self.bookkeeping.worker_unregister(self.id))
         if self.metrics_server is not None:  # last: a scrape during the shutdown still answers
             await self.metrics_server.stop()
+            self.metrics_server.close()
         await self.bookkeeping.close()
         log.info("worker.stopped", extra={"worker_id": self.id})
 
