@@ -107,3 +107,10 @@ async def test_metrics_port_and_host_come_from_the_environment(db_url, processes
                                    JOBLINE_METRICS_PORT=str(port), JOBLINE_METRICS_HOST="127.0.0.1"))
     samples = await eventually(lambda: scrape(port), timeout=30)
     assert sample(samples, "jobline_worker_claim_duration_seconds_count") is not None
+
+
+def test_metrics_port_is_refused_with_remote(db_url):
+    process = start_jobline(["--app", "apps.core:app", "worker", "--remote", "http://127.0.0.1:9", "--token", "t",
+                             "--metrics-port", str(free_port())], db_url)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2 and "--metrics-port cannot be used with --remote" in output
