@@ -246,6 +246,17 @@ def test_readiness_needs_the_database_and_every_migration(client, sql):
     assert client.head("/healthz").status_code == 200 and client.head("/readyz").status_code == 503
 
 
+def test_metrics_count_live_jobs_by_status_and_finished_ones_only_by_window(client, sql):
+    """A scrape must not count every job (most are finished): those count through the windows."""
+    enqueue(sql, "render", "alice")
+    sql("INSERT INTO jobline.jobs (function, status, finished_at) VALUES ('render', 'succeeded', now())")
+    text = client.get("/metrics", headers=SERVICE).text
+    statuses = {line.split('status="')[1].split('"')[0] for line in text.splitlines() if line.startswith("jobline_jobs{")}
+    assert statuses == {"waiting", "pending", "running"}
+    assert 'jobline_jobs{function="render",status="pending"} 1.0' in text
+    assert 'jobline_jobs_finished_recently{outcome="succeeded",window="1m"} 1.0' in text
+
+
 def test_metrics_bound_the_series_of_user_chosen_function_names(client, sql):
     sql("INSERT INTO jobline.jobs (function) SELECT 'f' || lpad(i::text, 4, '0') FROM generate_series(1, 250) i")
     text = client.get("/metrics", headers=SERVICE).text

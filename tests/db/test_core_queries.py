@@ -80,8 +80,8 @@ async def test_job_rescue_expired_retries_or_fails_and_spares_live_leases(bookke
                        lease_until="2000-01-01T00:00:00Z", started_at="2000-01-01T00:00:00Z")
     dependant = insert(sql, status="waiting", depends_on=[exhausted], deps_remaining=1)
     decoy = insert(sql, status="running", attempts=1, worker_id="alive", lease_until="2999-01-01T00:00:00Z")
-    rescued = dict(await bookkeeping.job_rescue_expired())
-    assert rescued == {retry: "pending", exhausted: "failed"}
+    rescued = await bookkeeping.job_rescue_expired()
+    assert sorted(rescued) == [(retry, "pending", "f", "default"), (exhausted, "failed", "f", "default")]
     assert sql("SELECT status FROM jobline.jobs WHERE id IN (%s, %s) ORDER BY id", [decoy, dependant]) == [
         ("cancelled",), ("running",)]
     assert sql("SELECT job_id, outcome FROM jobline.attempts ORDER BY job_id") == [(retry, "lost"), (exhausted, "lost")]
@@ -92,7 +92,7 @@ async def test_the_rescue_retries_exactly_when_retry_retries_says_so(bookkeeping
     ids = {insert(sql, status="running", attempts=attempts, max_attempts=most, worker_id="dead",
                   lease_until="2000-01-01T00:00:00Z", started_at="2000-01-01T00:00:00Z"): (attempts, most)
            for attempts, most in cases}
-    rescued = dict(await bookkeeping.job_rescue_expired())
+    rescued = {row[0]: row[1] for row in await bookkeeping.job_rescue_expired()}
     assert {job_id: status == "pending" for job_id, status in rescued.items()} == {
         job_id: retries(attempts, most) for job_id, (attempts, most) in ids.items()}
 

@@ -1,5 +1,5 @@
-"""The queries the HTTP API reads through: job_stats (counts, recent outcomes, oldest due job;
-the clock moved with %(now)s), job_filter_owned, schema_migration_list, and attempt_list's owner
+"""The queries the HTTP API reads through: job_stats (recent outcomes, oldest due job; the clock
+moved with %(now)s) with job_count_unarchived and job_count_live (the counts), job_filter_owned, schema_migration_list, and attempt_list's owner
 scoping."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def insert(sql, function: str, owner: str | None, status: str = "pending", **col
                [function, owner, status, *columns.values()])[0][0]
 
 
-async def test_job_stats_counts_windows_and_the_oldest_due_job_for_an_owner_or_everyone(store, sql):
+async def test_job_stats_windows_oldest_due_job_and_counts_for_an_owner_or_everyone(store, sql):
     now = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.timezone.utc)
     minutes = lambda n: now - dt.timedelta(minutes=n)  # noqa: E731
     insert(sql, "a", "alice", "succeeded", finished_at=minutes(0.5))
@@ -28,14 +28,17 @@ async def test_job_stats_counts_windows_and_the_oldest_due_job_for_an_owner_or_e
     insert(sql, "b", "alice", "cancelled", archived_at=minutes(1))     # archived: not counted
     insert(sql, "c", "bob", "pending", run_at=minutes(20))
     alice = await store.job_stats(owner="alice", now=now)
-    assert alice["counts"] == [["a", "failed", 1], ["a", "succeeded", 3], ["b", "pending", 2]]
+    assert await store.job_count_unarchived(owner="alice") == [("a", "failed", 1), ("a", "succeeded", 3),
+                                                               ("b", "pending", 2)]
+    assert await store.job_count_live(owner="alice") == [("b", "pending", 2)]
     assert [alice[k] for k in ("succeeded_1m", "failed_1m", "succeeded_5m", "failed_5m", "succeeded_1h",
                                "failed_1h")] == [1, 0, 1, 1, 2, 1]
     assert alice["oldest_due_seconds"] == 600
     everyone = await store.job_stats(now=now)
-    assert ["c", "pending", 1] in everyone["counts"] and everyone["oldest_due_seconds"] == 1200
+    assert ("c", "pending", 1) in await store.job_count_unarchived() and everyone["oldest_due_seconds"] == 1200
     nobody = await store.job_stats(owner="carol", now=now)
-    assert (nobody["counts"], nobody["succeeded_1h"], nobody["oldest_due_seconds"]) == ([], 0, None)
+    assert (await store.job_count_unarchived(owner="carol"), nobody["succeeded_1h"],
+            nobody["oldest_due_seconds"]) == ([], 0, None)
 
 
 async def test_job_filter_owned_keeps_only_the_owners_existing_jobs(store, sql):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -15,6 +16,8 @@ from jobline.runtime.executor import Executor
 from jobline.runtime.heartbeat import Heartbeat
 from jobline.runtime.inflight import InFlight
 from jobline.runtime.maintenance import Maintenance
+from jobline.runtime.metrics import WorkerMetrics
+from jobline.runtime.metrics_server import MetricsServer
 from jobline.runtime.notifier import Notifier
 from jobline.runtime.producer import Producer
 from jobline.runtime.registry import Registry
@@ -27,7 +30,10 @@ async def test_every_service_survives_rapid_start_stop(store, settings):
     inflight = InFlight(4, wake)
     executor = Executor(store, Registry(), "w", threads=2)
     completer = Completer(store, inflight, "w")
+    listening = socket.create_server(("127.0.0.1", 0))
+    metrics_server = MetricsServer(WorkerMetrics(store), listening)
     services = [
+        metrics_server,
         Notifier(store, {"jobline_jobs": wake}, check_every=0.05),
         completer,
         Heartbeat(store, inflight, "w", lease_seconds=3),
@@ -44,6 +50,7 @@ async def test_every_service_survives_rapid_start_stop(store, settings):
             assert all(s._task.done() and s._task.exception() is None for s in services)
     finally:
         executor.close()
+        metrics_server.close()
 
 
 async def test_notifier_stopped_while_listening_stops_without_a_crash(store, caplog):

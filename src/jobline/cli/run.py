@@ -33,11 +33,19 @@ def _worker_options(function):
               "database (falls back to --database-url if given and the server is unreachable).")
 @click.option("--token", envvar="JOBLINE_TOKEN", show_envvar=True,
               help="With --remote: the bearer token (service key, user JWT or API token).")
+@click.option("--metrics-port", envvar="JOBLINE_METRICS_PORT", show_envvar=True, type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (default: none).")
+@click.option("--metrics-host", envvar="JOBLINE_METRICS_HOST", show_envvar=True, default="127.0.0.1",
+              show_default=True, help="Address the metrics listen on (0.0.0.0: every interface).")
 @pass_context
-def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, scheduler, remote, token) -> None:
+def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, scheduler, remote, token,
+           metrics_port, metrics_host) -> None:
     """Claim and run jobs of the app's functions until stopped (SIGTERM/SIGINT); also runs the
     scheduler unless --no-scheduler. With --remote URL, claim them over HTTP instead."""
     if remote:
+        if metrics_port is not None:
+            raise click.UsageError("--metrics-port cannot be used with --remote: a remote worker serves no metrics; "
+                                   "scrape /metrics of the `jobline serve` it works through")
         _remote_worker(ctx, remote, token, concurrency, grace, queue=queues, batch_size=batch_size)
         return
     if token and click.get_current_context().get_parameter_source("token") == ParameterSource.COMMANDLINE:
@@ -45,11 +53,20 @@ def worker(ctx: Context, concurrency, queues, batch_size, grace, lease, schedule
     if lease:
         ctx.settings = dataclasses.replace(ctx.settings, lease_seconds=lease)
     app = ctx.load_app()
+    listening = None
+    if metrics_port is not None:
+        from .serve import _listen
+
+        # Bound before the worker starts: a taken port is one line and exit status 1.
+        listening = _listen(metrics_host, metrics_port, taken="is another worker using this --metrics-port? "
+                            "choose another one per worker on a machine")
+        listening.listen()  # now, not when the server starts: a second worker's bind then fails
 
     async def go():
         async with app:
             w = await app.worker_async(concurrency=concurrency, queues=list(queues) or None,
-                                       batch_size=batch_size, grace_seconds=grace, scheduler=scheduler)
+                                       batch_size=batch_size, grace_seconds=grace, scheduler=scheduler,
+                                       metrics_socket=listening)
             await w.run()
 
     asyncio.run(go())

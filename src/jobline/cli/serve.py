@@ -59,9 +59,11 @@ def serve(ctx: Context, host: str, port: int) -> None:
         raise SystemExit(1)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, taken: str = "is another `jobline serve` running? choose another --port"
+            ) -> socket.socket:
     """A socket bound to ``host``:``port``, as uvicorn would bind it; JoblineError in one line
-    when it cannot be (the port is taken, the address is not this machine's)."""
+    when it cannot be (the port is taken: ``taken`` says what to do; the address is not this
+    machine's). `jobline worker --metrics-port` binds its socket here too."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                             flags=socket.AI_PASSIVE)[0]
@@ -69,7 +71,7 @@ def _listen(host: str, port: int) -> socket.socket:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind(address)
     except OSError as exc:
-        taken = " (is another `jobline serve` running? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
-        raise JoblineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}") from None
+        hint = f" ({taken})" if exc.errno == errno.EADDRINUSE else ""
+        raise JoblineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
     listening.set_inheritable(True)
     return listening

@@ -244,14 +244,15 @@ class Store:
 
     # -- maintenance -------------------------------------------------------------------------
 
-    async def job_rescue_expired(self, *, limit: int = 1000) -> list[tuple[int, str]]:
+    async def job_rescue_expired(self, *, limit: int = 1000) -> list[tuple[int, str, str, str]]:
+        """(id, new status, function, queue) of the jobs taken back."""
         async with self.connection() as c:
             with translate_errors():
                 async with c.transaction():
                     cur = c.cursor()
                     await cur.execute(q.JOB_RESCUE_EXPIRED, {"limit": limit})
-                    rescued = [(row[0], row[1]) for row in await cur.fetchall()]
-                    await self._settle(cur, rescued)
+                    rescued = [(row[0], row[1], row[2], row[3]) for row in await cur.fetchall()]
+                    await self._settle(cur, [(job_id, status) for job_id, status, _, _ in rescued])
         return rescued
 
     async def job_prune_finished(self, *, succeeded_seconds: float, failed_seconds: float,
@@ -574,9 +575,13 @@ class Store:
     # -- what the HTTP API reads (api/) -------------------------------------------------------
 
     async def job_stats(self, *, owner: str | None = None, now: Any = None) -> dict:
-        """Counts by function and status, recent outcomes and the oldest due job's age (see
-        the query), for ``owner`` (None: every owner)."""
+        """Recent outcomes and the oldest due job's age (see the query), for ``owner`` (None:
+        every owner)."""
         return (await self._fetch(q.JOB_STATS, {"owner": owner, "now": now}))[0]
+
+    async def job_count_unarchived(self, *, owner: str | None = None) -> list[tuple[str, str, int]]:
+        """(function, status, count) of every unarchived job: reads most of the table."""
+        return [tuple(r) for r in await self._fetch(q.JOB_COUNT_UNARCHIVED, {"owner": owner}, rows=tuple_row)]
 
     async def job_filter_owned(self, ids: Sequence[int], *, owner: str) -> set[int]:
         """Those of ``ids`` that exist and belong to ``owner``."""
@@ -625,7 +630,8 @@ class Store:
             rows=tuple_row, prepare=False)]
 
     async def job_count_queues(self, *, since: Any, owner: str | None = None) -> list[dict]:
-        """Per queue: waiting, pending, due, running now; succeeded and failed since ``since``."""
+        """Per queue: waiting, pending, due, running now, the oldest due job's age in seconds;
+        succeeded and failed since ``since``."""
         return await self._fetch(q.JOB_COUNT_QUEUES, {"since": since, "owner": owner}, prepare=False)
 
     async def job_oldest_due(self, *, owner: str | None = None, now: Any = None) -> float | None:

@@ -32,6 +32,7 @@ class Queues:
         for name in sorted(counts.keys() | pauses.keys()):
             row = counts.get(name) or {"queue": name, "waiting": 0, "pending": 0, "due": 0, "running": 0,
                                        "succeeded": 0, "failed": 0}
+            row.pop("oldest_due_seconds", None)  # for worker metrics (runtime/metrics.py); not listed
             total = row["succeeded"] + row["failed"]
             pause = pauses.get(name)
             out.append({**row, "failure_rate": round(row["failed"] / total, 4) if total else None,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ..db.store import Store
 from .executor import Outcome, first_line
 from .inflight import InFlight
+from .metrics import WorkerMetrics
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ MAX_BATCH = 1000
 class Completer(Service):
     name = "completer"
 
-    def __init__(self, store: Store, inflight: InFlight, worker_id: str):
+    def __init__(self, store: Store, inflight: InFlight, worker_id: str, *, metrics: WorkerMetrics | None = None):
         super().__init__()
         self.store = store
         self.inflight = inflight
@@ -33,6 +34,7 @@ class Completer(Service):
         self.batch_recorded = asyncio.Event()   # test signal
         # Called with each outcome written (`jobline process` sums them up).
         self.on_recorded: Callable[[Outcome], None] | None = None
+        self.metrics = metrics
 
     def put(self, outcome: Outcome) -> None:
         self.queue.put_nowait(outcome)
@@ -89,6 +91,8 @@ class Completer(Service):
             self.inflight.release(outcome.job_id)
             if verbose or outcome.status != "succeeded" or outcome.job_id not in written:
                 self._log(outcome, outcome.job_id in written)
+        if self.metrics is not None:
+            self.metrics.record_outcomes(batch, written)
         if self.on_recorded is not None:
             for outcome in batch:
                 if outcome.job_id in written:

@@ -42,6 +42,7 @@ class Outcome:
     error: str | None = None
     retry_in: float | None = None
     traceback: str | None = None  # for operators only: it names the server's files
+    queue: str | None = None
 
 
 def _describe(exc: BaseException) -> str:
@@ -151,5 +152,5 @@ class Executor:
         return self._outcome(job, started_at, "pending", outcome, retry_in=delay, **facts)
 
     def _outcome(self, job: tuple, started_at: float, status: str, outcome: str, **fields) -> Outcome:
-        return Outcome(job_id=job[0], attempt=job[3], status=status, outcome=outcome, function=job[1],
+        return Outcome(job_id=job[0], attempt=job[3], status=status, outcome=outcome, function=job[1], queue=job[5],
                        started_at=started_at, finished_at=time.time(), **fields)

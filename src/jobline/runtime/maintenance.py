@@ -13,6 +13,7 @@ import time
 
 from ..db.store import Store
 from ..settings import Settings
+from .metrics import WorkerMetrics
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,14 @@ PRUNE_BATCH = 5000
 class Maintenance(Service):
     name = "maintenance"
 
-    def __init__(self, store: Store, settings: Settings):
+    def __init__(self, store: Store, settings: Settings, *, metrics: WorkerMetrics | None = None):
         super().__init__()
         self.store = store
         self.settings = settings
         # Rescue delay is lease + interval: with the default 30 s lease, under 40 s.
         self.rescue_interval = min(5.0, settings.lease_seconds / 6)
         self._next_prune = 0.0
+        self.metrics = metrics
 
     async def run(self) -> None:
         while True:
@@ -43,8 +45,10 @@ class Maintenance(Service):
 
     async def rescue(self) -> int:
         rescued = await self.store.job_rescue_expired()
-        for job_id, status in rescued:
-            log.warning("job.rescued", extra={"job_id": job_id, "status": status})
+        for job_id, status, function, _ in rescued:
+            log.warning("job.rescued", extra={"job_id": job_id, "status": status, "function": function})
+        if self.metrics is not None and rescued:
+            self.metrics.record_rescues(rescued)
         return len(rescued)
 
     async def prune(self) -> int:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from ..db.store import Store
 from .completer import Completer
 from .executor import Executor
 from .inflight import Held, InFlight
+from .metrics import WorkerMetrics
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,8 @@ class Producer(Service):
 
     def __init__(self, store: Store, inflight: InFlight, executor: Executor, completer: Completer, *,
                  worker_id: str, functions: list[str], queues: list[str] | None,
-                 batch_size: int, lease_seconds: float, poll_interval: float, until_idle: bool = False):
+                 batch_size: int, lease_seconds: float, poll_interval: float, until_idle: bool = False,
+                 metrics: WorkerMetrics | None = None):
         super().__init__()
         self.store = store
         self.inflight = inflight
@@ -39,6 +42,7 @@ class Producer(Service):
         self.until_idle = until_idle     # `jobline process`: stop when nothing is left to run
         self.limit: int | None = None    # stop after claiming this many jobs (`process --limit`)
         self.claimed = 0
+        self.metrics = metrics
 
     async def run(self) -> None:
         wake = self.inflight.wake
@@ -49,9 +53,12 @@ class Producer(Service):
                 free = min(free, self.limit - self.claimed)
             if free > 0:
                 want = min(free, self.batch_size)
+                began = time.perf_counter()
                 jobs = await self.store.job_claim_many(
                     worker_id=self.worker_id, functions=self.functions, queues=self.queues,
                     limit=want, lease_seconds=self.lease_seconds)
+                if self.metrics is not None:
+                    self.metrics.record_claim(jobs, time.perf_counter() - began)
                 self.inflight.more_due = len(jobs) == want
                 self.claimed += len(jobs)
                 for job in jobs:

@@ -31,6 +31,8 @@ from .executor import Executor, Outcome, first_line
 from .heartbeat import Heartbeat
 from .inflight import Held, InFlight
 from .maintenance import Maintenance
+from .metrics import WorkerMetrics
+from .metrics_server import MetricsServer
 from .notifier import Notifier
 from .producer import Producer
 from .registry import Registry
@@ -88,7 +90,7 @@ class Worker:
                  batch_size: int | None = None, grace_seconds: float = 30.0,
                  maintenance: bool = True, scheduler: bool = True, jobs: bool = True,
                  schedules: Sequence[ScheduleSpec] = (), owned_functions: Sequence[str] = (),
-                 worker_id: str | None = None):
+                 worker_id: str | None = None, metrics_socket: socket.socket | None = None):
         self.store = store  # durable: handlers and the sql built-in use it
         # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
         # whose commits do not wait for the WAL flush unless configured to: losing such a write
@@ -105,11 +107,15 @@ class Worker:
         self.batch_size = batch_size or max(1, self.concurrency // 2)
         self.grace_seconds = grace_seconds
         self.functions = registry.names()
+        # Metrics only when served (--metrics-port, on a socket the caller bound): otherwise the
+        # roles count nothing. The queue gauges read through the durable pool, away from claims.
+        self.metrics = WorkerMetrics(store, queues=queues) if metrics_socket is not None else None
+        self.metrics_server = MetricsServer(self.metrics, metrics_socket) if self.metrics is not None else None
         self.wake = asyncio.Event()
         self.inflight = InFlight(self.concurrency, self.wake)
         self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256),
                                  connections=ConnectionLimit(settings.handler_connections, settings.pool_timeout))
-        self.completer = Completer(self.bookkeeping, self.inflight, self.id)
+        self.completer = Completer(self.bookkeeping, self.inflight, self.id, metrics=self.metrics)
         self.jobs = jobs  # False: claim nothing (a scheduler-only process)
         self.schedule_wake = asyncio.Event()
         wakes = {JOBS_CHANNEL: self.wake} if jobs else {}
@@ -122,7 +128,7 @@ class Worker:
         self.declared_schedules = list(schedules)
         self.owned_functions = list(owned_functions)
         self.heartbeat = Heartbeat(self.bookkeeping, self.inflight, self.id, settings.lease_seconds)
-        self.maintenance = Maintenance(self.bookkeeping, settings) if maintenance else None
+        self.maintenance = Maintenance(self.bookkeeping, settings, metrics=self.metrics) if maintenance else None
         self.producer = self._producer()
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()  # a second signal: stop waiting for running jobs
@@ -131,13 +137,13 @@ class Worker:
         return Producer(self.bookkeeping, self.inflight, self.executor, self.completer, worker_id=self.id,
                         functions=self.functions, queues=self.queues, batch_size=self.batch_size,
                         lease_seconds=self.settings.lease_seconds, poll_interval=self.settings.poll_interval,
-                        **options)
+                        metrics=self.metrics, **options)
 
     async def _start(self, *, reconcile: bool = True) -> None:
         await self.bookkeeping.open()
         if reconcile:
             await self._reconcile_schedules()
-        services = [self.notifier, self.scheduler, self.maintenance]
+        services = [self.metrics_server, self.notifier, self.scheduler, self.maintenance]
         if self.jobs:
             await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
                                                    functions=self.functions, queues=self.queues)
@@ -249,6 +255,9 @@ class Worker:
         self.executor.close()
         if self.jobs:  # a scheduler-only process never registered
             await self._final_write("unregister", deadline, self.bookkeeping.worker_unregister(self.id))
+        if self.metrics_server is not None:  # last: a scrape during the shutdown still answers
+            await self.metrics_server.stop()
+            self.metrics_server.close()
         await self.bookkeeping.close()
         log.info("worker.stopped", extra={"worker_id": self.id})
 

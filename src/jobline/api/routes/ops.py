@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ...auth import Principal
 from ...errors import JoblineError
+from ..metrics import CONTENT_TYPE
 from ..models import StatsOut, StatusOut
 from ..security import api_state, principal, service
 from .tasks import AUTH_ERRORS
@@ -33,11 +34,11 @@ async def stats(request: Request, caller: Principal = Depends(principal)) -> JSO
     200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
     **AUTH_ERRORS})
 async def metrics(request: Request, _: Principal = Depends(service)) -> Response:
-    """Prometheus metrics: jobs by function and status, the oldest due pending job's age, recent
+    """Prometheus metrics: live jobs by function and status, the oldest due pending job's age, recent
     outcomes, HTTP requests and latency by route template and status, refused credentials.
     Needs a service credential."""
     api = api_state(request)
-    return Response(await api.metrics.render(api.ops), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(await api.metrics.render(api.ops), media_type=CONTENT_TYPE)
 
 
 @router.get("/healthz", response_model=StatusOut, response_model_exclude_none=True)

@@ -3,6 +3,7 @@
 -- attempt is recorded. Uses jobs_lease_idx. SKIP LOCKED: many rescuers may run at once.
 -- "Retried while attempts remain" is retry.retries, written here in SQL because the rescue is
 -- one set-based statement; tests/db/test_core_queries.py checks that the two agree.
+-- Returns each job's id, new status, function and queue (the last two for worker metrics).
 WITH expired AS (
   SELECT id, worker_id, attempts, started_at, lease_until FROM jobline.jobs
   WHERE status = 'running' AND lease_until < now()
@@ -22,7 +23,7 @@ WITH expired AS (
       lease_until = NULL
   FROM expired e
   WHERE j.id = e.id
-  RETURNING j.id, j.status, j.last_error
+  RETURNING j.id, j.status, j.last_error, j.function, j.queue
 ), recorded AS (
   INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
   SELECT e.id, e.attempts, e.worker_id, e.started_at, now(), 'lost', r.last_error
@@ -31,4 +32,4 @@ WITH expired AS (
 ), woken AS (
   SELECT pg_notify('jobline_jobs', '') WHERE EXISTS (SELECT 1 FROM rescued WHERE status = 'pending')
 )
-SELECT r.id, r.status, (SELECT count(*) FROM woken) AS notified FROM rescued r
+SELECT r.id, r.status, r.function, r.queue, (SELECT count(*) FROM woken) AS notified FROM rescued r
