@@ -39,6 +39,7 @@ def test_a_user_cannot_pause_or_resume_a_queue(client, sql):
 def test_a_malformed_pause_is_refused_with_what_was_wrong(client, sql):
     cases = [("/api/queues/" + "q" * 101 + "/pause", None, "queue must be 1 to 100 characters"),
              ("/api/queues/%20padded/pause", None, "leading or trailing spaces"),
+             ("/api/queues/two%0Alines/pause", None, "contains a control character"),
              ("/api/queues/emails/pause", {"reason": "r" * 501}, "reason"),
              ("/api/queues/emails/pause", {"reason": 7}, "reason"),
              ("/api/queues/emails/pause", {"why": "x"}, "why")]

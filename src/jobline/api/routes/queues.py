@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from ...auth import Principal
 from ..models import ErrorOut, QueueListOut, QueueOut, QueuePauseIn
@@ -17,6 +18,22 @@ from .tasks import AUTH_ERRORS
 STEER_ERRORS = {**AUTH_ERRORS, 403: {"model": ErrorOut, "description": "A user's credential cannot pause queues"}}
 
 router = APIRouter(tags=["queues"])
+
+
+class QueueName(Convertor):
+    """The rest of the path, newlines included (Starlette's `path` stops at one), so that a
+    malformed name is refused by the name rule with a 422 that says why, not a 404."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("queue", QueueName())
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +46,7 @@ async def list_queues(request: Request, caller: Principal = Depends(principal)) 
     return JSONResponse({"queues": [_out(row) for row in await api_state(request).ops.queues.list(caller)]})
 
 
-@router.post("/api/queues/{name:path}/pause", response_model=None,
+@router.post("/api/queues/{name:queue}/pause", response_model=None,
              responses={200: {"model": QueueOut}, **STEER_ERRORS})
 async def pause_queue(request: Request, name: str, caller: Principal = Depends(principal),
                       body: QueuePauseIn | None = Body(None)) -> JSONResponse:
@@ -38,7 +55,7 @@ async def pause_queue(request: Request, name: str, caller: Principal = Depends(p
     return JSONResponse(_out(await api_state(request).ops.queues.pause(caller, name, reason)))
 
 
-@router.post("/api/queues/{name:path}/resume", response_model=None,
+@router.post("/api/queues/{name:queue}/resume", response_model=None,
              responses={200: {"model": QueueOut}, **STEER_ERRORS})
 async def resume_queue(request: Request, name: str, caller: Principal = Depends(principal)) -> JSONResponse:
     """Resume it: idle workers claim its due jobs at once."""
