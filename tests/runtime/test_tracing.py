@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 
 pytest.importorskip("opentelemetry.sdk.trace")
 
 from opentelemetry import trace  # noqa: E402
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor  # noqa: E402
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 from otel_support import named, unset_provider  # noqa: E402
@@ -108,18 +110,35 @@ async def test_without_a_tracer_provider_nothing_is_traced_or_stored(app, sql):
     assert sorted([job.id, *ids]) == [r[0] for r in sql("SELECT id FROM jobline.jobs ORDER BY id")]
 
 
-async def test_instrument_puts_a_handlers_queries_beneath_its_attempt(app, spans):
+@pytest.fixture
+def uninstruments():
+    """Undo instrument() for the other tests of this process. psycopg's connect methods are put back
+    by hand: the instrumentation's uninstrument() leaves
+    psycopg.Connection.connect bound to psycopg.Connection, so the subclasses jobline's handler
+    connections use (runtime/connections.py) would connect as plain psycopg.Connection after it."""
+    saved = [(owner, owner.__dict__["connect"]) for owner in (psycopg.Connection, psycopg.AsyncConnection)]
+    plain = psycopg.connect
+    yield
+    HTTPXClientInstrumentor().uninstrument()
+    PsycopgInstrumentor().uninstrument()
+    for owner, method in saved:
+        setattr(owner, "connect", method)
+    psycopg.connect = plain
+
+
+async def test_instrument_puts_a_handlers_queries_beneath_its_attempt(app, spans, uninstruments):
+    seen = []
+
     @app.function("reads")
     def reads(payload, ctx):
         with ctx.connect() as conn:
+            seen.append(type(conn).__name__)  # still jobline's, which frees its slot on close
             conn.execute("SELECT 1").fetchone()
 
     jobline.tracing.instrument()
-    try:
-        await app.enqueue_async("reads")
-        await app.process_async()
-    finally:
-        PsycopgInstrumentor().uninstrument()
+    await app.enqueue_async("reads")
+    await app.process_async()
+    assert seen == ["HandlerConnection"]
     [run] = named(spans, "jobline.run reads")
     beneath = [s for s in spans.get_finished_spans() if s.parent is not None and s.parent.span_id == run.context.span_id]
     assert [s.attributes.get("db.statement", s.attributes.get("db.query.text")) for s in beneath] == ["SELECT 1"]
