@@ -120,7 +120,7 @@ class Executor:
                     value = await self._call(function, payload, job)
             result = encode_result(value)
         except Fail as signal:
-            tracing.failed(signal, signal.reason)
+            tracing.failed(signal, first_line(signal.reason) or "")
             return self._outcome(job, started_at, "failed", "failed", error=signal.reason,
                                  result=_kept_result(signal.result))
         except Cancel as signal:
