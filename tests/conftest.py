@@ -156,6 +156,17 @@ async def running(app: App):
 
 
 @pytest.fixture
+def spans():
+    """The spans a test makes, exported to memory by a TracerProvider set for the test (see
+    tests/otel_support.py); skips the test when the otel packages are not installed."""
+    pytest.importorskip("opentelemetry.sdk.trace")
+    import otel_support
+
+    with otel_support.traced() as exporter:
+        yield exporter
+
+
+@pytest.fixture
 def processes():
     """Subprocesses a test starts; killed at the end if still running."""
     started = []

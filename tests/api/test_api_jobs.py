@@ -27,6 +27,19 @@ def test_a_users_job_is_always_their_own(client, sql):
     assert sql("SELECT owner, count(*) FROM jobline.jobs GROUP BY owner") == [("alice", 2)]
 
 
+def test_an_enqueue_through_the_api_is_traced_when_the_server_traces(spans, client, sql):
+    """POST /api/jobs goes through the operations layer to the same store functions as App.enqueue:
+    a "jobline.enqueue" span, and its context stored in the job (tests/runtime/test_tracing.py
+    covers the worker's side)."""
+    from otel_support import named  # after `spans`, which skips without OpenTelemetry
+
+    job = post_job(client, ALICE, function="render", payload={"frame": 1}).json()
+    [span] = named(spans, "jobline.enqueue render")
+    assert span.attributes["jobline.job.id"] == job["id"] and "jobline.owner" not in span.attributes
+    [(context,)] = sql("SELECT trace_context FROM jobline.jobs WHERE id = %s", [job["id"]])
+    assert context["traceparent"].split("-")[2] == f"{span.context.span_id:016x}"
+
+
 def test_the_service_may_set_any_owner_or_none(client):
     assert post_job(client, SERVICE, function="render", owner="bob").json()["owner"] == "bob"
     assert post_job(client, SERVICE, function="render").json()["owner"] is None

@@ -102,9 +102,10 @@ def test_top_level_modules_are_pure_leaves():
 # Loaded only by a process that uses them: httpx (and httpcore, anyio, h11, click under it) by
 # the first outbound call or Client request, cryptography by the first master key, PyJWT by the
 # first JWT; the API, the dashboard and the CLI by `jobline serve` and the `jobline` command.
-# Together about 19 MB of a worker's memory (issue 12).
+# Together about 19 MB of a worker's memory (issue 12). OpenTelemetry (the otel extra) is never
+# imported by jobline: it traces only when the application has imported it and set a provider.
 HEAVY = ("httpx", "httpcore", "anyio", "h11", "click", "cryptography", "jwt", "fastapi", "starlette", "uvicorn",
-         "jinja2")
+         "jinja2", "opentelemetry")
 
 
 def loaded_after(code: str) -> list[str]:

@@ -152,7 +152,7 @@ class RemoteWorker:
     async def _run_task(self, task: Task) -> None:
         function = self.registry.get(task.task_type)
         job = (task.task_id, task.task_type, task.params, task.attempt, task.max_attempts, function.queue,
-               task.project_id)
+               task.project_id, None)  # no trace context: the task API does not carry one (yet)
         log.debug("job.claimed", extra={"job_id": task.task_id, "function": task.task_type, "attempt": task.attempt})
         handler = asyncio.create_task(self.executor.run(job))
         beat = asyncio.create_task(self._heartbeat(task, handler))

@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .. import tracing
 from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
                       SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
@@ -56,7 +57,7 @@ def _server_message(exc: psycopg.Error) -> str:
     return f"{message} ({hint})" if hint else message
 
 
-def insert_params(new: NewJob) -> dict[str, Any]:
+def insert_params(new: NewJob, trace_context: str | None = None) -> dict[str, Any]:
     return {
         "function": new.function,
         "payload": new.payload_json,
@@ -67,11 +68,12 @@ def insert_params(new: NewJob) -> dict[str, Any]:
         "max_attempts": new.max_attempts,
         "depends_on": list(new.depends_on) or None,
         "unique_key": new.unique_key,
+        "trace_context": trace_context,  # jobline.enqueue() (dependencies, unique keys) leaves it NULL
     }
 
 
-def group_params(template: NewJob, payloads: list[str]) -> dict[str, Any]:
-    return {**insert_params(template), "payloads": payloads}
+def group_params(template: NewJob, payloads: list[str], trace_context: str | None = None) -> dict[str, Any]:
+    return {**insert_params(template, trace_context), "payloads": payloads}
 
 
 def schedule_params(spec: ScheduleSpec) -> dict[str, Any]:
@@ -206,7 +208,8 @@ class Store:
 
     async def job_claim_many(self, *, worker_id: str, functions: list[str], queues: list[str] | None,
                              limit: int, lease_seconds: float) -> list[tuple]:
-        """Claimed jobs as tuples (id, function, payload, attempts, max_attempts, queue, owner)."""
+        """Claimed jobs as tuples (id, function, payload, attempts, max_attempts, queue, owner,
+        trace_context): positional, read so by runtime/ (producer, executor, metrics)."""
         params = {"worker_id": worker_id, "functions": functions, "queues": queues,
                   "limit": limit, "lease_seconds": lease_seconds}
         return await self._fetch(q.JOB_CLAIM_MANY, params, rows=tuple_row)
@@ -839,35 +842,48 @@ def command_tag(command: str, rowcount: int | None) -> str:
 # The async and sync forms differ only in awaiting; the statements and parameters are shared.
 
 
+# Every enqueue, whoever calls it (App, the operations layer, a caller's own transaction), ends
+# in one of the four functions below: they open its span (tracing.py) and store its context.
+
 async def job_insert_on(conn: psycopg.AsyncConnection, new: NewJob) -> Job:
-    with translate_errors():
+    with tracing.enqueue([new.function], [new.queue]) as span, translate_errors():
         cur = conn.cursor(row_factory=dict_row)
         if new.is_simple:
-            await cur.execute(q.JOB_INSERT, insert_params(new))
-            return new.stored(**await cur.fetchone())
-        await cur.execute(q.JOB_ENQUEUE, insert_params(new))
-        await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values())), "owner": None})
-        return Job.from_row(await cur.fetchone())
+            await cur.execute(q.JOB_INSERT, insert_params(new, span.context))
+            job = new.stored(**await cur.fetchone())
+        else:
+            await cur.execute(q.JOB_ENQUEUE, insert_params(new))
+            await cur.execute(q.JOB_GET, {"id": next(iter((await cur.fetchone()).values())), "owner": None})
+            job = Job.from_row(await cur.fetchone())
+        span.sent([job.id])
+        return job
 
 
 async def job_insert_many_on(conn: psycopg.AsyncConnection, batch: Batch) -> list[int]:
     """One transaction, one round trip (pipeline mode): an INSERT per group of alike jobs, and
     jobline.enqueue() for each job with dependencies or a unique key, in order."""
     ids: list[int] = [0] * batch.size
-    with translate_errors():
+    with tracing.enqueue(*_names(batch)) as span, translate_errors():
         async with conn.pipeline(), conn.transaction():
             groups, singles = [], []
             for template, payloads, positions in batch.groups.values():
                 groups.append((positions, cur := conn.cursor()))
-                await cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
+                await cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads, span.context))
             for position, new in batch.singles:
                 singles.append((position, cur := conn.cursor()))
-                await cur.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
+                await cur.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new, span.context))
         for positions, cur in groups:
             _place(ids, positions, await cur.fetchall())
         for position, cur in singles:
             ids[position] = (await cur.fetchone())[0]
+        span.sent(ids)
     return ids
+
+
+def _names(batch: Batch) -> tuple[list[str], list[str]]:
+    """The functions and queues of a bulk enqueue, for its span's name and attributes."""
+    jobs = [template for template, _, _ in batch.groups.values()] + [new for _, new in batch.singles]
+    return [new.function for new in jobs], [new.queue for new in jobs]
 
 
 def _place(ids: list[int], positions: list[int], rows: list[tuple]) -> None:
@@ -878,30 +894,34 @@ def _place(ids: list[int], positions: list[int], rows: list[tuple]) -> None:
 
 
 def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:
-    with translate_errors():
+    with tracing.enqueue([new.function], [new.queue]) as span, translate_errors():
         cur = conn.cursor(row_factory=dict_row)
         if new.is_simple:
-            cur.execute(q.JOB_INSERT, insert_params(new))
-            return new.stored(**cur.fetchone())
-        cur.execute(q.JOB_ENQUEUE, insert_params(new))
-        cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values())), "owner": None})
-        return Job.from_row(cur.fetchone())
+            cur.execute(q.JOB_INSERT, insert_params(new, span.context))
+            job = new.stored(**cur.fetchone())
+        else:
+            cur.execute(q.JOB_ENQUEUE, insert_params(new))
+            cur.execute(q.JOB_GET, {"id": next(iter(cur.fetchone().values())), "owner": None})
+            job = Job.from_row(cur.fetchone())
+        span.sent([job.id])
+        return job
 
 
 def job_insert_many_sync(conn: psycopg.Connection, batch: Batch) -> list[int]:
     """The sync twin of job_insert_many_on, for the caller's own psycopg.Connection."""
     ids: list[int] = [0] * batch.size
-    with translate_errors():
+    with tracing.enqueue(*_names(batch)) as span, translate_errors():
         with conn.pipeline(), conn.transaction():
             groups, singles = [], []
             for template, payloads, positions in batch.groups.values():
                 groups.append((positions, cur := conn.cursor()))
-                cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads))
+                cur.execute(q.JOB_INSERT_MANY, group_params(template, payloads, span.context))
             for position, new in batch.singles:
                 singles.append((position, cur := conn.cursor()))
-                cur.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new))
+                cur.execute(q.JOB_INSERT if new.is_simple else q.JOB_ENQUEUE, insert_params(new, span.context))
         for positions, cur in groups:
             _place(ids, positions, cur.fetchall())
         for position, cur in singles:
             ids[position] = cur.fetchone()[0]
+        span.sent(ids)
     return ids

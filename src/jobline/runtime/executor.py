@@ -17,6 +17,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import tracing
 from ..db.store import Store
 from ..errors import Cancel, Fail, InvalidInput, Retry, RetryIn
 from ..job import MAX_ERROR_CHARS, encode_result
@@ -100,7 +101,14 @@ class Executor:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, job: tuple) -> Outcome:
-        """Run a claimed job: (id, function, payload, attempt, max_attempts, queue, owner)."""
+        """Run a claimed job: (id, function, payload, attempt, max_attempts, queue, owner,
+        trace_context), in an attempt span when the application traces (jobline/tracing.py)."""
+        with tracing.attempt(job) as span:
+            outcome = await self._run(job)
+            span.finished(outcome)
+        return outcome
+
+    async def _run(self, job: tuple) -> Outcome:
         function, payload = self.registry.get(job[1]), job[2]
         started_at = time.time()
         began = time.perf_counter()
@@ -112,38 +120,41 @@ class Executor:
                     value = await self._call(function, payload, job)
             result = encode_result(value)
         except Fail as signal:
+            tracing.failed(signal, first_line(signal.reason) or "")
             return self._outcome(job, started_at, "failed", "failed", error=signal.reason,
                                  result=_kept_result(signal.result))
         except Cancel as signal:
             return self._outcome(job, started_at, "cancelled", "cancelled", error=signal.reason)
         except RetryIn as signal:
-            return self._failure(job, function, started_at, signal.reason, retry_in=signal.seconds,
+            return self._failure(job, function, started_at, signal.reason, signal, retry_in=signal.seconds,
                                  result=_kept_result(signal.result))
         except Retry as signal:
-            return self._failure(job, function, started_at, _describe(signal), result=_kept_result(signal.result))
+            return self._failure(job, function, started_at, _describe(signal), signal,
+                                 result=_kept_result(signal.result))
         except TimeoutError as exc:
             elapsed = time.perf_counter() - began
             if function.timeout is not None and elapsed >= function.timeout:
                 message = f"timed out after {function.timeout:g} s"
-                return self._failure(job, function, started_at, message, outcome="timeout")
-            return self._failure(job, function, started_at, _describe(exc), traceback=_traceback(exc))
+                return self._failure(job, function, started_at, message, exc, outcome="timeout")
+            return self._failure(job, function, started_at, _describe(exc), exc, traceback=_traceback(exc))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return self._failure(job, function, started_at, _describe(exc), traceback=_traceback(exc))
+            return self._failure(job, function, started_at, _describe(exc), exc, traceback=_traceback(exc))
         return self._outcome(job, started_at, "succeeded", "succeeded", result=result)
 
     async def _call(self, function: Function, payload: dict, job: tuple) -> Any:
         ctx = None
         if function.wants_context:
-            job_id, name, _, attempt, max_attempts, queue, owner = job
+            job_id, name, _, attempt, max_attempts, queue, owner, _ = job
             ctx = JobContext(job_id, attempt, max_attempts, name, queue, owner, self.worker_id, self.store,
                              self.connections)
         return await call_handler(function, payload, ctx, self._threads)
 
-    def _failure(self, job: tuple, function: Function, started_at: float, error: str, *,
+    def _failure(self, job: tuple, function: Function, started_at: float, error: str, exc: BaseException, *,
                  outcome: str = "failed", retry_in: float | None = None, result: str | None = None,
                  traceback: str | None = None) -> Outcome:
+        tracing.failed(exc, first_line(error) or "")  # a retry is an error too, to a trace
         attempt, max_attempts = job[3], job[4]
         facts = {"error": error, "result": result, "traceback": traceback}
         if not retries(attempt, max_attempts):

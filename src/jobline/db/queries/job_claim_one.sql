@@ -14,4 +14,4 @@ SET status = 'running',
     started_at = now()
 FROM one
 WHERE j.id = one.id
-RETURNING j.id, j.function, j.payload, j.attempts, j.max_attempts, j.queue, j.owner
+RETURNING j.id, j.function, j.payload, j.attempts, j.max_attempts, j.queue, j.owner, j.trace_context
