@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..job import MAX_ATTEMPTS_RANGE, MAX_DELAY_SECONDS, MAX_NAME_LENGTH, PRIORITY_RANGE
 from ..schedule import CATCH_UP_MAX_RANGE
-from ..operations.tasks import MAX_RETRY_IN, MAX_TASK_TYPES
+from ..operations.tasks import MAX_CLAIM_LIMIT, MAX_RETRY_IN, MAX_TASK_TYPES
 
 MAX_ID = 2**63 - 1
 MAX_DEPENDENCIES = 1000
@@ -29,6 +29,10 @@ class ClaimIn(Body):
     task_types: list[Name] | None = Field(
         None, min_length=1, max_length=MAX_TASK_TYPES,
         description="Only these functions; without it, only remote task types (functions no in-process worker serves)")
+    limit: int | None = Field(
+        None, ge=1, le=MAX_CLAIM_LIMIT,
+        description='Claim up to this many tasks in one request; the answer is then {"tasks": [...]} (200, '
+                    'possibly empty) instead of one task or 204')
 
 
 class CompleteIn(Body):
@@ -110,6 +114,10 @@ class TaskOut(Out):
     max_attempts: int
     lease_token: str
     lease_until: str
+
+
+class TasksOut(Out):
+    tasks: list[TaskOut] = Field(description="The claimed tasks in claim order, sharing one lease_token")
 
 
 class ReportOut(Out):

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ...auth import Principal
 from ..models import (MAX_ID, ClaimIn, CompleteIn, ErrorOut, FailIn, HeartbeatIn, HeartbeatOut, ReportOut,
-                      TaskOut)
+                      TaskOut, TasksOut)
 from ..security import api_state, principal
 
 AUTH_ERRORS = {401: {"model": ErrorOut, "description": "Missing or invalid credential"},
@@ -30,15 +30,23 @@ router = APIRouter(tags=["tasks"])
 
 
 @router.post("/functions/v1/claim-next-task", response_model=None, responses={
-    200: {"model": TaskOut, "description": "The claimed task"},
+    200: {"model": TaskOut | TasksOut, "description": 'The claimed task; with `limit`, {"tasks": [...]}'},
     204: {"description": "Nothing is claimable"}, **AUTH_ERRORS})
 async def claim_next_task(request: Request, caller: Principal = Depends(principal),
                           body: ClaimIn | None = Body(None)) -> Response:
     """Claim the next task: higher priority first, then earlier run_at, then earlier creation;
     only the caller's own tasks for a user, any owner's for the service. Without ``task_types``
     only remote task types are handed out. The task is leased for JOBLINE_REMOTE_LEASE_SECONDS:
-    report on it (complete, fail) or extend the lease (heartbeat) with its ``lease_token``."""
-    task = await api_state(request).ops.tasks.claim(caller, body.task_types if body else None)
+    report on it (complete, fail) or extend the lease (heartbeat) with its ``lease_token``.
+    With ``limit``, up to that many tasks in one statement, answered as ``{"tasks": [...]}``
+    (an empty list when nothing is claimable): one shape per request, so a client that asks
+    for a batch always parses a batch."""
+    ops = api_state(request).ops.tasks
+    types = body.task_types if body else None
+    if body is not None and body.limit is not None:
+        claimed = await ops.claim_many(caller, types, body.limit)
+        return JSONResponse({"tasks": [task.to_dict() for task in claimed]})
+    task = await ops.claim(caller, types)
     if task is None:
         return Response(status_code=204)
     return JSONResponse(task.to_dict())
