@@ -262,3 +262,47 @@ async def test_the_server_rescues_expired_remote_leases_itself(server, sql):
         late = http.post(f"/api/tasks/{task['task_id']}/complete", headers=as_user("alice"),
                          json={"lease_token": task["lease_token"]})
     assert_error(late, 409, "lease_lost")
+
+
+# -- batch reports ------------------------------------------------------------------------------
+
+
+def test_a_batch_complete_records_each_task_and_reports_lost_and_foreign_ones(client, sql):
+    ids = [enqueue(sql, "render", "alice") for _ in range(3)]
+    foreign = enqueue(sql, "render", "bob")
+    tasks = claim(client, as_user("alice"), limit=3).json()["tasks"]
+    bobs = claim(client, as_user("bob")).json()
+    sql("UPDATE jobline.jobs SET status = 'pending', worker_id = NULL WHERE id = %s", [ids[2]])  # rescued
+    reports = [{"task_id": t["task_id"], "lease_token": t["lease_token"], "result": {"n": n}}
+               for n, t in enumerate(tasks)]
+    reports.append({"task_id": foreign, "lease_token": bobs["lease_token"]})
+    response = client.post("/api/tasks/complete", headers=as_user("alice"), json={"reports": reports})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"reports": [{"task_id": ids[0], "status": "succeeded"},
+                                           {"task_id": ids[1], "status": "succeeded"},
+                                           {"task_id": ids[2], "status": "lease_lost"},
+                                           {"task_id": foreign, "status": "not_found"}]}
+    assert sql("SELECT id, status, result FROM jobline.jobs ORDER BY id") == [
+        (ids[0], "succeeded", {"n": 0}), (ids[1], "succeeded", {"n": 1}), (ids[2], "pending", None),
+        (foreign, "running", None)]
+    assert sql("SELECT job_id, outcome FROM jobline.attempts ORDER BY job_id") == [(ids[0], "succeeded"),
+                                                                                  (ids[1], "succeeded")]
+    # Sent again, nothing changes: the leases are spent.
+    again = client.post("/api/tasks/complete", headers=as_user("alice"), json={"reports": reports[:2]}).json()
+    assert [r["status"] for r in again["reports"]] == ["lease_lost", "lease_lost"]
+
+
+@pytest.mark.parametrize("body", [{"reports": []}, {"reports": [{"task_id": 1, "lease_token": "x"}] * 101},
+                                  {"reports": [{"task_id": 0, "lease_token": "x"}]}, {"reports": "all"}, {}])
+def test_a_malformed_batch_complete_is_422(client, body):
+    assert_error(client.post("/api/tasks/complete", headers=SERVICE, json=body), 422, "invalid_input")
+
+
+def test_a_batch_complete_naming_a_task_twice_is_422_and_records_nothing(client, sql):
+    task_id = enqueue(sql, "render", "alice")
+    task = claim(client, SERVICE).json()
+    report = {"task_id": task_id, "lease_token": task["lease_token"]}
+    response = client.post("/api/tasks/complete", headers=SERVICE, json={"reports": [report, report]})
+    assert_error(response, 422, "invalid_input")
+    assert "more than once" in response.json()["error"]["message"]
+    assert sql("SELECT status FROM jobline.jobs") == [("running",)]

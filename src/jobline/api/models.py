@@ -40,6 +40,17 @@ class CompleteIn(Body):
     result: Any = Field(None, description="Any JSON value, at most 1 MiB")
 
 
+class CompleteReport(Body):
+    task_id: JobId
+    lease_token: str = Field(max_length=100, description="The lease_token that claim-next-task returned")
+    result: Any = Field(None, description="Any JSON value, at most 1 MiB")
+
+
+class CompleteManyIn(Body):
+    reports: list[CompleteReport] = Field(min_length=1, max_length=MAX_CLAIM_LIMIT,
+                                          description="Successes to record, each task at most once")
+
+
 class FailIn(Body):
     lease_token: str = Field(max_length=100)
     error: str = Field(min_length=1, description="What went wrong (kept up to 64 KiB)")
@@ -123,6 +134,16 @@ class TasksOut(Out):
 class ReportOut(Out):
     task_id: int
     status: Literal["succeeded", "pending", "failed"]
+
+
+class ReportManyItem(Out):
+    task_id: int
+    status: Literal["succeeded", "lease_lost", "not_found"] = Field(
+        description="lease_lost: as complete's 409; not_found: no such task, or not the caller's (404)")
+
+
+class ReportManyOut(Out):
+    reports: list[ReportManyItem] = Field(description="One per report, in the order sent")
 
 
 class HeartbeatOut(Out):

@@ -368,6 +368,10 @@ class Store:
         rows = await self._fetch(q.TASK_HOLD, {"id": job_id, "worker_id": worker_id, "owner": owner})
         return rows[0] if rows else None
 
+    async def task_hold_many(self, ids: list[int], *, worker_id: str, owner: str | None) -> list[dict]:
+        """Of jobs ``ids``, the attempts that lease ``worker_id`` still holds."""
+        return await self._fetch(q.TASK_HOLD_MANY, {"ids": ids, "worker_id": worker_id, "owner": owner})
+
     async def task_heartbeat(self, job_id: int, *, worker_id: str, owner: str | None, lease_seconds: float) -> Any:
         """Extend the lease; returns its new end, or None if the lease was lost."""
         rows = await self._fetch(q.TASK_HEARTBEAT, {"id": job_id, "worker_id": worker_id, "owner": owner,

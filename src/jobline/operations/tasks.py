@@ -20,7 +20,7 @@ from typing import Any
 
 from ..auth import Principal
 from ..db.store import Store
-from ..errors import InvalidInput, LeaseLost
+from ..errors import InvalidInput, JobNotFound, LeaseLost
 from ..job import MAX_ERROR_CHARS, check_ids, check_name, encode_result
 from ..retry import DEFAULT_BACKOFF, retries
 from .policy import scope
@@ -83,6 +83,53 @@ class Tasks:
     async def complete(self, caller: Principal, task_id: int, lease_token: str, result: Any = None) -> str:
         """Record success with ``result`` (JSON, at most 1 MiB); returns the job's status."""
         return await self._report(scope(caller), task_id, lease_token, "succeeded", result=encode_result(result))
+
+    async def complete_many(self, caller: Principal, reports: Sequence[tuple[int, str, Any]]) -> list[tuple[int, str]]:
+        """Record the success of up to MAX_CLAIM_LIMIT tasks, given as (task_id, lease_token,
+        result): one lease check and one fenced write per lease token, so a batch from one claim
+        costs two statements. Each report stands alone: returns (task_id, outcome) in the given
+        order, outcome ``succeeded``, ``lease_lost`` (as complete's LeaseLost) or ``not_found``
+        (no such task, or not the caller's).
+
+        >>> await tasks.complete_many(SERVICE, [(7, task.lease_token, {"ok": True})])  # doctest: +SKIP
+        [(7, 'succeeded')]
+        """
+        if not isinstance(reports, (list, tuple)) or not 1 <= len(reports) <= MAX_CLAIM_LIMIT:
+            raise InvalidInput(f"reports must be a list of 1 to {MAX_CLAIM_LIMIT} reports")
+        ids = [task_id for task_id, _, _ in reports]
+        if len(set(ids)) != len(ids):
+            raise InvalidInput("reports name a task more than once: report on each task once")
+        by_lease: dict[str, list[int]] = {}
+        results: dict[int, str | None] = {}
+        for task_id, lease_token, result in reports:
+            self._check(task_id, lease_token)
+            results[task_id] = encode_result(result)
+            by_lease.setdefault(lease_token, []).append(task_id)
+        owner = scope(caller)
+        outcome: dict[int, str] = {}
+        finished = time.time()
+        for lease_token, task_ids in by_lease.items():
+            held = await self.store.task_hold_many(task_ids, worker_id=lease_token, owner=owner)
+            if not held:
+                continue
+            # Fenced on (status, worker_id, attempts) as in _report: a lease lost since the
+            # hold writes nothing for that task.
+            done = await self.store.job_complete_many(lease_token, {
+                "ids": [h["id"] for h in held], "attempts": [h["attempts"] for h in held],
+                "statuses": ["succeeded"] * len(held), "retry_in": [None] * len(held),
+                "results": [results[h["id"]] for h in held], "errors": [None] * len(held),
+                "tracebacks": [None] * len(held), "outcomes": ["succeeded"] * len(held),
+                "started_at": [h["started_at"].timestamp() for h in held], "finished_at": [finished] * len(held)})
+            outcome.update((task_id, "succeeded") for task_id, _ in done)
+        for task_id in ids:
+            if task_id not in outcome:  # the rare path: tell a lost lease from a task not theirs
+                try:
+                    await self._lost(owner, task_id)
+                except LeaseLost:
+                    outcome[task_id] = "lease_lost"
+                except JobNotFound:
+                    outcome[task_id] = "not_found"
+        return [(task_id, outcome[task_id]) for task_id in ids]
 
     async def fail(self, caller: Principal, task_id: int, lease_token: str, error: str, *, retryable: bool = True,
                    retry_in: float | None = None) -> str:

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from ...auth import Principal
-from ..models import (MAX_ID, ClaimIn, CompleteIn, ErrorOut, FailIn, HeartbeatIn, HeartbeatOut, ReportOut,
-                      TaskOut, TasksOut)
+from ..models import (MAX_ID, ClaimIn, CompleteIn, CompleteManyIn, ErrorOut, FailIn, HeartbeatIn, HeartbeatOut,
+                      ReportManyOut, ReportOut, TaskOut, TasksOut)
 from ..security import api_state, principal
 
 AUTH_ERRORS = {401: {"model": ErrorOut, "description": "Missing or invalid credential"},
@@ -50,6 +50,17 @@ async def claim_next_task(request: Request, caller: Principal = Depends(principa
     if task is None:
         return Response(status_code=204)
     return JSONResponse(task.to_dict())
+
+
+@router.post("/api/tasks/complete", response_model=ReportManyOut, responses=AUTH_ERRORS)
+async def complete_tasks(request: Request, body: CompleteManyIn, caller: Principal = Depends(principal)) -> dict:
+    """Record the success of up to 100 tasks in one request (a batch claim's tasks: one lease
+    check and one write per lease token). Each report stands alone: the answer gives each
+    task's ``status``, ``succeeded``, or ``lease_lost`` / ``not_found`` where the single report
+    would have answered 409 / 404."""
+    done = await api_state(request).ops.tasks.complete_many(
+        caller, [(r.task_id, r.lease_token, r.result) for r in body.reports])
+    return {"reports": [{"task_id": task_id, "status": status} for task_id, status in done]}
 
 
 @router.post("/api/tasks/{id}/complete", response_model=ReportOut, responses=REPORT_ERRORS)
