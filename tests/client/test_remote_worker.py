@@ -285,5 +285,10 @@ async def test_the_client_claims_a_batch_over_http_and_through_the_fallback_alik
     assert all(t.lease_seconds is not None and 0 < t.lease_seconds <= 10 for t in first + rest)
     assert await http.claim_next_tasks_async(3, ["gated"]) == []
     assert [await http.complete_async(t, {"ok": True}) for t in rest] == ["succeeded", "succeeded"]
+    # Batch reports, over HTTP and in the database; a report already made changes nothing.
+    assert await http.complete_many_async([(first[0], 1), (rest[0], 2)]) == ["succeeded", "lease_lost"]
+    assert await fallback.complete_many_async([(first[1], 3), (first[2], 4)]) == ["succeeded", "succeeded"]
+    assert sql("SELECT id, result FROM jobline.jobs ORDER BY id") == [
+        (ids[0], 1), (ids[1], 3), (ids[2], 4), (ids[3], {"ok": True}), (ids[4], {"ok": True})]
     with pytest.raises(InvalidInput, match="limit must be a whole number of tasks from 1 to 100"):
         await http.claim_next_tasks_async(0)

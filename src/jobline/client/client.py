@@ -203,6 +203,31 @@ class Client:
     def complete(self, task: Task, result: Any = None) -> str:
         return self._bridge.run(self.complete_async(task, result), "complete")
 
+    async def complete_many_async(self, done: Sequence[tuple[Task, Any]]) -> list[str]:
+        """Record the success of up to 100 tasks, given as (task, result), in one request; returns
+        each one's outcome in order: ``succeeded``, ``lease_lost`` or ``not_found`` (a report that
+        changed nothing, which :meth:`complete` would raise as LeaseLost / JobNotFound).
+
+        >>> tasks = client.claim_next_tasks(10, ["render"])                         # doctest: +SKIP
+        >>> client.complete_many([(t, render(t.params)) for t in tasks])            # doctest: +SKIP
+        ['succeeded', 'succeeded', ...]
+        """
+        reports = []
+        for task, result in done:
+            task_id, lease = _held(task)
+            encode_result(result)  # InvalidInput here, the same on both paths
+            reports.append((task_id, lease, result))
+
+        async def in_database(ops: Operations, who: Principal) -> list[str]:
+            return [status for _, status in await ops.tasks.complete_many(who, reports)]
+
+        body = {"reports": [{"task_id": i, "lease_token": lease, "result": result} for i, lease, result in reports]}
+        return await self._run("complete", "/api/tasks/complete", body,
+                               lambda r: [item["status"] for item in _field("reports")(r)], in_database)
+
+    def complete_many(self, done: Sequence[tuple[Task, Any]]) -> list[str]:
+        return self._bridge.run(self.complete_many_async(done), "complete_many")
+
     async def fail_async(self, task: Task, error: str, *, retryable: bool = True, retry_in: float | None = None) -> str:
         """Record a failed attempt: retried (after ``retry_in`` seconds, or the default backoff)
         while attempts remain and ``retryable``, else final. Returns the task's new status."""
