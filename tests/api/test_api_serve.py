@@ -3,6 +3,7 @@ JOBLINE_PORT), rescues expired remote leases by itself, and stops cleanly on SIG
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -134,3 +135,35 @@ def test_serve_logs_carry_no_terminal_colour_codes(db_url, processes):
     output, _ = server.communicate(timeout=20)
     assert "Application startup complete." in output  # uvicorn's own lines are there...
     assert "\x1b[" not in output and "color_message" not in output  # ...without their ANSI copies
+
+
+def test_serve_workers_runs_several_processes_on_one_port_and_stops_them_all(db_url, sql, processes):
+    port = free_port()
+    ids = [enqueue(sql, "render", "alice") for _ in range(3)]
+    server = start_jobline(["--app", "apps.api:app", "serve", "--workers", "2", "--port", str(port)], db_url,
+                           **CREDENTIALS)
+    processes.append(server)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url, server)
+    pids = set()
+    deadline = time.monotonic() + 30
+    while len(pids) < 2 and time.monotonic() < deadline:
+        # A new connection each time: the kernel hands each to whichever process accepts first.
+        answer = httpx.post(f"{url}/functions/v1/pid", headers=SERVICE, timeout=5)
+        assert answer.status_code == 200, answer.text
+        pids.add(answer.json()["pid"])
+    assert len(pids) == 2 and server.pid not in pids
+    # Every process is a whole server over the same database: claims stay distinct.
+    claimed = [httpx.post(f"{url}{CLAIM}", headers=as_user("alice"), json={"limit": 2}).json()["tasks"]
+               for _ in range(2)]
+    assert sorted(t["task_id"] for batch in claimed for t in batch) == ids
+    server.send_signal(signal.SIGTERM)
+    output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert output.count("api.started") == 2 and output.count("api.stopped") == 2
+    for pid in pids:  # the children are gone too
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"server process {pid} outlived `jobline serve`")

@@ -4,8 +4,10 @@ server on 127.0.0.1 and a real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import httpx
+import pytest
 from api_support import SERVICE, as_user, assert_error, client, enqueue, server  # noqa: F401
 
 CLAIM = "/functions/v1/claim-next-task"
@@ -95,6 +97,90 @@ def test_a_body_naming_another_owner_is_refused_and_claims_nothing(client, sql):
     assert sql("SELECT status FROM jobline.jobs") == [("pending",)]
 
 
+# -- batch claims (limit) -----------------------------------------------------------------------
+
+
+def test_a_batch_claim_answers_tasks_in_claim_order_under_one_lease(client, sql):
+    late = enqueue(sql, "render", "alice", run_at="2021-01-01T00:00:00Z")
+    urgent = enqueue(sql, "render", "alice", priority=5)
+    early = enqueue(sql, "render", "alice", run_at="2020-01-01T00:00:00Z")
+    left = enqueue(sql, "render", "alice")
+    response = claim(client, as_user("alice"), limit=3)
+    assert response.status_code == 200, response.text
+    tasks = response.json()["tasks"]
+    assert [t["task_id"] for t in tasks] == [urgent, early, late]
+    assert set(tasks[0]) == {"task_id", "params", "task_type", "project_id", "attempt", "max_attempts",
+                             "lease_token", "lease_until"}
+    assert len({t["lease_token"] for t in tasks}) == 1
+    assert sql("SELECT id FROM jobline.jobs WHERE status = 'pending'") == [(left,)]
+    # Each task is reported on its own, with the shared token.
+    done = client.post(f"/api/tasks/{early}/complete", headers=as_user("alice"),
+                       json={"lease_token": tasks[1]["lease_token"], "result": 1})
+    assert done.json() == {"task_id": early, "status": "succeeded"}
+    assert [t["task_id"] for t in claim(client, as_user("alice"), limit=100).json()["tasks"]] == [left]
+
+
+def test_a_batch_claim_with_nothing_claimable_is_200_with_an_empty_list(client, sql):
+    response = claim(client, SERVICE, limit=10)
+    assert (response.status_code, response.json()) == (200, {"tasks": []})
+
+
+def test_a_users_batch_holds_only_their_own_tasks(client, sql):
+    mine = [enqueue(sql, "render", "alice") for _ in range(3)]
+    theirs = [enqueue(sql, "render", "bob") for _ in range(3)]
+    assert [t["task_id"] for t in claim(client, as_user("alice"), limit=10).json()["tasks"]] == mine
+    assert sql("SELECT id FROM jobline.jobs WHERE status = 'pending' ORDER BY id") == [(i,) for i in theirs]
+    # The service's batch spans owners.
+    assert [t["task_id"] for t in claim(client, SERVICE, limit=10).json()["tasks"]] == theirs
+
+
+def test_a_batch_claim_skips_paused_queues_and_respects_task_types(client, sql):
+    paused = [enqueue(sql, "render", "alice", queue="gpu") for _ in range(2)]
+    free = enqueue(sql, "render", "alice")
+    other = enqueue(sql, "resize", "alice")
+    enqueue(sql, "sql", None, payload='{"command": "SELECT 1"}')  # built-in: never without task_types
+    assert client.post("/api/queues/gpu/pause", headers=SERVICE).status_code == 200
+    got = claim(client, SERVICE, limit=10, task_types=["render"]).json()["tasks"]
+    assert [t["task_id"] for t in got] == [free]
+    assert [t["task_id"] for t in claim(client, SERVICE, limit=10).json()["tasks"]] == [other]
+    assert sql("SELECT id FROM jobline.jobs WHERE status = 'pending' AND queue = 'gpu' ORDER BY id") == [
+        (i,) for i in paused]
+
+
+@pytest.mark.parametrize("limit", [0, 101, -1, "5", 2.5, True, [3]])
+def test_a_limit_outside_1_to_100_or_not_a_whole_number_is_422_and_claims_nothing(client, sql, limit):
+    enqueue(sql, "render", "alice")
+    response = claim(client, as_user("alice"), limit=limit)
+    assert_error(response, 422, "invalid_input")
+    assert "body field limit" in response.json()["error"]["message"]
+    assert sql("SELECT status FROM jobline.jobs") == [("pending",)]
+
+
+def test_a_null_limit_is_todays_single_claim(client, sql):
+    task_id = enqueue(sql, "render", "alice")
+    response = client.post(CLAIM, headers=as_user("alice"), json={"limit": None})
+    assert response.json()["task_id"] == task_id
+    assert client.post(CLAIM, headers=as_user("alice"), json={"limit": None}).status_code == 204
+
+
+async def test_concurrent_batch_claims_never_hand_out_a_task_twice(server, sql):
+    ids = [enqueue(sql, "render", "alice") for _ in range(200)]
+
+    async def drain(http: httpx.AsyncClient) -> list[int]:
+        got = []
+        while tasks := (await http.post(CLAIM, headers=as_user("alice"), json={"limit": 7})).json()["tasks"]:
+            got.extend(t["task_id"] for t in tasks)
+        return got
+
+    clients = [httpx.AsyncClient(base_url=server.url) for _ in range(4)]
+    try:
+        claimed = await asyncio.gather(*(drain(http) for http in clients))
+    finally:
+        await asyncio.gather(*(http.aclose() for http in clients))
+    counts = Counter(i for batch in claimed for i in batch)
+    assert sorted(counts) == ids and set(counts.values()) == {1}
+
+
 # -- reports ------------------------------------------------------------------------------------
 
 
@@ -176,3 +262,47 @@ async def test_the_server_rescues_expired_remote_leases_itself(server, sql):
         late = http.post(f"/api/tasks/{task['task_id']}/complete", headers=as_user("alice"),
                          json={"lease_token": task["lease_token"]})
     assert_error(late, 409, "lease_lost")
+
+
+# -- batch reports ------------------------------------------------------------------------------
+
+
+def test_a_batch_complete_records_each_task_and_reports_lost_and_foreign_ones(client, sql):
+    ids = [enqueue(sql, "render", "alice") for _ in range(3)]
+    foreign = enqueue(sql, "render", "bob")
+    tasks = claim(client, as_user("alice"), limit=3).json()["tasks"]
+    bobs = claim(client, as_user("bob")).json()
+    sql("UPDATE jobline.jobs SET status = 'pending', worker_id = NULL WHERE id = %s", [ids[2]])  # rescued
+    reports = [{"task_id": t["task_id"], "lease_token": t["lease_token"], "result": {"n": n}}
+               for n, t in enumerate(tasks)]
+    reports.append({"task_id": foreign, "lease_token": bobs["lease_token"]})
+    response = client.post("/api/tasks/complete", headers=as_user("alice"), json={"reports": reports})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"reports": [{"task_id": ids[0], "status": "succeeded"},
+                                           {"task_id": ids[1], "status": "succeeded"},
+                                           {"task_id": ids[2], "status": "lease_lost"},
+                                           {"task_id": foreign, "status": "not_found"}]}
+    assert sql("SELECT id, status, result FROM jobline.jobs ORDER BY id") == [
+        (ids[0], "succeeded", {"n": 0}), (ids[1], "succeeded", {"n": 1}), (ids[2], "pending", None),
+        (foreign, "running", None)]
+    assert sql("SELECT job_id, outcome FROM jobline.attempts ORDER BY job_id") == [(ids[0], "succeeded"),
+                                                                                  (ids[1], "succeeded")]
+    # Sent again, nothing changes: the leases are spent.
+    again = client.post("/api/tasks/complete", headers=as_user("alice"), json={"reports": reports[:2]}).json()
+    assert [r["status"] for r in again["reports"]] == ["lease_lost", "lease_lost"]
+
+
+@pytest.mark.parametrize("body", [{"reports": []}, {"reports": [{"task_id": 1, "lease_token": "x"}] * 101},
+                                  {"reports": [{"task_id": 0, "lease_token": "x"}]}, {"reports": "all"}, {}])
+def test_a_malformed_batch_complete_is_422(client, body):
+    assert_error(client.post("/api/tasks/complete", headers=SERVICE, json=body), 422, "invalid_input")
+
+
+def test_a_batch_complete_naming_a_task_twice_is_422_and_records_nothing(client, sql):
+    task_id = enqueue(sql, "render", "alice")
+    task = claim(client, SERVICE).json()
+    report = {"task_id": task_id, "lease_token": task["lease_token"]}
+    response = client.post("/api/tasks/complete", headers=SERVICE, json={"reports": [report, report]})
+    assert_error(response, 422, "invalid_input")
+    assert "more than once" in response.json()["error"]["message"]
+    assert sql("SELECT status FROM jobline.jobs") == [("running",)]

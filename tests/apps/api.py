@@ -4,6 +4,7 @@ servers build their own App per test); `app` is that App for `jobline --app apps
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from jobline import App, Fail, RetryIn
@@ -13,6 +14,10 @@ def register(app: App) -> App:
     @app.function("echo")
     async def echo(payload):
         return {"got": payload}
+
+    @app.function("pid")
+    async def pid(payload):
+        return {"pid": os.getpid()}  # which server process answered (`jobline serve --workers`)
 
     @app.function("sync-echo")
     def sync_echo(payload):

@@ -14,11 +14,11 @@ import pytest
 
 from apps.remote import app as remote_app
 from conftest import eventually
-from jobline import App, Client, ConfigError, FunctionNotFound, Task, Unauthenticated
+from jobline import App, Client, ConfigError, FunctionNotFound, InvalidInput, Task, Unauthenticated
 from jobline.auth import new_token, token_hash, token_prefix
 from jobline.client.remote_worker import RemoteWorker, lease_seconds
 from jobline.runtime.registry import Registry
-from remote_support import SERVICE_KEY, api_server, auth_settings, closed_url  # noqa: F401
+from remote_support import SERVICE_KEY, api_server, auth_settings, clients, closed_url  # noqa: F401
 
 
 def enqueue(sql, function: str, payload: str = "{}", owner: str | None = None, **options) -> int:
@@ -237,3 +237,58 @@ def test_the_lease_without_a_measured_length_trusts_the_local_clock_for_at_most_
     task = Task(1, "gated", {}, None, 1, 3, "remote:" + "0" * 32, now + dt.timedelta(seconds=60))
     assert lease_seconds(task, now) == 60
     assert lease_seconds(dataclasses.replace(task, lease_until=now + dt.timedelta(hours=2)), now) == 300
+
+
+# -- batch claims ---------------------------------------------------------------------------------
+
+
+async def test_a_worker_claims_its_free_slots_in_one_request_through_the_fallback(remote, sql):
+    ids = [enqueue(sql, "remote-echo", f'{{"n": {n}}}') for n in range(6)]
+    worker = await remote(concurrency=4)
+    await eventually(lambda: all(job(sql, i)[0] == "succeeded" for i in ids), timeout=20)
+    # The first claim found 4 free slots: one statement, one lease token for those 4 tasks.
+    by_lease = sql("SELECT worker_id, array_agg(job_id ORDER BY job_id) FROM jobline.attempts "
+                   "GROUP BY worker_id ORDER BY min(job_id)")
+    assert by_lease[0][1] == ids[:4]
+    assert sorted(i for _, batch in by_lease for i in batch) == ids  # each run exactly once
+    assert (worker.claimed, worker.client.fallbacks > 0) == (6, True)
+
+
+async def test_a_worker_over_http_claims_a_batch_and_reports_each_task(api_server, running, sql):
+    server = api_server()
+    ids = [enqueue(sql, "gated") for _ in range(8)]
+    gate = asyncio.Event()
+    client = Client(server.url, SERVICE_KEY)
+    worker = RemoteWorker(client, gated_app(gate).registry, concurrency=5, task_types=["gated"], grace_seconds=5)
+    running(worker)
+    await eventually(lambda: sql("SELECT count(*) FROM jobline.jobs WHERE status = 'running'") == [(5,)])
+    # All five slots were filled by one request: one lease token; the other three wait.
+    assert sql("SELECT count(DISTINCT worker_id) FROM jobline.jobs WHERE status = 'running'") == [(1,)]
+    assert sql("SELECT array_agg(id ORDER BY id) FROM jobline.jobs WHERE status = 'running'") == [(ids[:5],)]
+    gate.set()
+    await eventually(lambda: all(job(sql, i)[0:3] == ("succeeded", 1, {"released": True}) for i in ids), timeout=15)
+    await eventually(lambda: worker.reported == 8)  # counted once the report's answer is read
+    assert client.fallbacks == 0
+
+
+async def test_the_client_claims_a_batch_over_http_and_through_the_fallback_alike(api_server, db_url, auth_settings,
+                                                                                 clients, sql):
+    server = api_server()
+    ids = [enqueue(sql, "gated") for _ in range(5)]
+    http = Client(server.url, SERVICE_KEY)
+    fallback = Client(closed_url(), SERVICE_KEY, db_url, settings=dataclasses.replace(auth_settings,
+                                                                                     remote_lease_seconds=10))
+    clients.extend([http, fallback])
+    first = await http.claim_next_tasks_async(3, ["gated"])
+    rest = await fallback.claim_next_tasks_async(3, ["gated"])
+    assert [t.task_id for t in first] == ids[:3] and [t.task_id for t in rest] == ids[3:]
+    assert all(t.lease_seconds is not None and 0 < t.lease_seconds <= 10 for t in first + rest)
+    assert await http.claim_next_tasks_async(3, ["gated"]) == []
+    assert [await http.complete_async(t, {"ok": True}) for t in rest] == ["succeeded", "succeeded"]
+    # Batch reports, over HTTP and in the database; a report already made changes nothing.
+    assert await http.complete_many_async([(first[0], 1), (rest[0], 2)]) == ["succeeded", "lease_lost"]
+    assert await fallback.complete_many_async([(first[1], 3), (first[2], 4)]) == ["succeeded", "succeeded"]
+    assert sql("SELECT id, result FROM jobline.jobs ORDER BY id") == [
+        (ids[0], 1), (ids[1], 3), (ids[2], 4), (ids[3], {"ok": True}), (ids[4], {"ok": True})]
+    with pytest.raises(InvalidInput, match="limit must be a whole number of tasks from 1 to 100"):
+        await http.claim_next_tasks_async(0)

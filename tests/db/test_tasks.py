@@ -4,6 +4,7 @@ dependencies, distinct claims under concurrency, and fenced reports."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
@@ -113,3 +114,33 @@ async def test_heartbeat_extends_the_lease_and_non_retryable_failures_are_final(
 async def test_bad_task_types_are_refused(tasks, task_types, message):
     with pytest.raises(InvalidInput, match=message):
         await tasks.claim(SERVICE, task_types)
+
+
+async def test_claim_many_never_double_claims_under_concurrency(store, sql):
+    ids = [enqueue(sql, "render", "alice") for _ in range(300)]
+
+    async def drain(t: Tasks) -> list[int]:
+        got = []
+        while batch := await t.claim_many(ALICE, None, 9):
+            assert len({task.lease_token for task in batch}) == 1  # one claim, one lease
+            got.extend(task.task_id for task in batch)
+        return got
+
+    claimed = await asyncio.gather(*(drain(Tasks(store, lease_seconds=300)) for _ in range(6)))
+    counts = Counter(i for batch in claimed for i in batch)
+    assert sorted(counts) == ids and set(counts.values()) == {1}
+
+
+@pytest.mark.parametrize("limit", [0, 101, -3, True, 2.0, "4", None])
+async def test_claim_many_refuses_a_limit_outside_1_to_100(tasks, sql, limit):
+    enqueue(sql, "render", "alice")
+    with pytest.raises(InvalidInput, match="limit must be a whole number of tasks from 1 to 100"):
+        await tasks.claim_many(ALICE, None, limit)
+    assert sql("SELECT status FROM jobline.jobs") == [("pending",)]
+
+
+async def test_complete_many_refuses_an_empty_or_oversized_batch_and_a_bad_lease_token(tasks, sql):
+    for reports, message in (([], "1 to 100 reports"), ([(1, "remote:" + "0" * 32, None)] * 101, "1 to 100 reports"),
+                             ([(1, "not-a-token", None)], "lease_token must be")):
+        with pytest.raises(InvalidInput, match=message):
+            await tasks.complete_many(SERVICE, reports)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..job import MAX_ATTEMPTS_RANGE, MAX_DELAY_SECONDS, MAX_NAME_LENGTH, PRIORITY_RANGE
 from ..schedule import CATCH_UP_MAX_RANGE
-from ..operations.tasks import MAX_RETRY_IN, MAX_TASK_TYPES
+from ..operations.tasks import MAX_CLAIM_LIMIT, MAX_RETRY_IN, MAX_TASK_TYPES
 
 MAX_ID = 2**63 - 1
 MAX_DEPENDENCIES = 1000
@@ -29,11 +29,26 @@ class ClaimIn(Body):
     task_types: list[Name] | None = Field(
         None, min_length=1, max_length=MAX_TASK_TYPES,
         description="Only these functions; without it, only remote task types (functions no in-process worker serves)")
+    limit: int | None = Field(
+        None, ge=1, le=MAX_CLAIM_LIMIT,
+        description='Claim up to this many tasks in one request; the answer is then {"tasks": [...]} (200, '
+                    'possibly empty) instead of one task or 204')
 
 
 class CompleteIn(Body):
     lease_token: str = Field(max_length=100, description="The lease_token that claim-next-task returned")
     result: Any = Field(None, description="Any JSON value, at most 1 MiB")
+
+
+class CompleteReport(Body):
+    task_id: JobId
+    lease_token: str = Field(max_length=100, description="The lease_token that claim-next-task returned")
+    result: Any = Field(None, description="Any JSON value, at most 1 MiB")
+
+
+class CompleteManyIn(Body):
+    reports: list[CompleteReport] = Field(min_length=1, max_length=MAX_CLAIM_LIMIT,
+                                          description="Successes to record, each task at most once")
 
 
 class FailIn(Body):
@@ -112,9 +127,23 @@ class TaskOut(Out):
     lease_until: str
 
 
+class TasksOut(Out):
+    tasks: list[TaskOut] = Field(description="The claimed tasks in claim order, sharing one lease_token")
+
+
 class ReportOut(Out):
     task_id: int
     status: Literal["succeeded", "pending", "failed"]
+
+
+class ReportManyItem(Out):
+    task_id: int
+    status: Literal["succeeded", "lease_lost", "not_found"] = Field(
+        description="lease_lost: as complete's 409; not_found: no such task, or not the caller's (404)")
+
+
+class ReportManyOut(Out):
+    reports: list[ReportManyItem] = Field(description="One per report, in the order sent")
 
 
 class HeartbeatOut(Out):

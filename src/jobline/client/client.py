@@ -50,7 +50,7 @@ from ..errors import (AuthError, Conflict, Forbidden, InvalidInput, JobNotFound,
 from ..job import encode_result, new_job
 from ..operations import Operations
 from ..operations.policy import public_job
-from ..operations.tasks import Task, check_task_types
+from ..operations.tasks import Task, check_claim_limit, check_task_types
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -173,6 +173,26 @@ class Client:
     def claim_next_task(self, task_types: Sequence[str] | None = None) -> ClaimedTask | None:
         return self._bridge.run(self.claim_next_task_async(task_types), "claim_next_task")
 
+    async def claim_next_tasks_async(self, limit: int, task_types: Sequence[str] | None = None) -> list[ClaimedTask]:
+        """Claim up to ``limit`` (1 to 100) tasks in one request, in claim order; [] when none is
+        claimable. Each is reported on by itself, as a task from :meth:`claim_next_task` is.
+
+        >>> for task in client.claim_next_tasks(10, ["render"]):  # doctest: +SKIP
+        ...     client.complete(task, render(task.params))
+        """
+        types = None if task_types is None else check_task_types(list(task_types))
+        limit = check_claim_limit(limit)
+
+        async def in_database(ops: Operations, who: Principal) -> list[ClaimedTask]:
+            lease = float(ops.tasks.lease_seconds)
+            return [_claimed(task, lease) for task in await ops.tasks.claim_many(who, types, limit)]
+
+        body: dict[str, Any] = {"limit": limit} if types is None else {"limit": limit, "task_types": types}
+        return await self._run("claim", CLAIM_PATH, body, _tasks, in_database)
+
+    def claim_next_tasks(self, limit: int, task_types: Sequence[str] | None = None) -> list[ClaimedTask]:
+        return self._bridge.run(self.claim_next_tasks_async(limit, task_types), "claim_next_tasks")
+
     async def complete_async(self, task: Task, result: Any = None) -> str:
         """Record the task's success with ``result`` (JSON, at most 1 MiB); returns its status."""
         task_id, lease = _held(task)
@@ -182,6 +202,31 @@ class Client:
 
     def complete(self, task: Task, result: Any = None) -> str:
         return self._bridge.run(self.complete_async(task, result), "complete")
+
+    async def complete_many_async(self, done: Sequence[tuple[Task, Any]]) -> list[str]:
+        """Record the success of up to 100 tasks, given as (task, result), in one request; returns
+        each one's outcome in order: ``succeeded``, ``lease_lost`` or ``not_found`` (a report that
+        changed nothing, which :meth:`complete` would raise as LeaseLost / JobNotFound).
+
+        >>> tasks = client.claim_next_tasks(10, ["render"])                         # doctest: +SKIP
+        >>> client.complete_many([(t, render(t.params)) for t in tasks])            # doctest: +SKIP
+        ['succeeded', 'succeeded', ...]
+        """
+        reports = []
+        for task, result in done:
+            task_id, lease = _held(task)
+            encode_result(result)  # InvalidInput here, the same on both paths
+            reports.append((task_id, lease, result))
+
+        async def in_database(ops: Operations, who: Principal) -> list[str]:
+            return [status for _, status in await ops.tasks.complete_many(who, reports)]
+
+        body = {"reports": [{"task_id": i, "lease_token": lease, "result": result} for i, lease, result in reports]}
+        return await self._run("complete", "/api/tasks/complete", body,
+                               lambda r: [item["status"] for item in _field("reports")(r)], in_database)
+
+    def complete_many(self, done: Sequence[tuple[Task, Any]]) -> list[str]:
+        return self._bridge.run(self.complete_many_async(done), "complete_many")
 
     async def fail_async(self, task: Task, error: str, *, retryable: bool = True, retry_in: float | None = None) -> str:
         """Record a failed attempt: retried (after ``retry_in`` seconds, or the default backoff)
@@ -390,7 +435,18 @@ def _time(value: Any) -> dt.datetime:
 def _task(response: httpx.Response) -> ClaimedTask | None:
     if response.status_code == 204:
         return None
+    return _read_task(_json(response), response)
+
+
+def _tasks(response: httpx.Response) -> list[ClaimedTask]:
     data = _json(response)
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        raise JoblineError(f"{response.request.url} answered a batch claim without a list of 'tasks': is this URL a "
+                           "jobline server of the same version?")
+    return [_read_task(item, response) for item in data["tasks"]]
+
+
+def _read_task(data: Any, response: httpx.Response) -> ClaimedTask:
     try:
         lease_until = _time(data["lease_until"])
         task = ClaimedTask(task_id=int(data["task_id"]), task_type=data["task_type"], params=data["params"],

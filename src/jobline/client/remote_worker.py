@@ -1,8 +1,9 @@
 """RemoteWorker: the worker loop over HTTP (`jobline worker --remote URL --token TOKEN`), for
 machines that cannot reach the database.
 
-It claims tasks of the App's own functions (never the built-ins ``sql`` and ``http``) one at a
-time through ``claim-next-task``, runs up to ``concurrency`` at once with the local worker's
+It claims tasks of the App's own functions (never the built-ins ``sql`` and ``http``) through
+``claim-next-task``, as many per request as it has free slots (up to 100; one slot: a plain
+single claim), runs up to ``concurrency`` at once with the local worker's
 executor (same timeouts, signals and retry backoff; handlers' contexts have no database),
 heartbeats each task every third of its lease, and reports the outcome. The lease's length is
 the one the Client measured in the server's clock (``ClaimedTask.lease_seconds``), never
@@ -58,7 +59,7 @@ from ..job import BUILTIN_FUNCTIONS
 from ..runtime.executor import Executor, Outcome, first_line
 from ..runtime.registry import Registry
 from ..runtime.service import install_stop_signals
-from ..operations.tasks import Task
+from ..operations.tasks import MAX_CLAIM_LIMIT, Task
 from .client import Client, RateLimited
 
 log = logging.getLogger(__name__)
@@ -117,11 +118,17 @@ class RemoteWorker:
         while not self._stop.is_set():
             if not await self._until_stopped(slots.acquire()):
                 return
+            # One request for every free slot: a worker with 50 free slots and a backlog fills
+            # them in one round trip instead of 50.
+            wanted = 1
+            while wanted < MAX_CLAIM_LIMIT and not slots.locked():
+                await slots.acquire()  # free at once: the semaphore is not locked
+                wanted += 1
             try:
-                task = await self.client.claim_next_task_async(self.task_types)
+                tasks = await self._claim(wanted)
             except AuthError as exc:
                 # Retrying cannot help: the token stays refused, and every report would be too.
-                slots.release()
+                _release(slots, wanted)
                 log.error("worker.refused", extra={"worker_id": self.id, "error": str(exc)})
                 if not started or self.client.outage is not None:
                     raise  # a wrong token, or one the fallback cannot verify: the message says which
@@ -130,24 +137,33 @@ class RemoteWorker:
                     "Start the worker again with a valid token; for a long-running worker use an API token "
                     "(`jobline tokens create --user ID`), which does not expire") from exc
             except JoblineError as exc:
-                slots.release()
+                _release(slots, wanted)
                 delay = _delay(exc, failing)
                 log.warning("claim.failed", extra={"error": str(exc), "retry_in_s": delay})
                 await self._pause(delay)
                 failing = min(failing * 2, ERROR_WAIT[1])
                 continue
             started, failing = True, ERROR_WAIT[0]
-            if task is None:
-                slots.release()
+            _release(slots, wanted - len(tasks))
+            if not tasks:
                 log.debug("claim.empty", extra={"wait_s": idle})
                 await self._pause(idle)
                 idle = min(idle * 2, IDLE_WAIT[1])
                 continue
             idle = IDLE_WAIT[0]
-            self.claimed += 1
-            run = asyncio.create_task(self._run_task(task), name=f"jobline-remote-{task.task_id}")
-            self.running[task.task_id] = run
-            run.add_done_callback(lambda _, t=task.task_id: (self.running.pop(t, None), slots.release()))
+            log.debug("claim.batch", extra={"wanted": wanted, "claimed": len(tasks)})
+            for task in tasks:
+                self.claimed += 1
+                run = asyncio.create_task(self._run_task(task), name=f"jobline-remote-{task.task_id}")
+                self.running[task.task_id] = run
+                run.add_done_callback(lambda _, t=task.task_id: (self.running.pop(t, None), slots.release()))
+
+    async def _claim(self, wanted: int) -> list[Task]:
+        if wanted > 1:
+            return await self.client.claim_next_tasks_async(wanted, self.task_types)
+        # One slot: today's single claim, which servers from before batch claims also answer.
+        task = await self.client.claim_next_task_async(self.task_types)
+        return [] if task is None else [task]
 
     async def _run_task(self, task: Task) -> None:
         function = self.registry.get(task.task_type)
@@ -275,6 +291,11 @@ def lease_seconds(task: Task, now: dt.datetime | None = None) -> float:
         return measured
     local = (task.lease_until - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
     return min(local, FALLBACK_LEASE_SECONDS)
+
+
+def _release(slots: asyncio.Semaphore, count: int) -> None:
+    for _ in range(count):
+        slots.release()
 
 
 def _delay(exc: JoblineError, backoff: float) -> float:

@@ -359,18 +359,21 @@ class Store:
 
     # -- remote tasks: claim-next-task and its reports (see tasks.py) -----------------------------
 
-    async def task_claim(self, *, worker_id: str, owner: str | None, task_types: list[str] | None,
-                         lease_seconds: float) -> dict | None:
-        """Lease the next claimable job (see the query) or None."""
+    async def task_claim_many(self, *, worker_id: str, owner: str | None, task_types: list[str] | None,
+                              limit: int, lease_seconds: float) -> list[dict]:
+        """Lease up to ``limit`` claimable jobs (see the query), in claim order."""
         # Not prepared: a custom plan sees whether the owner is given and picks its index.
-        rows = await self._fetch(q.TASK_CLAIM, {"worker_id": worker_id, "owner": owner, "task_types": task_types,
-                                                "lease_seconds": lease_seconds}, prepare=False)
-        return rows[0] if rows else None
+        return await self._fetch(q.TASK_CLAIM_MANY, {"worker_id": worker_id, "owner": owner, "task_types": task_types,
+                                                     "limit": limit, "lease_seconds": lease_seconds}, prepare=False)
 
     async def task_hold(self, job_id: int, *, worker_id: str, owner: str | None) -> dict | None:
         """The attempt of job ``job_id`` that lease ``worker_id`` holds, if it still does."""
         rows = await self._fetch(q.TASK_HOLD, {"id": job_id, "worker_id": worker_id, "owner": owner})
         return rows[0] if rows else None
+
+    async def task_hold_many(self, ids: list[int], *, worker_id: str, owner: str | None) -> list[dict]:
+        """Of jobs ``ids``, the attempts that lease ``worker_id`` still holds."""
+        return await self._fetch(q.TASK_HOLD_MANY, {"ids": ids, "worker_id": worker_id, "owner": owner})
 
     async def task_heartbeat(self, job_id: int, *, worker_id: str, owner: str | None, lease_seconds: float) -> Any:
         """Extend the lease; returns its new end, or None if the lease was lost."""

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from ...auth import Principal
-from ..models import (MAX_ID, ClaimIn, CompleteIn, ErrorOut, FailIn, HeartbeatIn, HeartbeatOut, ReportOut,
-                      TaskOut)
+from ..models import (MAX_ID, ClaimIn, CompleteIn, CompleteManyIn, ErrorOut, FailIn, HeartbeatIn, HeartbeatOut,
+                      ReportManyOut, ReportOut, TaskOut, TasksOut)
 from ..security import api_state, principal
 
 AUTH_ERRORS = {401: {"model": ErrorOut, "description": "Missing or invalid credential"},
@@ -30,18 +30,37 @@ router = APIRouter(tags=["tasks"])
 
 
 @router.post("/functions/v1/claim-next-task", response_model=None, responses={
-    200: {"model": TaskOut, "description": "The claimed task"},
+    200: {"model": TaskOut | TasksOut, "description": 'The claimed task; with `limit`, {"tasks": [...]}'},
     204: {"description": "Nothing is claimable"}, **AUTH_ERRORS})
 async def claim_next_task(request: Request, caller: Principal = Depends(principal),
                           body: ClaimIn | None = Body(None)) -> Response:
     """Claim the next task: higher priority first, then earlier run_at, then earlier creation;
     only the caller's own tasks for a user, any owner's for the service. Without ``task_types``
     only remote task types are handed out. The task is leased for JOBLINE_REMOTE_LEASE_SECONDS:
-    report on it (complete, fail) or extend the lease (heartbeat) with its ``lease_token``."""
-    task = await api_state(request).ops.tasks.claim(caller, body.task_types if body else None)
+    report on it (complete, fail) or extend the lease (heartbeat) with its ``lease_token``.
+    With ``limit``, up to that many tasks in one statement, answered as ``{"tasks": [...]}``
+    (an empty list when nothing is claimable): one shape per request, so a client that asks
+    for a batch always parses a batch."""
+    ops = api_state(request).ops.tasks
+    types = body.task_types if body else None
+    if body is not None and body.limit is not None:
+        claimed = await ops.claim_many(caller, types, body.limit)
+        return JSONResponse({"tasks": [task.to_dict() for task in claimed]})
+    task = await ops.claim(caller, types)
     if task is None:
         return Response(status_code=204)
     return JSONResponse(task.to_dict())
+
+
+@router.post("/api/tasks/complete", response_model=ReportManyOut, responses=AUTH_ERRORS)
+async def complete_tasks(request: Request, body: CompleteManyIn, caller: Principal = Depends(principal)) -> dict:
+    """Record the success of up to 100 tasks in one request (a batch claim's tasks: one lease
+    check and one write per lease token). Each report stands alone: the answer gives each
+    task's ``status``, ``succeeded``, or ``lease_lost`` / ``not_found`` where the single report
+    would have answered 409 / 404."""
+    done = await api_state(request).ops.tasks.complete_many(
+        caller, [(r.task_id, r.lease_token, r.result) for r in body.reports])
+    return {"reports": [{"task_id": task_id, "status": status} for task_id, status in done]}
 
 
 @router.post("/api/tasks/{id}/complete", response_model=ReportOut, responses=REPORT_ERRORS)
