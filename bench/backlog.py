@@ -1,5 +1,4 @@
-"""Claim cost against what else is in the table (issue 12, target 2), and what the index that
-buys it costs enqueues.
+"""Claim cost against what else is in the table (issue 12, target 2).
 
     bench/.venv/bin/python bench/backlog.py [--repeat 3] [--unserved 200000]
 
@@ -7,16 +6,14 @@ Drain: one `jobline worker` process with its defaults drains 20,000 no-op jobs, 
 jobs in the table or with --unserved pending jobs of a function no worker serves, ahead of them
 in claim order; fresh statistics (ANALYZE) in every cell. "0001" is the claim as migration 0001
 wrote it (one walk of jobs_due_idx, filtered by function), put back in the cell's database;
-"now" is the claim of migration 0017 (a walk of jobs_function_due_idx per served function).
-Enqueue: 2,000 single enqueues and one bulk enqueue of 20,000, with and without
-jobs_function_due_idx. Every repetition runs every cell once, in a shuffled order; each cell gets
+"now" is today's claim (migrations 0017 and 0018: the same walk, updating by key). Every
+repetition runs every cell once, in a shuffled order; each cell gets
 a fresh database on --server-url.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import pathlib
 import random
@@ -31,9 +28,13 @@ MIGRATIONS = pathlib.Path(__file__).parent.parent / "src" / "jobline" / "db" / "
 
 
 def claim_of_0001() -> str:
+    """0001's claim statement, with the column that 0018 added to what a claim returns."""
     text = (MIGRATIONS / "0001_jobs.sql").read_text()
     start = text.index("CREATE FUNCTION jobline.claim_jobs")
-    return text[start:text.index("$$;", start) + 3].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    return (text[start:text.index("$$;", start) + 3]
+            .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+            .replace("queue text, owner text)", "queue text, owner text, trace_context jsonb)")
+            .replace("j.queue, j.owner\n$$", "j.queue, j.owner, j.trace_context\n$$"))
 
 
 def drain(server_url: str, claim: str, unserved: int, jobs: int) -> float:
@@ -48,16 +49,6 @@ def drain(server_url: str, claim: str, unserved: int, jobs: int) -> float:
                              remaining_sql=Jobline.remaining_sql + " AND function = 'noop'")["jobs_per_s"]
 
 
-def enqueue(server_url: str, kind: str, index: bool, jobs: int) -> float:
-    adapter = Jobline()
-    with run.database(server_url) as url:
-        asyncio.run(adapter.setup(url))
-        if not index:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("DROP INDEX jobline.jobs_function_due_idx")
-        return jobs / asyncio.run(getattr(adapter, kind)(url, jobs))
-
-
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
@@ -68,16 +59,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--unserved", type=int, default=200_000)
     args = parser.parse_args()
-    cells = ([("drain", claim, unserved) for claim in ("0001", "now") for unserved in (0, args.unserved)]
-             + [(kind, index) for kind in ("single", "bulk") for index in (True, False)])
+    cells = [("drain", claim, unserved) for claim in ("0001", "now") for unserved in (0, args.unserved)]
     rates: dict[tuple, list[float]] = {}
     for rep in range(args.repeat):
         random.shuffle(cells)
         for cell in cells:
-            if cell[0] == "drain":
-                rate = drain(args.server_url, cell[1], cell[2], 20_000)
-            else:
-                rate = enqueue(args.server_url, cell[0], cell[1], 2_000 if cell[0] == "single" else 20_000)
+            rate = drain(args.server_url, cell[1], cell[2], 20_000)
             rates.setdefault(cell, []).append(rate)
             print(json.dumps({"rep": rep, "cell": list(cell), "jobs_per_s": round(rate)}), flush=True)
 
@@ -88,14 +75,6 @@ def main() -> None:
         ratios = [b / a for a, b in zip(empty, loaded)]
         print(f"| {claim} | {spread(empty)} | {spread(loaded)} | {statistics.median(ratios):.2f}x "
               f"({min(ratios):.2f}-{max(ratios):.2f}) |")
-    print("\n| enqueue | with jobs_function_due_idx (jobs/s) | without | ratio |")
-    print("|---|---|---|---|")
-    for kind in ("single", "bulk"):
-        with_index, without = rates[(kind, True)], rates[(kind, False)]
-        ratios = [a / b for a, b in zip(with_index, without)]
-        print(f"| {kind} | {spread(with_index)} | {spread(without)} | {statistics.median(ratios):.2f}x "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) |")
-
 
 if __name__ == "__main__":
     main()

@@ -18,25 +18,17 @@ CREATE FUNCTION jobline.claim_jobs(worker text, functions text[], queues text[],
 RETURNS TABLE (id bigint, function text, payload jsonb, attempts integer, max_attempts integer,
                queue text, owner text, trace_context jsonb)
 LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
-  WITH paused AS MATERIALIZED (
-    SELECT ARRAY(SELECT p.queue FROM jobline.queue_pauses p) AS names  -- not `queues`: the argument
-  ), due AS (
-    SELECT d.id FROM (SELECT DISTINCT f.name FROM unnest(functions) AS f(name)) AS f
-    CROSS JOIN paused
-    CROSS JOIN LATERAL (
-      SELECT j.id, j.priority, j.run_at FROM jobline.jobs j
-      WHERE j.status = 'pending'
-        AND j.function = f.name
-        AND j.run_at <= now()
-        AND (queues IS NULL OR j.queue = ANY(queues))
-        AND (j.queue <> ALL(paused.names)
-             OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
-      ORDER BY j.priority DESC, j.run_at, j.id
-      LIMIT lim
-      FOR UPDATE SKIP LOCKED
-    ) AS d
-    ORDER BY d.priority DESC, d.run_at, d.id
+  WITH due AS (
+    SELECT j.id FROM jobline.jobs j
+    WHERE j.status = 'pending'
+      AND j.run_at <= now()
+      AND j.function = ANY(functions)
+      AND (queues IS NULL OR j.queue = ANY(queues))
+      AND (j.queue <> ALL(ARRAY(SELECT p.queue FROM jobline.queue_pauses p))
+           OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
+    ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT lim
+    FOR UPDATE SKIP LOCKED
   ), claimed AS (
     UPDATE jobline.jobs j
     SET status = 'running',
