@@ -247,7 +247,7 @@ def print_table(results: dict, options: dict) -> None:
                 cells.append(f"{mine / theirs:.2f}x" if mine and theirs else "")
         print("| " + " | ".join(cells) + " |")
     if "jobline" in systems and "drain1_default" in results["jobline"]:
-        print(f"\njobline drain with default settings (concurrency 10): {_fmt(results['jobline']['drain1_default'])} jobs/s")
+        print(f"\njobline drain with its default settings: {_fmt(results['jobline']['drain1_default'])} jobs/s")
     print(f"settings: {json.dumps(options)}")
 
 
