@@ -6,7 +6,7 @@ Drain: one `jobline worker` process with its defaults drains 20,000 no-op jobs, 
 jobs in the table or with --unserved pending jobs of a function no worker serves, ahead of them
 in claim order; fresh statistics (ANALYZE) in every cell. "0001" is the claim as migration 0001
 wrote it (one walk of jobs_due_idx, filtered by function), put back in the cell's database;
-"now" is today's claim (migrations 0017 and 0018: the same walk, updating by key). Every
+"now" is today's claim (migration 0018: the same walk, updating by key). Every
 repetition runs every cell once, in a shuffled order; each cell gets
 a fresh database on --server-url.
 """
@@ -28,7 +28,7 @@ MIGRATIONS = pathlib.Path(__file__).parent.parent / "src" / "jobline" / "db" / "
 
 
 def claim_of_0001() -> str:
-    """0001's claim statement, with the column that 0018 added to what a claim returns."""
+    """0001's claim statement, with the trace_context column that a claim now returns (0017, 0018)."""
     text = (MIGRATIONS / "0001_jobs.sql").read_text()
     start = text.index("CREATE FUNCTION jobline.claim_jobs")
     return (text[start:text.index("$$;", start) + 3]

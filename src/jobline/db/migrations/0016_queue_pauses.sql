@@ -19,4 +19,4 @@ CREATE TABLE jobline.queue_pause_exemptions (
   PRIMARY KEY (job_id, attempts)
 );
 
--- jobline.claim_jobs skips paused queues from 0017 on.
+-- jobline.claim_jobs skips paused queues from 0018 on.

@@ -23,7 +23,7 @@ WITH next AS (
   UPDATE jobline.jobs j
   SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
       lease_until = now() + make_interval(secs => %(lease_seconds)s), started_at = now()
-  -- By an id array, never a join back to jobline.jobs: that plan read all of jobs_pkey (0017).
+  -- By an id array, never a join back to jobline.jobs: that plan read all of jobs_pkey (0018).
   WHERE j.id = ANY(ARRAY(SELECT next.id FROM next))
   RETURNING j.id, j.function, j.payload, j.owner, j.attempts, j.max_attempts, j.lease_until, j.started_at,
             j.priority, j.run_at

@@ -1,16 +1,24 @@
--- 0018_trace_context: a job carries the trace context of the span that enqueued it, so the
--- worker's attempt span joins the enqueuer's trace (jobline/tracing.py).
+-- 0018_claim_by_key: the claim of 0001, skipping paused queues (0016), updating what it claims
+-- by key, and returning it in claim order.
 --
--- NULL unless the enqueuing process traces (has an OpenTelemetry TracerProvider): the
--- propagator's carrier as a JSON object, {"traceparent": ..., "tracestate": ...} with the default
--- W3C propagator. A nullable column without a default: adding it rewrites nothing, and a NULL
--- costs a row no space beyond its null bitmap. jobline.enqueue() (SQL callers, dependencies,
--- unique keys) leaves it NULL.
-ALTER TABLE jobline.jobs ADD COLUMN trace_context jsonb;
-
--- claim_jobs returns trace_context too. A function's RETURNS TABLE cannot be changed in place,
--- so it is dropped and created again: the body is 0017's, with trace_context added to the two
--- column lists. The drop took 0011's REVOKE with it, hence the REVOKE below.
+-- claim_jobs: lease up to `lim` due jobs of `functions` (in `queues`, or any queue when NULL;
+-- never of a paused queue unless the operator's run-now exempted that attempt, 0016) to
+-- `worker` for `lease_seconds`, counting the attempt. Highest priority first, then earliest
+-- run_at, then id; SKIP LOCKED lets claimers pass each other.
+-- - It walks jobs_due_idx in claim order, filtering by function. (A walk per served function of
+--   an index led by `function` made a claim's cost independent of other functions' backlogs,
+--   but drained 2.5 times slower with a worker's defaults, for reasons not yet understood:
+--   bench/README.md, "Claim cost and what else is in the table".)
+-- - The claimed rows are updated by id array, not by joining back to jobline.jobs: with fresh
+--   statistics (ANALYZE, as autovacuum runs it) the planner chose a Hash Join that read the
+--   whole primary key on every claim (20 ms per claim of 10 at 40,000 pending jobs, not 1 ms).
+-- - The SET clauses pin the plan to the indexes whatever the statistics say; jit = off because
+--   enable_sort = off prices the final sort of the claimed rows at 1e10, which made PostgreSQL
+--   JIT-compile every claim (190 ms each). Paused queues and exemptions are read once per claim
+--   (an InitPlan and a hashed SubPlan over tables of a few rows).
+-- It also returns the job's trace_context (0017). A function's RETURNS TABLE cannot be changed
+-- in place, so it is dropped and created again; the drop took 0011's REVOKE with it, hence the
+-- REVOKE below.
 DROP FUNCTION jobline.claim_jobs(text, text[], text[], integer, double precision);
 
 CREATE FUNCTION jobline.claim_jobs(worker text, functions text[], queues text[], lim integer,
