@@ -14,8 +14,10 @@ def test_the_service_pauses_and_resumes_a_queue_and_a_user_sees_it_paused(client
     assert paused.json()["paused"] is True and paused.json()["pause_reason"] == "provider outage"
     assert sql("SELECT queue, reason FROM jobline.queue_pauses") == [("emails", "provider outage")]
 
+    client.post("/api/queues/tenant-bob-only/pause", headers=SERVICE)  # no job of alice's: she never sees it
     listed = client.get("/api/queues", headers=as_user("alice")).json()["queues"]
     assert [(q["queue"], q["paused"], q["pending"]) for q in listed] == [("emails", True, 1)]
+    client.post("/api/queues/tenant-bob-only/resume", headers=SERVICE)
     everyone = client.get("/api/queues", headers=SERVICE).json()["queues"]
     assert [(q["queue"], q["paused"]) for q in everyone] == [("emails", True), ("reports", False)]
 

@@ -21,15 +21,17 @@ class Queues:
         self.store = store
 
     async def list(self, caller: Principal, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-        """Each queue with jobs of the caller's, and each paused queue: waiting, pending (and due)
-        and running now, the jobs that succeeded and failed in the last hour with the failure
-        rate, and whether it is paused (since when, why)."""
+        """Each queue with jobs of the caller's (and, for the service, each paused queue):
+        waiting, pending (and due) and running now, the jobs that succeeded and failed in the last
+        hour with the failure rate, and whether it is paused (since when, why). A user never
+        learns the names of queues that hold none of their jobs."""
         since = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(hours=1)
         counts = {row["queue"]: row for row in await self.store.job_count_queues(since=since,
                                                                                   owner=policy.scope(caller))}
         pauses = {row["queue"]: row for row in await self.store.queue_pause_list()}
         out = []
-        for name in sorted(counts.keys() | pauses.keys()):
+        names = counts.keys() | pauses.keys() if caller.is_service else counts.keys()
+        for name in sorted(names):
             row = counts.get(name) or {"queue": name, "waiting": 0, "pending": 0, "due": 0, "running": 0,
                                        "succeeded": 0, "failed": 0}
             row.pop("oldest_due_seconds", None)  # for worker metrics (runtime/metrics.py); not listed
