@@ -105,7 +105,7 @@ def test_top_level_modules_are_pure_leaves():
 # Together about 19 MB of a worker's memory (issue 12). OpenTelemetry (the otel extra) is never
 # imported by jobline: it traces only when the application has imported it and set a provider.
 HEAVY = ("httpx", "httpcore", "anyio", "h11", "click", "cryptography", "jwt", "fastapi", "starlette", "uvicorn",
-         "jinja2", "opentelemetry")
+         "jinja2", "opentelemetry", "prometheus_client")
 
 
 def loaded_after(code: str) -> list[str]:

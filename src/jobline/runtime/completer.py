@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..db.store import Store
 from .executor import Outcome, first_line
 from .inflight import InFlight
-from .metrics import WorkerMetrics
 from .service import Service
+
+if TYPE_CHECKING:  # prometheus_client loads only in a worker that serves metrics
+    from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ..db.store import Store
 from ..settings import Settings
-from .metrics import WorkerMetrics
 from .service import Service
+
+if TYPE_CHECKING:  # prometheus_client loads only in a worker that serves metrics
+    from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ..db.store import Store
 from .completer import Completer
 from .executor import Executor
 from .inflight import Held, InFlight
-from .metrics import WorkerMetrics
 from .service import Service
+
+if TYPE_CHECKING:  # prometheus_client loads only in a worker that serves metrics
+    from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,6 @@ from .executor import Executor, Outcome, first_line
 from .heartbeat import Heartbeat
 from .inflight import Held, InFlight
 from .maintenance import Maintenance
-from .metrics import WorkerMetrics
-from .metrics_server import MetricsServer
 from .notifier import Notifier
 from .producer import Producer
 from .registry import Registry
@@ -109,8 +107,12 @@ class Worker:
         self.functions = registry.names()
         # Metrics only when served (--metrics-port, on a socket the caller bound): otherwise the
         # roles count nothing. The queue gauges read through the durable pool, away from claims.
-        self.metrics = WorkerMetrics(store, queues=queues) if metrics_socket is not None else None
-        self.metrics_server = MetricsServer(self.metrics, metrics_socket) if self.metrics is not None else None
+        self.metrics = self.metrics_server = None
+        if metrics_socket is not None:  # imported here: prometheus_client is for such workers only
+            from .metrics import WorkerMetrics
+            from .metrics_server import MetricsServer
+            self.metrics = WorkerMetrics(store, queues=queues)
+            self.metrics_server = MetricsServer(self.metrics, metrics_socket)
         self.wake = asyncio.Event()
         self.inflight = InFlight(self.concurrency, self.wake)
         self.executor = Executor(store, registry, self.id, threads=min(self.concurrency, 256),
