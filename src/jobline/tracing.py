@@ -5,8 +5,8 @@ TracerProvider, and an application that has done so has imported ``opentelemetry
 then each hook here costs a dictionary lookup, nothing is serialised, and jobs are stored with
 no trace context (NULL). With a provider:
 
-- an enqueue opens "jobline.enqueue <function>" (kind PRODUCER) and stores the propagator's
-  carrier (W3C ``traceparent``/``tracestate`` by default) in the job's ``trace_context``;
+- an enqueue opens "jobline.enqueue <function>" (kind PRODUCER) and stores its W3C trace
+  context (``traceparent``, ``tracestate``; never baggage; at most 1 KiB) in ``trace_context``;
 - a worker runs each attempt in "jobline.run <function>" (kind CONSUMER), a child of that
   enqueue span, so the handler's own spans (psycopg, httpx: see :func:`instrument`) sit beneath.
 
@@ -88,11 +88,10 @@ class _Span:
 class _Enqueue(_Span):
     def __enter__(self) -> _Enqueue:
         super().__enter__()
-        from opentelemetry import propagate  # loaded: the application set a provider
-
         carrier: dict[str, str] = {}
-        propagate.inject(carrier)  # the current context: this span's
-        self.context = json.dumps(carrier) if carrier else None
+        _propagator().inject(carrier)  # the current context: this span's
+        context = json.dumps(carrier) if carrier else None
+        self.context = context if context is not None and len(context) <= MAX_CONTEXT_BYTES else None
         return self
 
     def sent(self, ids: Sequence[int]) -> None:
@@ -107,6 +106,18 @@ class _Attempt(_Span):
     def finished(self, outcome: Any) -> None:
         self.span.set_attribute("jobline.outcome", outcome.outcome)
         self.span.set_attribute("jobline.job.status", outcome.status)  # pending: it will be retried
+
+
+# A stored context is W3C trace context only (traceparent, tracestate): never baggage, which a
+# caller of an instrumented API could fill and the http function's instrumented client would
+# then send on to any URL. Bounded, so that a caller's tracestate cannot grow every job.
+MAX_CONTEXT_BYTES = 1024
+
+
+def _propagator() -> Any:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 def enqueue(functions: Sequence[str], queues: Sequence[str]) -> _Off | _Enqueue:
@@ -134,12 +145,14 @@ def attempt(job: tuple) -> _Off | _Attempt:
     tracer = _tracer()
     if tracer is None:
         return OFF
-    from opentelemetry import propagate
     from opentelemetry.trace import SpanKind
 
     job_id, function, _, attempt_number, max_attempts, queue = job[:6]
     carrier = job[7]
-    parent = propagate.extract(carrier) if carrier else None
+    # The column is any jsonb (SQL may write it): anything but an object of strings starts a new trace.
+    parent = None
+    if isinstance(carrier, dict) and all(isinstance(v, str) for v in carrier.values()):
+        parent = _propagator().extract(carrier)
     attributes = {"messaging.system": "jobline", "messaging.operation.type": "process",
                   "messaging.destination.name": queue, "messaging.message.id": str(job_id),
                   "jobline.job.id": job_id, "jobline.function": function, "jobline.queue": queue,

@@ -103,7 +103,9 @@ async def test_worker_through_the_pooler_with_a_direct_listener_is_woken_by_noti
     seconds = await pickups(sql, 10)
     print(f"pickup through PgBouncer, direct listener: max {max(seconds) * 1000:.0f} ms, "
           f"median {sorted(seconds)[5] * 1000:.0f} ms")
-    assert max(seconds) < 1.0, seconds
+    # Far under the 30 s poll: a notification woke it (not a speed limit: under load a pickup
+    # may take seconds).
+    assert max(seconds) < 15.0, seconds
 
     # A drain: every job succeeds at its first attempt, and nothing is logged at WARNING or above.
     sql("SELECT jobline.enqueue('work') FROM generate_series(1, 500)")
@@ -120,7 +122,7 @@ async def test_a_pooler_restart_mid_run_loses_no_job(db_url, pgbouncer, sql, pro
     create_ledger(db_url)
     start_worker(processes, pgbouncer.url(db_url), log_file, JOBLINE_LISTEN_DATABASE_URL=db_url,
                  JOBLINE_POLL_INTERVAL="1", JOBLINE_CONCURRENCY="20")
-    ids = [row[0] for row in sql("SELECT jobline.enqueue('work', '{\"seconds\": 0.05}') "
+    ids = [row[0] for row in sql("SELECT jobline.enqueue('work', '{\"seconds\": 0.2}') "
                                  "FROM generate_series(1, 400)")]
     await eventually(lambda: sql("SELECT count(*) FROM ledger")[0][0] >= 50, timeout=30)
     pgbouncer.restart()  # SIGTERM: every client connection is cut, mid-transaction or not
@@ -135,7 +137,7 @@ async def test_a_listener_behind_the_pooler_says_so_once_and_polling_still_runs_
     create_ledger(db_url)
     # No JOBLINE_LISTEN_DATABASE_URL: the LISTEN goes through the pooler, and is never heard.
     worker = start_worker(processes, pgbouncer.url(db_url), log_file, JOBLINE_POLL_INTERVAL="1")
-    await eventually(lambda: any(e["event"] == "listener.deaf" for e in events(log_file)), timeout=30)
+    await eventually(lambda: any(e["event"] == "listener.deaf" for e in events(log_file)), timeout=60)
     seconds = await pickups(sql, 10)
     print(f"pickup through PgBouncer, listener behind it too (1 s poll): max {max(seconds) * 1000:.0f} ms, "
           f"median {sorted(seconds)[5] * 1000:.0f} ms")
@@ -161,7 +163,7 @@ async def test_the_listeners_backoff_starts_afresh_after_each_successful_connect
 
     try:
         for _ in range(2):  # two outages, each long enough for the backoff to grow
-            await asyncio.wait_for(notifier.connected.wait(), timeout=10)
+            await asyncio.wait_for(notifier.proven.wait(), timeout=10)  # a connection that worked
             before = len(retries())
             pgbouncer.stop()
             await eventually(lambda: len(retries()) >= before + 5, timeout=20)  # noqa: B023

@@ -99,6 +99,14 @@ async def test_sync_and_bulk_enqueues_carry_the_context(app, spans, sql):
     assert {stored_context(sql, i)["traceparent"].split("-")[2] for i in ids} == {f"{bulk.context.span_id:016x}"}
 
 
+async def test_a_stored_context_that_is_not_one_starts_a_new_trace_and_the_job_still_runs(app, spans, sql):
+    jobs = [await app.enqueue_async("traced") for _ in range(3)]
+    for job, junk in zip(jobs, ['"a string"', "[1, 2]", '{"traceparent": 7}']):
+        sql("UPDATE jobline.jobs SET trace_context = %s::jsonb WHERE id = %s", (junk, job.id))
+    summary = await app.process_async()
+    assert summary.succeeded == 3
+
+
 async def test_without_a_tracer_provider_nothing_is_traced_or_stored(app, sql):
     unset_provider()  # as in a process that never configured OpenTelemetry (imported here by the test)
     assert not jobline.tracing.enabled()

@@ -33,12 +33,20 @@ log = logging.getLogger(__name__)
 class Notifier(Service):
     name = "notifier"
 
-    def __init__(self, store: Store, wakes: Mapping[str, asyncio.Event], *, check_every: float = 5.0):
+    def __init__(self, store: Store, wakes: Mapping[str, asyncio.Event], *, check_every: float = 5.0,
+                 probe_seconds: float = 15.0):
         super().__init__()
         self.store = store
         self.wakes = dict(wakes)  # channel -> the event it sets
         self.check_every = check_every
         self.connected = asyncio.Event()  # test signal
+        # Set once the connection passed a health check: only then does an outage start the
+        # backoff afresh (one that drops every connection at once would otherwise be retried
+        # every 50 ms for ever).
+        self.proven = asyncio.Event()
+        # How long the probe may take before the listener is called deaf: generous, so that a
+        # busy machine never gets the warning wrongly.
+        self.probe_seconds = probe_seconds
         self._conn: psycopg.AsyncConnection | None = None  # for stop() to close; _listen uses its own
         self._down_since: float | None = None  # while reconnecting: when the connection was lost
         self._probe = f"jobline_probe_{secrets.token_hex(8)}"  # private: no other process notifies it
@@ -51,9 +59,10 @@ class Notifier(Service):
             try:
                 await self._listen()
             except (psycopg.Error, JoblineError, OSError, TimeoutError) as exc:
-                if self.connected.is_set():  # this connection worked: the next outage starts the backoff afresh
+                if self.proven.is_set():  # this connection worked: the next outage starts the backoff afresh
                     pause = 0.05
                 self.connected.clear()
+                self.proven.clear()
                 if self.stopping.is_set():
                     break
                 if self._down_since is None:  # once per outage: every attempt would flood the log
@@ -94,6 +103,7 @@ class Notifier(Service):
                 # Proves the connection is alive; a half-open socket would otherwise stay silent.
                 # Never prepared (see connect_listener).
                 await asyncio.wait_for(conn.execute("SELECT 1", prepare=False), timeout=self.check_every)
+                self.proven.set()
         finally:
             self._conn = None
             with contextlib.suppress(psycopg.Error):
@@ -108,7 +118,7 @@ class Notifier(Service):
             log.debug("listener.probe_failed", extra={"error": str(exc).strip()})
             self._probe_due = None
         else:
-            self._probe_due = time.monotonic() + self.check_every
+            self._probe_due = time.monotonic() + self.probe_seconds
 
     def _check_probe(self) -> None:
         if self._probe_due is None or time.monotonic() < self._probe_due:
@@ -117,7 +127,7 @@ class Notifier(Service):
         self.deaf = True
         log.warning("listener.deaf", extra={
             "reason": "a notification sent through JOBLINE_DATABASE_URL did not reach the LISTEN connection within "
-                      f"{self.check_every:g} s; it most likely goes through a transaction-mode pooler, where LISTEN "
+                      f"{self.probe_seconds:g} s; it most likely goes through a transaction-mode pooler, where LISTEN "
                       "does not work (or JOBLINE_LISTEN_DATABASE_URL names another database)",
             "fix": "set JOBLINE_LISTEN_DATABASE_URL to a direct connection to PostgreSQL; until then new jobs are "
                    "picked up by polling, every JOBLINE_POLL_INTERVAL seconds"})
