@@ -76,6 +76,7 @@ class RemoteWorker:
                  task_types: Sequence[str] | None = None, worker_id: str | None = None):
         self.client = client
         self.registry = registry
+        self._batch_claims = True  # until a server from before batch claims refuses one
         self.task_types = sorted(task_types if task_types is not None else
                                  (n for n in registry.names() if n not in BUILTIN_FUNCTIONS))
         if not self.task_types:
@@ -159,9 +160,13 @@ class RemoteWorker:
                 run.add_done_callback(lambda _, t=task.task_id: (self.running.pop(t, None), slots.release()))
 
     async def _claim(self, wanted: int) -> list[Task]:
-        if wanted > 1:
-            return await self.client.claim_next_tasks_async(wanted, self.task_types)
-        # One slot: today's single claim, which servers from before batch claims also answer.
+        if wanted > 1 and self._batch_claims:
+            try:
+                return await self.client.claim_next_tasks_async(wanted, self.task_types)
+            except InvalidInput:  # a server from before batch claims refuses `limit`: claim one at a time
+                log.info("claim.batch_unsupported")
+                self._batch_claims = False
+        # One slot (or an older server): the single claim, which every server answers.
         task = await self.client.claim_next_task_async(self.task_types)
         return [] if task is None else [task]
 

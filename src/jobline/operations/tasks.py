@@ -20,7 +20,7 @@ from typing import Any
 
 from ..auth import Principal
 from ..db.store import Store
-from ..errors import InvalidInput, JobNotFound, LeaseLost
+from ..errors import InvalidInput, LeaseLost
 from ..job import MAX_ERROR_CHARS, check_ids, check_name, encode_result
 from ..retry import DEFAULT_BACKOFF, retries
 from .policy import scope
@@ -121,14 +121,10 @@ class Tasks:
                 "tracebacks": [None] * len(held), "outcomes": ["succeeded"] * len(held),
                 "started_at": [h["started_at"].timestamp() for h in held], "finished_at": [finished] * len(held)})
             outcome.update((task_id, "succeeded") for task_id, _ in done)
-        for task_id in ids:
-            if task_id not in outcome:  # the rare path: tell a lost lease from a task not theirs
-                try:
-                    await self._lost(owner, task_id)
-                except LeaseLost:
-                    outcome[task_id] = "lease_lost"
-                except JobNotFound:
-                    outcome[task_id] = "not_found"
+        missing = [task_id for task_id in ids if task_id not in outcome]
+        if missing:  # the rare path: tell a lost lease from a task not theirs, in one query
+            theirs = {row["id"] for row in await self.store.job_list_brief(missing, owner=owner)}
+            outcome.update((task_id, "lease_lost" if task_id in theirs else "not_found") for task_id in missing)
         return [(task_id, outcome[task_id]) for task_id in ids]
 
     async def fail(self, caller: Principal, task_id: int, lease_token: str, error: str, *, retryable: bool = True,

@@ -18,7 +18,8 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT = 10.0     # a client that sends no request head in this long is dropped
+EXCHANGE_TIMEOUT = 10.0  # a connection not answered in this long (slow to send or to read) is dropped
+MAX_CONNECTIONS = 16     # answered at once; a scraper uses one
 MAX_HEAD_BYTES = 16384  # the request line and headers; a scraper's are a few hundred bytes
 
 
@@ -29,6 +30,7 @@ class MetricsServer(Service):
         super().__init__()
         self.metrics = metrics
         self.listening = listening
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def close(self) -> None:
         """Close the listening socket (once stopped for good)."""
@@ -46,20 +48,22 @@ class MetricsServer(Service):
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(READ_TIMEOUT):
+            # The whole exchange is bounded, writing included (a client that stops reading would
+            # otherwise hold its connection for ever), and so is the number answered at once.
+            async with asyncio.timeout(EXCHANGE_TIMEOUT), self._slots:
                 head = await reader.readuntil(b"\r\n\r\n")
-            method, target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
-            if target.split("?", 1)[0] != "/metrics":
-                status, body, kind = "404 Not Found", b"not found: the metrics are at /metrics\n", "text/plain"
-            elif method not in ("GET", "HEAD"):
-                status, body, kind = "405 Method Not Allowed", b"use GET\n", "text/plain"
-            else:
-                status, body, kind = "200 OK", await self.metrics.render(), CONTENT_TYPE
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode("latin-1"))
-            if method != "HEAD":
-                writer.write(body)
-            await writer.drain()
+                method, target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+                if target.split("?", 1)[0] != "/metrics":
+                    status, body, kind = "404 Not Found", b"not found: the metrics are at /metrics\n", "text/plain"
+                elif method not in ("GET", "HEAD"):
+                    status, body, kind = "405 Method Not Allowed", b"use GET\n", "text/plain"
+                else:
+                    status, body, kind = "200 OK", await self.metrics.render(), CONTENT_TYPE
+                writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                             f"Connection: close\r\n\r\n".encode("latin-1"))
+                if method != "HEAD":
+                    writer.write(body)
+                await writer.drain()
         except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass  # a malformed, oversized, slow or vanished client: nothing to answer
         finally:
