@@ -81,6 +81,11 @@ def test_a_provider_missing_a_tool_says_which(tmp_path, monkeypatch):
         binaries.CELERP.bin_dir()
 
 
+# What pip prints when the index, not the package, is the problem.
+NETWORK_ERRORS = ("NewConnectionError", "ConnectTimeout", "ReadTimeout", "Could not fetch URL", "ProxyError",
+                  "Temporary failure in name resolution")
+
+
 def pypi_reachable() -> bool:
     try:
         socket.create_connection(("pypi.org", 443), timeout=3).close()
@@ -106,6 +111,8 @@ def test_the_provider_wheel_resolves_for(platform_tag, machine, sys_platform, wh
          "--only-binary=:all:", "--platform", platform_tag, "--python-version", "3.11",
          "--target", str(tmp_path / "target"), "--report", str(report), requirement],
         capture_output=True, text=True, timeout=90)
+    if result.returncode != 0 and any(sign in result.stderr for sign in NETWORK_ERRORS):
+        pytest.skip(f"pip could not reach the index: {result.stderr.strip().splitlines()[-1]}")
     assert result.returncode == 0, result.stderr
     [wheel] = [item["download_info"]["url"].rsplit("/", 1)[1] for item in json.loads(report.read_text())["install"]]
     assert wheel.startswith(provider.package.replace("-", "_")) and wheel.endswith(f"{wheel_tag}.whl")
