@@ -25,7 +25,7 @@ from ..auth import Principal
 from ..db.store import JOBS_CHANNEL, SCHEDULES_CHANNEL, Store
 from ..errors import JoblineError
 from ..job import Job, JobStatus
-from .jobs import Page
+from .jobs import Page, failure_rate
 from . import policy
 
 LIVE_STATUSES = ("waiting", "pending", "running")
@@ -210,9 +210,8 @@ def _series(buckets: dict[dt.datetime, dict[str, int]]) -> list[dict[str, Any]]:
 def _window(series: list[dict[str, Any]]) -> dict[str, Any]:
     succeeded = sum(b["succeeded"] for b in series)
     failed = sum(b["failed"] for b in series)
-    total = succeeded + failed
     return {"succeeded": succeeded, "failed": failed, "cancelled": sum(b["cancelled"] for b in series),
-            "failure_rate": round(failed / total, 4) if total else None}
+            "failure_rate": failure_rate(succeeded, failed)}
 
 
 def _worker(row: dict[str, Any]) -> dict[str, Any]:

@@ -168,9 +168,8 @@ class Jobs:
         windows = {}
         for window in STATS_WINDOWS:
             succeeded, failed = row[f"succeeded_{window}"], row[f"failed_{window}"]
-            total = succeeded + failed
             windows[window] = {"succeeded": succeeded, "failed": failed,
-                               "failure_rate": round(failed / total, 4) if total else None}
+                               "failure_rate": failure_rate(succeeded, failed)}
         oldest = row["oldest_due_seconds"]
         return {"owner": policy.scope(caller), "by_status": by_status, "by_function": by_function,
                 "windows": windows, "oldest_due_pending_seconds": round(oldest, 3) if oldest is not None else None}
@@ -198,6 +197,12 @@ class Jobs:
     async def archive(self, caller: Principal, job_id: int) -> Job:
         """Hide a finished job from listings and counts (it is still pruned on schedule)."""
         return await self.store.job_archive(job_id, owner=policy.scope(caller))
+
+
+def failure_rate(succeeded: int, failed: int) -> float | None:
+    """The share of finished jobs that failed for good (None when none finished)."""
+    total = succeeded + failed
+    return round(failed / total, 4) if total else None
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -12,6 +12,7 @@ from ..auth import Principal
 from ..db.store import Store
 from ..job import MAX_QUEUE_LENGTH, check_name
 from . import policy
+from .jobs import failure_rate
 
 MAX_REASON_LENGTH = 500
 
@@ -35,9 +36,8 @@ class Queues:
             row = counts.get(name) or {"queue": name, "waiting": 0, "pending": 0, "due": 0, "running": 0,
                                        "succeeded": 0, "failed": 0}
             row.pop("oldest_due_seconds", None)  # for worker metrics (runtime/metrics.py); not listed
-            total = row["succeeded"] + row["failed"]
             pause = pauses.get(name)
-            out.append({**row, "failure_rate": round(row["failed"] / total, 4) if total else None,
+            out.append({**row, "failure_rate": failure_rate(row["succeeded"], row["failed"]),
                         "paused": pause is not None, "paused_at": pause and pause["paused_at"],
                         "pause_reason": pause and pause["reason"]})
         return out

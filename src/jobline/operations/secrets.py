@@ -27,9 +27,9 @@ class Secrets:
         self.store = store
         self.settings = settings
 
-    def master_keys(self) -> vault.MasterKeys:
+    def master_keys(self) -> vault.vault.MasterKeys:
         """The keys of JOBLINE_MASTER_KEY; ConfigError saying how to create one when unset."""
-        return vault.MasterKeys.from_settings(self.settings)
+        return vault.vault.MasterKeys.from_settings(self.settings)
 
     async def set(self, caller: Principal, name: str, value: str, *, owner: str | None = None) -> vault.SecretInfo:
         """Encrypt ``value`` and store it as the secret ``name`` of ``owner`` (a user's own for
@@ -77,7 +77,7 @@ class Rotation:
         return dataclasses.asdict(self)
 
 
-async def rotate(store: Store, keys: MasterKeys, *, batch_size: int = 500) -> Rotation:
+async def rotate(store: Store, keys: vault.MasterKeys, *, batch_size: int = 500) -> Rotation:
     """Re-seal every secret not under the current key, one row per statement.
 
     Each write is fenced on the row's old key id and nonce (``secret_reseal``), so a crash
@@ -121,7 +121,7 @@ async def rotate(store: Store, keys: MasterKeys, *, batch_size: int = 500) -> Ro
     return Rotation(target, rotated, current)
 
 
-def _rotation_failure(keys: MasterKeys, rotated: int, unknown: dict[str, list[str]], broken: list[str]) -> str:
+def _rotation_failure(keys: vault.MasterKeys, rotated: int, unknown: dict[str, list[str]], broken: list[str]) -> str:
     parts = [f"rotated {rotated} secret(s) to master key {keys.current.key_id}, but not all"]
     for key_id, names in sorted(unknown.items()):
         parts.append(f"{', '.join(sorted(names))} {'is' if len(names) == 1 else 'are'} "
