@@ -27,9 +27,9 @@ class Secrets:
         self.store = store
         self.settings = settings
 
-    def master_keys(self) -> vault.vault.MasterKeys:
+    def master_keys(self) -> vault.MasterKeys:
         """The keys of JOBLINE_MASTER_KEY; ConfigError saying how to create one when unset."""
-        return vault.vault.MasterKeys.from_settings(self.settings)
+        return vault.MasterKeys.from_settings(self.settings)
 
     async def set(self, caller: Principal, name: str, value: str, *, owner: str | None = None) -> vault.SecretInfo:
         """Encrypt ``value`` and store it as the secret ``name`` of ``owner`` (a user's own for
