@@ -1,22 +1,30 @@
 """jobline against PgQueuer, Procrastinate and a raw psycopg loop, in one run, on one server.
 
     bash bench/setup.sh                    # once: bench/.venv with jobline and the peers
-    bench/.venv/bin/python bench/run.py    # full run (3 repetitions, medians), ~5-10 minutes
+    bench/.venv/bin/python bench/run.py    # full run (3 repetitions, medians), ~10-15 minutes
     bench/.venv/bin/python bench/run.py --quick
     bench/.venv/bin/python bench/run.py --memory   # only the worker RSS row (~1 minute per system)
+    bench/.venv/bin/python bench/run.py --table bench/published/FILE.json   # a saved run's table
 
-Every cell gets a fresh database. See bench/README.md for what each workload measures.
+By default the run starts a PostgreSQL of its own (the embedded one, PostgreSQL's default
+settings) and prints its settings; --server-url measures on a given server instead. Systems are
+interleaved within each repetition, every cell gets a fresh database, and the per-repetition
+figures are saved to bench/results/ (the README's table is printed from such a file). See
+bench/README.md for what each workload measures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import pathlib
+import random
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,8 +48,6 @@ def with_database(url: str, name: str) -> str:
 
 def database(server_url: str):
     """A context manager giving the URL of a fresh database, dropped afterwards."""
-    import contextlib
-
     @contextlib.contextmanager
     def fresh():
         name = f"bench_{secrets.token_hex(4)}"
@@ -153,23 +159,88 @@ def measure_latency(system: str, server_url: str, jobs: int, options: dict) -> d
             "picked": len(delays)}
 
 
+# What the table reports, in order: (key, label, higher is better).
+ROWS = [("bulk", "bulk enqueue (jobs/s)", True), ("single", "single enqueue (jobs/s)", True),
+        ("drain1", "drain, 1 worker process (jobs/s)", True), ("drain2", "drain, 2 worker processes (jobs/s)", True),
+        ("drain1_default", "drain, 1 process, the worker's defaults (jobs/s)", True),
+        ("p50", "pickup latency p50 (ms)", False), ("p99", "pickup latency p99 (ms)", False),
+        ("rss1", "worker RSS while draining, 1 proc (MB)", False)]
+NAMES = {"raw": "raw SQL", "jobline": "jobline", "pgqueuer": "PgQueuer", "procrastinate": "Procrastinate"}
+# The server settings printed with every run and kept in its result file.
+SHOWN_SETTINGS = ("server_version", "shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_connections",
+                  "work_mem", "autovacuum", "checkpoint_timeout", "max_wal_size", "jit")
+
+
 def median(values):
     return statistics.median(values)
 
 
+def server_settings(server_url: str) -> dict:
+    with psycopg.connect(with_database(server_url, "postgres")) as conn:
+        return {name: conn.execute("SELECT current_setting(%s)", [name]).fetchone()[0] for name in SHOWN_SETTINGS}
+
+
+def own_server():
+    """A PostgreSQL of this run's own, with PostgreSQL's default settings (synchronous_commit on,
+    autovacuum on; max_connections 200 for the worker pools): jobline's embedded server, in a
+    temporary directory. A context manager giving its URL."""
+    from jobline.db.embedded import EmbeddedPostgres
+
+    @contextlib.contextmanager
+    def running():
+        parent = tempfile.mkdtemp(prefix="jobline-bench-")
+        os.chmod(parent, 0o755)  # as root, PostgreSQL runs as `nobody`, which must reach it
+        server = EmbeddedPostgres(os.path.join(parent, "data"))
+        try:
+            yield with_database(server.ensure_running(), "postgres")
+        finally:
+            server.stop()
+            shutil.rmtree(parent, ignore_errors=True)
+
+    return running()
+
+
+def cells(system: str, options: dict):
+    """The measurements of one system in one repetition: (key, a callable returning {key: value})."""
+    yield "bulk", lambda url, n: {"bulk": measure_enqueue(system, url, "bulk", n["bulk"])}
+    yield "single", lambda url, n: {"single": measure_enqueue(system, url, "single", n["single"])}
+    for procs in (1, 2):
+        yield f"drain{procs}", lambda url, n, procs=procs: _drain(system, url, n["drain"], procs, options)
+    if system == "jobline":
+        yield "drain1_default", lambda url, n: {"drain1_default": measure_drain(system, url, n["drain"], 1, {})["jobs_per_s"]}
+    if system != "raw":
+        yield "latency", lambda url, n: _latency(system, url, n["latency"], options)
+
+
+def _drain(system, url, jobs, procs, options) -> dict:
+    run = measure_drain(system, url, jobs, procs, options)
+    return {f"drain{procs}": run["jobs_per_s"], f"rss{procs}": run["rss_mb"]}
+
+
+def _latency(system, url, jobs, options) -> dict:
+    run = measure_latency(system, url, jobs, options)
+    return {"p50": run["p50_ms"], "p99": run["p99_ms"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--server-url", help="measure on this server (default: start one of the run's own)")
     parser.add_argument("--quick", action="store_true", help="one repetition, smaller counts (a smoke run)")
+    parser.add_argument("--repeat", type=int, help="repetitions (default 3, 1 with --quick)")
     parser.add_argument("--systems", default="raw,jobline,pgqueuer,procrastinate")
     parser.add_argument("--jobline-concurrency", type=int, default=1000)
     parser.add_argument("--jobline-batch", type=int, default=500)
     parser.add_argument("--memory", action="store_true",
                         help="only the peak RSS of one worker process draining (jobline also with its defaults)")
+    parser.add_argument("--table", metavar="RESULT.json", help="print the table of a saved run and exit")
     args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(pathlib.Path(args.table).read_text()))
+        return
 
-    reps = 1 if args.quick else 3
-    bulk_n, single_n, drain_n, latency_n = (2000, 300, 4000, 50) if args.quick else (20000, 2000, 20000, 200)
+    reps = args.repeat or (1 if args.quick else 3)
+    counts = ({"bulk": 2000, "single": 300, "drain": 4000, "latency": 50} if args.quick else
+              {"bulk": 20000, "single": 2000, "drain": 20000, "latency": 200})
     systems = args.systems.split(",")
     drain_options = {
         "raw": {"batch": args.jobline_batch},  # the ceiling at jobline's batch size
@@ -177,47 +248,58 @@ def main() -> None:
         "pgqueuer": {"managers": 2, "batch": 500},
         "procrastinate": {"concurrency": 50},
     }
-    if args.memory:
-        measure_memory(args, systems, reps, drain_n, drain_options)
-        return
-    results: dict = {s: {} for s in systems}
-    for system in systems:
-        print(f"-- {system}", flush=True)
-        r = results[system]
-        r["bulk"] = median([measure_enqueue(system, args.server_url, "bulk", bulk_n) for _ in range(reps)])
-        r["single"] = median([measure_enqueue(system, args.server_url, "single", single_n) for _ in range(reps)])
-        for procs in (1, 2):
-            runs = [measure_drain(system, args.server_url, drain_n, procs, drain_options[system]) for _ in range(reps)]
-            r[f"drain{procs}"] = median([x["jobs_per_s"] for x in runs])
-            r[f"rss{procs}"] = median([x["rss_mb"] for x in runs])
-        if system == "jobline":
-            runs = [measure_drain(system, args.server_url, drain_n, 1, {}) for _ in range(reps)]
-            r["drain1_default"] = median([x["jobs_per_s"] for x in runs])
-        if system != "raw":
-            runs = [measure_latency(system, args.server_url, latency_n, drain_options[system]) for _ in range(reps)]
-            r["p50"] = median([x["p50_ms"] for x in runs])
-            r["p99"] = median([x["p99_ms"] for x in runs])
-        print(json.dumps(r), flush=True)
-
+    with (contextlib.nullcontext(args.server_url) if args.server_url else own_server()) as server_url:
+        settings = server_settings(server_url)
+        print("server: " + ("given" if args.server_url else "the run's own (PostgreSQL's defaults)") + ", "
+              + ", ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
+        if args.memory:
+            measure_memory(server_url, settings, args, systems, reps, counts["drain"], drain_options)
+            return
+        runs = run_interleaved(server_url, systems, reps, counts, drain_options)
+    result = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
+              "server": settings, "counts": counts, "options": drain_options, "runs": runs}
     (HERE / "results").mkdir(exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (HERE / "results" / f"{stamp}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print_table(results, drain_options)
+    path = HERE / "results" / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"\nresult: {path}\n")
+    print_table(result)
 
 
-def measure_memory(args, systems: list[str], reps: int, jobs: int, options: dict) -> None:
+def run_interleaved(server_url: str, systems: list[str], reps: int, counts: dict, options: dict) -> dict:
+    """Every repetition measures each workload for every system before the next workload, in a
+    shuffled order of systems, so a change of load on the machine lands on all of them alike.
+    Returns {system: {key: [value per repetition]}}."""
+    runs: dict = {s: {} for s in systems}
+    for rep in range(reps):
+        workloads: dict[str, list] = {}
+        for system in systems:
+            for workload, measure in cells(system, options[system]):
+                workloads.setdefault(workload, []).append((system, measure))
+        for workload, measures in workloads.items():
+            random.shuffle(measures)
+            for system, measure in measures:
+                figures = measure(server_url, counts)
+                for key, value in figures.items():
+                    runs[system].setdefault(key, []).append(value)
+                print(json.dumps({"rep": rep, "system": system, **{k: round(v, 2) for k, v in figures.items()}}),
+                      flush=True)
+    return runs
+
+
+def measure_memory(server_url: str, settings: dict, args, systems: list[str], reps: int, jobs: int,
+                   options: dict) -> None:
     """The table's worker RSS row alone, with every run shown: RSS varies little, so this is the
     quick check for a change that only moves memory."""
-    results: dict = {}
-    for system in systems:
-        runs = [measure_drain(system, args.server_url, jobs, 1, options[system])["rss_mb"] for _ in range(reps)]
-        results[system] = runs
-        if system == "jobline":
-            results["jobline, defaults"] = [measure_drain(system, args.server_url, jobs, 1, {})["rss_mb"]
-                                            for _ in range(reps)]
+    cells = [(s, options[s]) for s in systems] + ([("jobline, defaults", {})] if "jobline" in systems else [])
+    results: dict = {name: [] for name, _ in cells}
+    for _ in range(reps):
+        for name, cell_options in cells:
+            system = name.split(",")[0]
+            results[name].append(measure_drain(system, server_url, jobs, 1, cell_options)["rss_mb"])
     (HERE / "results").mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (HERE / "results" / f"memory-{stamp}.json").write_text(json.dumps({"args": vars(args), "rss_mb": results}, indent=2))
+    (HERE / "results" / f"memory-{stamp}.json").write_text(
+        json.dumps({"args": vars(args), "server": settings, "rss_mb": results}, indent=2))
     print(f"| system | worker RSS while draining {jobs:,} jobs, 1 proc (MB), median | runs |")
     print("|---|---|---|")
     for name, runs in results.items():
@@ -225,30 +307,45 @@ def measure_memory(args, systems: list[str], reps: int, jobs: int, options: dict
     print(f"settings: {json.dumps(options)}")
 
 
-def print_table(results: dict, options: dict) -> None:
-    systems = list(results)
-    peers = [s for s in systems if s not in ("jobline", "raw")]
-    rows = [("bulk enqueue 20k (jobs/s)", "bulk", True), ("single enqueue 2k (jobs/s)", "single", True),
-            ("drain, 1 worker process (jobs/s)", "drain1", True), ("drain, 2 worker processes (jobs/s)", "drain2", True),
-            ("pickup latency p50 (ms)", "p50", False), ("pickup latency p99 (ms)", "p99", False),
-            ("worker RSS while draining, 1 proc (MB)", "rss1", False)]
-    names = {"raw": "raw SQL", "jobline": "jobline", "pgqueuer": "PgQueuer", "procrastinate": "Procrastinate"}
-    head = ["workload"] + [names[s] for s in systems]
+def print_table(result: dict) -> None:
+    """The README's table from a result file: each cell is the median (lowest-highest); each
+    ratio is the median of the per-repetition ratios (the cells of one repetition ran under the
+    same load) with their range."""
+    runs = result["runs"]
+    systems = list(runs)
+    others = [s for s in systems if s != "jobline"]
+    head = ["workload"] + [NAMES[s] for s in systems]
     if "jobline" in systems:
-        head += [f"jobline / {names[p]}" for p in peers] + (["jobline / raw"] if "raw" in systems else [])
+        head += [f"jobline / {NAMES[o]}" for o in others]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for label, key, higher_better in rows:
-        cells = [label] + [_fmt(results[s].get(key)) for s in systems]
+    for key, label, _ in ROWS:
+        if not any(key in runs[s] for s in systems):
+            continue
+        cells = [label] + [_spread(runs[s].get(key)) for s in systems]
         if "jobline" in systems:
-            mine = results["jobline"].get(key)
-            for other in peers + (["raw"] if "raw" in systems else []):
-                theirs = results[other].get(key)
-                cells.append(f"{mine / theirs:.2f}x" if mine and theirs else "")
+            mine = runs["jobline"].get(key)
+            for other in others:
+                theirs = runs[other].get(key)
+                if mine and theirs and len(mine) == len(theirs):
+                    ratios = [a / b for a, b in zip(mine, theirs)]
+                    cells.append(f"{median(ratios):.2f}x" + (f" ({min(ratios):.2f}-{max(ratios):.2f})"
+                                                             if len(ratios) > 1 else ""))
+                else:
+                    cells.append("")
         print("| " + " | ".join(cells) + " |")
-    if "jobline" in systems and "drain1_default" in results["jobline"]:
-        print(f"\njobline drain with its default settings: {_fmt(results['jobline']['drain1_default'])} jobs/s")
-    print(f"settings: {json.dumps(options)}")
+    counts = result.get("counts", {})
+    repetitions = max(len(values) for system in systems for values in runs[system].values())
+    print(f"\n{result.get('when', '')}; repetitions: {repetitions}; counts: {json.dumps(counts)}")
+    print("server: " + ", ".join(f"{k}={v}" for k, v in result.get("server", {}).items()))
+    print(f"settings: {json.dumps(result.get('options', {}))}")
+
+
+def _spread(values) -> str:
+    if not values:
+        return "n/a"
+    text = _fmt(median(values))
+    return text + (f" ({_fmt(min(values))}-{_fmt(max(values))})" if len(values) > 1 else "")
 
 
 def _fmt(value) -> str:
