@@ -185,7 +185,7 @@ class Store:
         """NOTIFY ``channel`` through the pool: the listener checks that it hears it."""
         await self._fetch(q.LISTENER_PROBE_SEND, {"channel": channel}, prepare=False)
 
-    async def _fetch(self, query: str, params: dict | None = None, *, rows=dict_row,
+    async def _fetch(self, query: str | sql.Composable, params: dict | None = None, *, rows=dict_row,
                      prepare: bool | None = None) -> list:
         async with self.connection() as c:
             with translate_errors():
@@ -277,6 +277,27 @@ class Store:
 
     async def worker_prune_dead(self, dead_seconds: float) -> None:
         await self._fetch(q.WORKER_PRUNE_DEAD, {"dead_seconds": dead_seconds})
+
+    # -- table upkeep (0022_table_upkeep.sql) ---------------------------------------------------
+
+    async def upkeep_claim(self, every_seconds: float) -> bool:
+        """Whether this caller takes this round of upkeep (at most one per ``every_seconds``)."""
+        return bool(await self._fetch(q.UPKEEP_CLAIM, {"every_seconds": every_seconds}))
+
+    async def table_upkeep_list(self, tables: Sequence[str]) -> list[dict]:
+        return await self._fetch(q.TABLE_UPKEEP_LIST, {"tables": list(tables)})
+
+    async def index_upkeep_list(self) -> list[dict]:
+        return await self._fetch(q.INDEX_UPKEEP_LIST)
+
+    async def table_vacuum(self, table: str) -> None:
+        await self._fetch(sql.SQL(q.TABLE_VACUUM).format(table=sql.Identifier(table)), prepare=False)
+
+    async def index_rebuild(self, index: str) -> None:
+        await self._fetch(sql.SQL(q.INDEX_REBUILD).format(index=sql.Identifier(index)), prepare=False)
+
+    async def index_drop(self, index: str) -> None:
+        await self._fetch(sql.SQL(q.INDEX_DROP).format(index=sql.Identifier(index)), prepare=False)
 
     # -- paused queues (0016_queue_pauses.sql) ---------------------------------------------------
 

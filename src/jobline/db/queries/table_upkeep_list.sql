@@ -1,0 +1,9 @@
+-- table_upkeep_list: jobline's busiest tables %(tables)s with their live and dead rows (the
+-- cumulative statistics, a second or so behind) and whether autovacuum looks after them: on for
+-- the server and not switched off for the table.
+SELECT c.relname AS name, s.n_live_tup AS live, s.n_dead_tup AS dead,
+       current_setting('autovacuum')::boolean
+         AND NOT coalesce('autovacuum_enabled=false' = ANY(c.reloptions), false) AS autovacuum
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname = 'jobline' AND s.relname = ANY(%(tables)s)
+ORDER BY c.relname
