@@ -126,19 +126,48 @@ def measure_enqueue(system: str, server_url: str, kind: str, jobs: int) -> float
     return jobs / elapsed
 
 
-def measure_latency(system: str, server_url: str, jobs: int, options: dict) -> dict:
+def _wait_ready(out: str, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not pathlib.Path(out).exists() or "ready" not in pathlib.Path(out).read_text():
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.05)
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def measure_latency(system: str, server_url: str, jobs: int, options: dict, *, backlog: int = 0) -> dict:
+    """Pickup latency of one idle worker process: ``jobs`` jobs enqueued 20 ms apart, handler
+    start minus the moment the enqueue call returned. With ``backlog``, another worker process
+    of the same system drains that many jobs of another function meanwhile (the load), with the
+    same options."""
     adapter = SYSTEMS[system]()
+    helpers: list[tuple[subprocess.Popen, str]] = []
     with database(server_url) as url:
         asyncio.run(adapter.setup(url))
+        if backlog:
+            asyncio.run(adapter.bulk(url, backlog, function="other"))
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ANALYZE")
         worker, out = start_worker(system, url, "serve", options)
         try:
-            deadline = time.monotonic() + 30
-            while not pathlib.Path(out).exists() or "ready" not in pathlib.Path(out).read_text():
-                assert time.monotonic() < deadline, f"{system} worker did not start"
-                time.sleep(0.05)
+            _wait_ready(out, f"{system} worker")
             time.sleep(1.5)  # connect, install listeners
+            if backlog:
+                helpers.append(start_worker(system, url, "serve", {**options, "function": "other"}))
+                _wait_ready(helpers[0][1], f"{system} loading worker")
+                time.sleep(1.0)  # let the drain get going
             enqueued: list[float] = []
             asyncio.run(adapter.single(url, jobs, latency_log=enqueued, gap=0.02))
+            if backlog:
+                left = remaining(url, adapter.remaining_sql)
+                assert left > 0, f"the {system} backlog of {backlog} drained before the last pickup: raise counts[\"backlog\"]"
             deadline = time.monotonic() + 30
             while True:
                 lines = [line.split() for line in pathlib.Path(out).read_text().splitlines()]
@@ -147,13 +176,9 @@ def measure_latency(system: str, server_url: str, jobs: int, options: dict) -> d
                     break
                 time.sleep(0.05)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            os.unlink(out)
+            for process, helper_out in [(worker, out), *helpers]:
+                _stop(process)
+                os.unlink(helper_out)
     delays = sorted((started[i] - enqueued[i]) * 1000 for i in range(jobs) if i in started)
     return {"p50_ms": statistics.median(delays), "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
             "picked": len(delays)}
@@ -164,6 +189,8 @@ ROWS = [("bulk", "bulk enqueue (jobs/s)", True), ("single", "single enqueue (job
         ("drain1", "drain, 1 worker process (jobs/s)", True), ("drain2", "drain, 2 worker processes (jobs/s)", True),
         ("drain1_default", "drain, 1 process, the worker's defaults (jobs/s)", True),
         ("p50", "pickup latency p50 (ms)", False), ("p99", "pickup latency p99 (ms)", False),
+        ("p50_loaded", "pickup p50 while another process drains (ms)", False),
+        ("p99_loaded", "pickup p99 while another process drains (ms)", False),
         ("rss1", "worker RSS while draining, 1 proc (MB)", False)]
 NAMES = {"raw": "raw SQL", "jobline": "jobline", "pgqueuer": "PgQueuer", "procrastinate": "Procrastinate"}
 # The server settings printed with every run and kept in its result file.
@@ -210,6 +237,8 @@ def cells(system: str, options: dict):
         yield "drain1_default", lambda url, n: {"drain1_default": measure_drain(system, url, n["drain"], 1, {})["jobs_per_s"]}
     if system != "raw":
         yield "latency", lambda url, n: _latency(system, url, n["latency"], options)
+    if system in ("jobline", "pgqueuer"):  # the adapters that serve one named function
+        yield "latency_loaded", lambda url, n: _latency(system, url, n["latency"], options, n["backlog"], "_loaded")
 
 
 def _drain(system, url, jobs, procs, options) -> dict:
@@ -217,9 +246,9 @@ def _drain(system, url, jobs, procs, options) -> dict:
     return {f"drain{procs}": run["jobs_per_s"], f"rss{procs}": run["rss_mb"]}
 
 
-def _latency(system, url, jobs, options) -> dict:
-    run = measure_latency(system, url, jobs, options)
-    return {"p50": run["p50_ms"], "p99": run["p99_ms"]}
+def _latency(system, url, jobs, options, backlog=0, suffix="") -> dict:
+    run = measure_latency(system, url, jobs, options, backlog=backlog)
+    return {f"p50{suffix}": run["p50_ms"], f"p99{suffix}": run["p99_ms"]}
 
 
 def main() -> None:
@@ -239,8 +268,8 @@ def main() -> None:
         return
 
     reps = args.repeat or (1 if args.quick else 3)
-    counts = ({"bulk": 2000, "single": 300, "drain": 4000, "latency": 50} if args.quick else
-              {"bulk": 20000, "single": 2000, "drain": 20000, "latency": 200})
+    counts = ({"bulk": 2000, "single": 300, "drain": 4000, "latency": 50, "backlog": 100_000} if args.quick else
+              {"bulk": 20000, "single": 2000, "drain": 20000, "latency": 200, "backlog": 300_000})
     systems = args.systems.split(",")
     drain_options = {
         "raw": {"batch": args.jobline_batch},  # the ceiling at jobline's batch size

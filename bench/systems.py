@@ -6,7 +6,9 @@ whose handler is a no-op that notes when it first ran (drain) or when each job s
 
     python bench/systems.py worker SYSTEM URL MODE OUTFILE [OPTIONS_JSON]
 
-MODE is `drain` (exit once the queue is empty) or `serve` (run until SIGTERM).
+MODE is `drain` (exit once the queue is empty) or `serve` (run until SIGTERM). OPTIONS may name
+the one function the worker serves (`{"function": "other"}`; jobline and PgQueuer only), so that
+one process drains a backlog while another picks up new jobs (run.py's loaded pickup latency).
 """
 
 from __future__ import annotations
@@ -83,12 +85,12 @@ class Jobline:
     name = "jobline"
     remaining_sql = "SELECT count(*) FROM jobline.jobs WHERE status NOT IN ('succeeded', 'failed')"
 
-    def app(self, url, out=None):
+    def app(self, url, out=None, function="noop"):
         from jobline import App
 
         app = App(url)
 
-        @app.function("noop")
+        @app.function(function)
         async def noop(payload):
             note_start(payload.get("i"), out)
 
@@ -99,10 +101,10 @@ class Jobline:
 
         migrate.migrate(url)
 
-    async def bulk(self, url, n):
-        async with self.app(url) as app:
+    async def bulk(self, url, n, function="noop"):
+        async with self.app(url, function=function) as app:
             began = time.perf_counter()
-            await app.enqueue_many_async([{"function": "noop"}] * n)
+            await app.enqueue_many_async([{"function": function}] * n)
             return time.perf_counter() - began
 
     async def single(self, url, n, latency_log=None, gap=0.0):
@@ -110,7 +112,7 @@ class Jobline:
             return await _single_loop(lambda i: app.enqueue_async("noop", {"i": i}), n, latency_log, gap)
 
     async def worker(self, url, mode, out, options):
-        async with self.app(url, out) as app:
+        async with self.app(url, out, options.get("function", "noop")) as app:
             worker = await app.worker_async(concurrency=options.get("concurrency"),
                                             batch_size=options.get("batch"), maintenance=False)
             if mode == "drain":
@@ -137,10 +139,10 @@ class PgQueuer:
         await queries.install()
         await conn.close()
 
-    async def bulk(self, url, n):
+    async def bulk(self, url, n, function="noop"):
         conn, queries = await self._queries(url)
         began = time.perf_counter()
-        await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+        await queries.enqueue([function] * n, [None] * n, [0] * n)
         elapsed = time.perf_counter() - began
         await conn.close()
         return elapsed
@@ -161,7 +163,7 @@ class PgQueuer:
         for _ in range(options.get("managers", 1)):
             qm = QueueManager((await self._queries(url))[1])
 
-            @qm.entrypoint("noop")
+            @qm.entrypoint(options.get("function", "noop"))
             async def noop(job):
                 note_start(json.loads(job.payload)["i"] if job.payload else None, out)
 
