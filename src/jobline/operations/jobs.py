@@ -24,7 +24,7 @@ from ..runtime.registry import Registry
 from . import policy
 
 ENQUEUE_OPTIONS = frozenset({"payload", "run_at", "delay", "queue", "priority", "owner", "max_attempts",
-                             "depends_on", "unique_key"})
+                             "depends_on", "unique_key", "concurrency_key"})
 STATS_WINDOWS = ("1m", "5m", "1h")
 
 
