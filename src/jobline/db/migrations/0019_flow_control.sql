@@ -181,9 +181,9 @@ $$;
 -- NULL when no limit in its scope is full: the claim was short for want of due jobs.
 CREATE FUNCTION jobline.limits_wait(functions text[], queues text[]) RETURNS double precision
 LANGUAGE sql STABLE AS $$
-  SELECT CASE WHEN count(*) > 0
-              THEN coalesce(greatest(0, extract(epoch FROM min(r.opens_at) - clock_timestamp()))::double precision,
-                            'Infinity') END
+  SELECT CASE WHEN count(*) = 0 THEN NULL
+              WHEN min(r.opens_at) IS NULL THEN 'Infinity'::double precision
+              ELSE greatest(0, extract(epoch FROM min(r.opens_at) - clock_timestamp()))::double precision END
   FROM jobline.limit_room(ARRAY(SELECT l.id FROM jobline.limits l
                                 WHERE CASE l.scope WHEN 'function' THEN functions IS NULL OR l.target = ANY(functions)
                                                ELSE queues IS NULL OR l.target = ANY(queues) END),
