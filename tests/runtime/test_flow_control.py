@@ -113,13 +113,19 @@ def test_a_concurrency_key_runs_one_job_at_a_time_per_key_while_keys_run_in_para
 def test_a_rate_limit_holds_to_its_window(drained):
     sql, _ = drained
     count, seconds = flow.RATE
-    # The claims' own stamps (jobs.started_at, the starts the log counted): exactly.
-    claimed = [t for (t,) in sql("SELECT extract(epoch FROM started_at)::float8 FROM jobline.jobs "
-                                 "WHERE function = 'rated'")]
-    assert len(claimed) == 200 and most_starts_in_a_window(claimed, seconds) <= count
-    # The handlers' starts (attempts), a few milliseconds after their claims: within one job.
-    started = [s for s, _, _ in intervals_of(sql, "rated")]
-    assert most_starts_in_a_window(started, seconds) <= count + 1
+    rows = sql("SELECT extract(epoch FROM j.started_at)::float8, extract(epoch FROM a.started_at)::float8 "
+               "FROM jobline.jobs j JOIN jobline.attempts a ON a.job_id = j.id WHERE j.function = 'rated'")
+    claimed, started = [c for c, _ in rows], [s for _, s in rows]
+    assert len(rows) == 200
+    # The claims' own stamps (jobs.started_at: the starts the sliding log counted): exactly.
+    assert most_starts_in_a_window(claimed, seconds) <= count
+    # The handlers' starts (attempts) follow their claims after a delay that varies (a busy
+    # machine, a worker's first batch): a handler window narrower by that spread maps into one
+    # claim window, so it holds exactly too; the whole window holds within a batch's jitter.
+    delays = [s - c for c, s in rows]
+    spread = max(delays) - min(delays)
+    if spread < seconds:
+        assert most_starts_in_a_window(started, seconds - spread) <= count, spread
     # It did hold jobs back: 200 starts at 20 a second take more than 9 seconds.
     assert max(claimed) - min(claimed) > (200 / count - 1) * seconds
 
