@@ -20,11 +20,11 @@ WITH full_ AS MATERIALIZED (
                     WHERE (CASE f.scope WHEN 'function' THEN j.function ELSE j.queue END) = f.target
                       AND (NOT f.per_key OR f.key IS NOT DISTINCT FROM j.concurrency_key))
   ORDER BY j.priority DESC, j.run_at, j.id
-  LIMIT %(limit)s::bigint * 4
+  LIMIT %(limit)s::int * 4
   FOR UPDATE SKIP LOCKED
 ), admitted AS (
   SELECT jobline.limits_admit(ARRAY(SELECT next.id FROM next ORDER BY next.priority DESC, next.run_at, next.id),
-                              %(limit)s, %(limit_ids)s::bigint[], statement_timestamp()) AS ids
+                              %(limit)s::int, %(limit_ids)s::bigint[], statement_timestamp()) AS ids
 ), claimed AS (
   UPDATE jobline.jobs j
   SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
