@@ -59,7 +59,7 @@ def drain(server_url: str, jobs: int, limit_sql: str | None) -> float:
             if limit_sql:
                 conn.execute(limit_sql)
             conn.execute("INSERT INTO jobline.jobs (function, concurrency_key) "
-                         "SELECT 'noop', 'k' || (i % 1000) FROM generate_series(1, %s) i", [jobs])
+                         "SELECT 'noop', 'k' || (i %% 1000) FROM generate_series(1, %s) i", [jobs])
         env = {**os.environ, "JOBLINE_DATABASE_URL": url, "JOBLINE_LOG_LEVEL": "warning",
                "PYTHONPATH": os.pathsep.join([str(pathlib.Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
         worker = subprocess.Popen([sys.executable, "-m", "jobline", "--app", "flow:app", "worker", "--concurrency",

@@ -41,7 +41,7 @@
 -- (jobline.claim_jobs_free, walked in jobs_due_idx order), after one lookup in jobline.limits,
 -- a table of a few rows. Limited claims serialise on their limits' locks (each holds it for one
 -- claim, about a millisecond) and scan up to 4 x lim candidates, skipping (limit, key) pairs that
--- are full. bench/flow.py measures both (bench/README.md, "Flow control").
+-- are full, locking only the ones they claim. bench/flow.py measures both (bench/README.md, "Flow control").
 
 ALTER TABLE jobline.jobs ADD COLUMN concurrency_key text;
 
@@ -130,47 +130,52 @@ LANGUAGE sql STABLE AS $$
   GROUP BY lm.id, u.key, lm.concurrency, lm.rate_count, lm.rate_seconds
 $$;
 
--- limits_admit: the rule itself, shared by the in-process and the remote claim. Of `candidates`
--- (pending jobs the caller has locked, in claim order), the first `lim` that every applicable
--- limit admits: a job is refused when, among the candidates of one (limit, key), its rank
--- exceeds the room left. Ranks count candidates another limit refuses too, so overlapping
--- limits can admit fewer than they might in one claim, never more. Records the admitted jobs'
--- starts under rate limits at `at`; the caller claims exactly the ids returned, in their order.
-CREATE FUNCTION jobline.limits_admit(candidates bigint[], lim integer, limit_ids bigint[], at timestamptz)
+-- limits_admit: the rule itself, shared by the in-process and the remote claim. Of the
+-- candidates (pending jobs in claim order: their ids, functions, queues and concurrency keys),
+-- the first `lim` that every applicable limit admits: a job is refused when, among the
+-- candidates of one (limit, key), its rank exceeds the room left. Ranks count candidates another
+-- limit refuses too, so overlapping limits can admit fewer than they might in one claim, never
+-- more. Records the admitted jobs' starts under rate limits at `at`; the caller claims the ids
+-- returned, in their order (one it finds taken meanwhile was of no limit's, or its start is
+-- logged for nothing: the log errs on the safe side). Keys are compared with coalesce(key, '')
+-- so the joins hash (a key is never '' through jobline; one inserted by hand shares NULL's).
+CREATE FUNCTION jobline.limits_admit(ids bigint[], functions text[], queues text[], keys text[], lim integer,
+                                     limit_ids bigint[], at timestamptz)
 RETURNS bigint[] LANGUAGE sql VOLATILE AS $$
   WITH lm AS MATERIALIZED (
     SELECT l.id, l.scope, l.target, l.per_key, l.concurrency, l.rate_count
     FROM jobline.limits l WHERE l.id = ANY(limit_ids)
   ), c AS MATERIALIZED (
-    SELECT j.id, u.ord, j.function, j.queue, j.concurrency_key
-    FROM unnest(candidates) WITH ORDINALITY AS u(id, ord) JOIN jobline.jobs j ON j.id = u.id
-  ), applies AS (
-    SELECT c.id, c.ord, lm.id AS limit_id, CASE WHEN lm.per_key THEN c.concurrency_key END AS key,
+    SELECT * FROM unnest(ids, functions, queues, keys) WITH ORDINALITY AS c(id, function, queue, key, ord)
+  ), applies AS MATERIALIZED (
+    SELECT c.id, c.ord, lm.id AS limit_id, CASE WHEN lm.per_key THEN coalesce(c.key, '') ELSE '' END AS key,
            least(lm.concurrency, lm.rate_count) AS capacity, lm.rate_count IS NOT NULL AS rated
-    FROM c JOIN lm ON (CASE lm.scope WHEN 'function' THEN c.function ELSE c.queue END) = lm.target
+    FROM c JOIN lm ON lm.target = CASE lm.scope WHEN 'function' THEN c.function ELSE c.queue END
   ), room AS MATERIALIZED (
-    SELECT * FROM jobline.limit_room(limit_ids, at)
+    SELECT r.limit_id, coalesce(r.key, '') AS key, r.room FROM jobline.limit_room(limit_ids, at) r
   ), refused AS (
     SELECT a.id FROM (
       SELECT applies.*, row_number() OVER (PARTITION BY applies.limit_id, applies.key ORDER BY applies.ord) AS rank
       FROM applies) a
-    LEFT JOIN room r ON r.limit_id = a.limit_id AND r.key IS NOT DISTINCT FROM a.key
+    LEFT JOIN room r ON r.limit_id = a.limit_id AND r.key = a.key
     WHERE a.rank > coalesce(r.room, a.capacity)
   ), admitted AS (
-    SELECT c.id, c.ord FROM c WHERE c.id NOT IN (SELECT refused.id FROM refused) ORDER BY c.ord LIMIT lim
+    SELECT c.id, c.ord FROM c WHERE NOT EXISTS (SELECT 1 FROM refused WHERE refused.id = c.id) ORDER BY c.ord LIMIT lim
   ), logged AS (
     INSERT INTO jobline.limit_starts (limit_id, key, started_at)
-    SELECT a.limit_id, a.key, at FROM applies a JOIN admitted USING (id) WHERE a.rated
+    SELECT a.limit_id, CASE WHEN lm.per_key THEN c.key END, at
+    FROM applies a JOIN admitted USING (id) JOIN c USING (id) JOIN lm ON lm.id = a.limit_id WHERE a.rated
   )
   SELECT ARRAY(SELECT admitted.id FROM admitted ORDER BY admitted.ord)
 $$;
 
--- limit_full: the (limit, key) pairs of `limit_ids` with no room at `at`, with what a job must
--- match to fall under them; a claim skips their jobs while scanning for candidates.
+-- limit_full: the (limit, key) pairs of `limit_ids` with no room at `at`: what a job must match
+-- to fall under them (whole: any job of the target; else the target and coalesce(key, '')). A
+-- claim skips their jobs while scanning for candidates.
 CREATE FUNCTION jobline.limit_full(limit_ids bigint[], at timestamptz)
-RETURNS TABLE (scope text, target text, per_key boolean, key text)
+RETURNS TABLE (scope text, target text, whole boolean, key text)
 LANGUAGE sql STABLE AS $$
-  SELECT l.scope, l.target, l.per_key, r.key
+  SELECT l.scope, l.target, NOT l.per_key, coalesce(r.key, '')
   FROM jobline.limit_room(limit_ids, at) r JOIN jobline.limits l ON l.id = r.limit_id
   WHERE r.room <= 0
 $$;
@@ -225,9 +230,12 @@ $$;
 
 -- claim_jobs_limited: the claim under limits `limit_ids` (already locked by limits_take) at
 -- `at`. The same walk of jobs_due_idx as claim_jobs_free, skipping the jobs of full (limit,
--- key) pairs, over up to 4 x lim candidates (locked, so no other claimer takes them meanwhile),
--- of which limits_admit picks the ones to claim. Started and leased from `at`, the time the
--- starts are logged with.
+-- key) pairs (two hashed anti-joins: whole limits by target, per-key ones by target and key),
+-- over up to 4 x lim candidates, of which limits_admit picks the ones to claim. Only those are
+-- locked (SKIP LOCKED, re-checking that they are still pending): locking every candidate made
+-- a claim of 500 lock 2,000 rows. No other claimer can take a job under these limits meanwhile
+-- (it would need their locks); one of no limit's may be taken, and is skipped. Started and
+-- leased from `at`, the time the starts are logged with.
 CREATE FUNCTION jobline.claim_jobs_limited(worker text, functions text[], queues text[], lim integer,
                                            lease_seconds double precision, limit_ids bigint[], at timestamptz)
 RETURNS TABLE (id bigint, function text, payload jsonb, attempts integer, max_attempts integer,
@@ -235,23 +243,35 @@ RETURNS TABLE (id bigint, function text, payload jsonb, attempts integer, max_at
 LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
   WITH full_ AS MATERIALIZED (
     SELECT * FROM jobline.limit_full(limit_ids, at)
-  ), due AS (
-    SELECT j.id, j.priority, j.run_at FROM jobline.jobs j
+  ), due AS MATERIALIZED (
+    SELECT j.id, j.function, j.queue, j.concurrency_key, j.priority, j.run_at FROM jobline.jobs j
     WHERE j.status = 'pending'
       AND j.run_at <= at
       AND j.function = ANY(functions)
       AND (queues IS NULL OR j.queue = ANY(queues))
       AND (j.queue <> ALL(ARRAY(SELECT p.queue FROM jobline.queue_pauses p))
            OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
-      AND NOT EXISTS (SELECT 1 FROM full_ f
-                      WHERE (CASE f.scope WHEN 'function' THEN j.function ELSE j.queue END) = f.target
-                        AND (NOT f.per_key OR f.key IS NOT DISTINCT FROM j.concurrency_key))
+      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE f.whole AND f.scope = 'function' AND f.target = j.function)
+      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE f.whole AND f.scope = 'queue' AND f.target = j.queue)
+      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE NOT f.whole AND f.scope = 'function' AND f.target = j.function
+                                             AND f.key = coalesce(j.concurrency_key, ''))
+      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE NOT f.whole AND f.scope = 'queue' AND f.target = j.queue
+                                             AND f.key = coalesce(j.concurrency_key, ''))
     ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT lim::bigint * 4
-    FOR UPDATE SKIP LOCKED
   ), admitted AS (
-    SELECT jobline.limits_admit(ARRAY(SELECT due.id FROM due ORDER BY due.priority DESC, due.run_at, due.id),
-                                lim, limit_ids, at) AS ids
+    SELECT jobline.limits_admit(d.due_ids, d.due_functions, d.due_queues, d.due_keys, lim, limit_ids, at) AS ids
+    FROM (SELECT array_agg(due.id ORDER BY due.priority DESC, due.run_at, due.id) AS due_ids,
+                 array_agg(due.function ORDER BY due.priority DESC, due.run_at, due.id) AS due_functions,
+                 array_agg(due.queue ORDER BY due.priority DESC, due.run_at, due.id) AS due_queues,
+                 array_agg(due.concurrency_key ORDER BY due.priority DESC, due.run_at, due.id) AS due_keys
+          FROM due) d
+  ), locked AS (
+    -- The status is read from the row as locked (its latest version), not filtered in the scan:
+    -- a filter on status would make the planner walk the partial jobs_due_idx for these ids.
+    SELECT j.id, j.status FROM jobline.jobs j
+    WHERE j.id = ANY((SELECT admitted.ids FROM admitted)::bigint[])
+    FOR UPDATE SKIP LOCKED
   ), claimed AS (
     UPDATE jobline.jobs j
     SET status = 'running',
@@ -259,7 +279,7 @@ LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqsca
         worker_id = worker,
         lease_until = at + make_interval(secs => lease_seconds),
         started_at = at
-    WHERE j.id = ANY((SELECT admitted.ids FROM admitted)::bigint[])
+    WHERE j.id = ANY(ARRAY(SELECT locked.id FROM locked WHERE locked.status = 'pending'))
     RETURNING j.id, j.function, j.payload, j.attempts, j.max_attempts, j.queue, j.owner, j.trace_context,
               j.priority, j.run_at
   )
@@ -412,4 +432,4 @@ REVOKE ALL ON FUNCTION jobline.claim_jobs_free(text, text[], text[], integer, do
 REVOKE ALL ON FUNCTION jobline.claim_jobs_limited(text, text[], text[], integer, double precision, bigint[], timestamptz)
   FROM PUBLIC;
 REVOKE ALL ON FUNCTION jobline.limits_take(text[], text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION jobline.limits_admit(bigint[], integer, bigint[], timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION jobline.limits_admit(bigint[], text[], text[], text[], integer, bigint[], timestamptz) FROM PUBLIC;
