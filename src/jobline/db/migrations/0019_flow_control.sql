@@ -40,7 +40,7 @@
 -- What it costs: claims whose functions and queues have no limit keep 0018's statement and plan
 -- (jobline.claim_jobs_free, walked in jobs_due_idx order), after one lookup in jobline.limits,
 -- a table of a few rows. Limited claims serialise on their limits' locks (each holds it for one
--- claim, about a millisecond) and scan up to 4 x lim candidates, skipping (limit, key) pairs that
+-- claim, about a millisecond) and scan up to 2 x lim candidates, skipping (limit, key) pairs that
 -- are full, locking only the ones they claim. bench/flow.py measures both (bench/README.md, "Flow control").
 
 ALTER TABLE jobline.jobs ADD COLUMN concurrency_key text;
@@ -133,15 +133,22 @@ $$;
 -- limits_admit: the rule itself, shared by the in-process and the remote claim. Of the
 -- candidates (pending jobs in claim order: their ids, functions, queues and concurrency keys),
 -- the first `lim` that every applicable limit admits: a job is refused when, among the
--- candidates of one (limit, key), its rank exceeds the room left. Ranks count candidates another
+-- candidates of one (limit, key), its rank exceeds the room left. The room is limit_used's, as
+-- the caller read it after taking the limits' locks (room_limits, room_keys, room_left: one
+-- element per (limit, key) in use; any other has its whole capacity); it is passed in because
+-- the caller needs it first, to skip full pairs while scanning, and counting twice cost a third
+-- of a limited claim. Ranks count candidates another
 -- limit refuses too, so overlapping limits can admit fewer than they might in one claim, never
 -- more. Records the admitted jobs' starts under rate limits at `at`; the caller claims the ids
 -- returned, in their order (one it finds taken meanwhile was of no limit's, or its start is
 -- logged for nothing: the log errs on the safe side). Keys are compared with coalesce(key, '')
 -- so the joins hash (a key is never '' through jobline; one inserted by hand shares NULL's).
 CREATE FUNCTION jobline.limits_admit(ids bigint[], functions text[], queues text[], keys text[], lim integer,
-                                     limit_ids bigint[], at timestamptz)
-RETURNS bigint[] LANGUAGE sql VOLATILE AS $$
+                                     limit_ids bigint[], at timestamptz, room_limits bigint[], room_keys text[],
+                                     room_left bigint[])
+-- Hash joins: the planner takes the CTEs for one row each and would compare every candidate with
+-- every (limit, key) in use (a million comparisons for 1,000 keys).
+RETURNS bigint[] LANGUAGE sql VOLATILE SET enable_nestloop = off AS $$
   WITH lm AS MATERIALIZED (
     SELECT l.id, l.scope, l.target, l.per_key, l.concurrency, l.rate_count
     FROM jobline.limits l WHERE l.id = ANY(limit_ids)
@@ -152,7 +159,7 @@ RETURNS bigint[] LANGUAGE sql VOLATILE AS $$
            least(lm.concurrency, lm.rate_count) AS capacity, lm.rate_count IS NOT NULL AS rated
     FROM c JOIN lm ON lm.target = CASE lm.scope WHEN 'function' THEN c.function ELSE c.queue END
   ), room AS MATERIALIZED (
-    SELECT r.limit_id, coalesce(r.key, '') AS key, r.room FROM jobline.limit_room(limit_ids, at) r
+    SELECT * FROM unnest(room_limits, room_keys, room_left) AS r(limit_id, key, room)
   ), refused AS (
     SELECT a.id FROM (
       SELECT applies.*, row_number() OVER (PARTITION BY applies.limit_id, applies.key ORDER BY applies.ord) AS rank
@@ -167,17 +174,6 @@ RETURNS bigint[] LANGUAGE sql VOLATILE AS $$
     FROM applies a JOIN admitted USING (id) JOIN c USING (id) JOIN lm ON lm.id = a.limit_id WHERE a.rated
   )
   SELECT ARRAY(SELECT admitted.id FROM admitted ORDER BY admitted.ord)
-$$;
-
--- limit_full: the (limit, key) pairs of `limit_ids` with no room at `at`: what a job must match
--- to fall under them (whole: any job of the target; else the target and coalesce(key, '')). A
--- claim skips their jobs while scanning for candidates.
-CREATE FUNCTION jobline.limit_full(limit_ids bigint[], at timestamptz)
-RETURNS TABLE (scope text, target text, whole boolean, key text)
-LANGUAGE sql STABLE AS $$
-  SELECT l.scope, l.target, NOT l.per_key, coalesce(r.key, '')
-  FROM jobline.limit_room(limit_ids, at) r JOIN jobline.limits l ON l.id = r.limit_id
-  WHERE r.room <= 0
 $$;
 
 -- limits_wait: for a claimer of `functions` in `queues` whose claim came back short, the seconds
@@ -230,8 +226,8 @@ $$;
 
 -- claim_jobs_limited: the claim under limits `limit_ids` (already locked by limits_take) at
 -- `at`. The same walk of jobs_due_idx as claim_jobs_free, skipping the jobs of full (limit,
--- key) pairs (two hashed anti-joins: whole limits by target, per-key ones by target and key),
--- over up to 4 x lim candidates, of which limits_admit picks the ones to claim. Only those are
+-- key) pairs (hashed: whole limits by target, per-key ones by target and key),
+-- over up to 2 x lim candidates, of which limits_admit picks the ones to claim. Only those are
 -- locked (SKIP LOCKED, re-checking that they are still pending): locking every candidate made
 -- a claim of 500 lock 2,000 rows. No other claimer can take a job under these limits meanwhile
 -- (it would need their locks); one of no limit's may be taken, and is skipped. Started and
@@ -241,8 +237,11 @@ CREATE FUNCTION jobline.claim_jobs_limited(worker text, functions text[], queues
 RETURNS TABLE (id bigint, function text, payload jsonb, attempts integer, max_attempts integer,
                queue text, owner text, trace_context jsonb)
 LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
-  WITH full_ AS MATERIALIZED (
-    SELECT * FROM jobline.limit_full(limit_ids, at)
+  WITH room AS MATERIALIZED (
+    SELECT r.limit_id, coalesce(r.key, '') AS key, r.room, l.scope, l.target, NOT l.per_key AS whole
+    FROM jobline.limit_room(limit_ids, at) r JOIN jobline.limits l ON l.id = r.limit_id
+  ), full_ AS MATERIALIZED (
+    SELECT * FROM room WHERE room.room <= 0
   ), due AS MATERIALIZED (
     SELECT j.id, j.function, j.queue, j.concurrency_key, j.priority, j.run_at FROM jobline.jobs j
     WHERE j.status = 'pending'
@@ -251,21 +250,24 @@ LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqsca
       AND (queues IS NULL OR j.queue = ANY(queues))
       AND (j.queue <> ALL(ARRAY(SELECT p.queue FROM jobline.queue_pauses p))
            OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
-      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE f.whole AND f.scope = 'function' AND f.target = j.function)
-      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE f.whole AND f.scope = 'queue' AND f.target = j.queue)
-      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE NOT f.whole AND f.scope = 'function' AND f.target = j.function
-                                             AND f.key = coalesce(j.concurrency_key, ''))
-      AND NOT EXISTS (SELECT 1 FROM full_ f WHERE NOT f.whole AND f.scope = 'queue' AND f.target = j.queue
-                                             AND f.key = coalesce(j.concurrency_key, ''))
+      -- NOT IN over non-null values: hashed subplans, however many pairs are full.
+      AND j.function NOT IN (SELECT f.target FROM full_ f WHERE f.whole AND f.scope = 'function')
+      AND j.queue NOT IN (SELECT f.target FROM full_ f WHERE f.whole AND f.scope = 'queue')
+      AND (j.function, coalesce(j.concurrency_key, '')) NOT IN (
+            SELECT f.target, f.key FROM full_ f WHERE NOT f.whole AND f.scope = 'function')
+      AND (j.queue, coalesce(j.concurrency_key, '')) NOT IN (
+            SELECT f.target, f.key FROM full_ f WHERE NOT f.whole AND f.scope = 'queue')
     ORDER BY j.priority DESC, j.run_at, j.id
-    LIMIT lim::bigint * 4
+    LIMIT lim::bigint * 2
   ), admitted AS (
-    SELECT jobline.limits_admit(d.due_ids, d.due_functions, d.due_queues, d.due_keys, lim, limit_ids, at) AS ids
-    FROM (SELECT array_agg(due.id ORDER BY due.priority DESC, due.run_at, due.id) AS due_ids,
-                 array_agg(due.function ORDER BY due.priority DESC, due.run_at, due.id) AS due_functions,
-                 array_agg(due.queue ORDER BY due.priority DESC, due.run_at, due.id) AS due_queues,
-                 array_agg(due.concurrency_key ORDER BY due.priority DESC, due.run_at, due.id) AS due_keys
-          FROM due) d
+    -- The candidates' arrays in claim order: aggregated from the sorted rows (one sort, not one
+    -- per array).
+    SELECT jobline.limits_admit(d.due_ids, d.due_functions, d.due_queues, d.due_keys, lim, limit_ids, at,
+                                ARRAY(SELECT room.limit_id FROM room), ARRAY(SELECT room.key FROM room),
+                                ARRAY(SELECT room.room FROM room)) AS ids
+    FROM (SELECT array_agg(o.id) AS due_ids, array_agg(o.function) AS due_functions,
+                 array_agg(o.queue) AS due_queues, array_agg(o.concurrency_key) AS due_keys
+          FROM (SELECT * FROM due ORDER BY due.priority DESC, due.run_at, due.id) o) d
   ), locked AS (
     -- The status is read from the row as locked (its latest version), not filtered in the scan:
     -- a filter on status would make the planner walk the partial jobs_due_idx for these ids.
@@ -432,4 +434,5 @@ REVOKE ALL ON FUNCTION jobline.claim_jobs_free(text, text[], text[], integer, do
 REVOKE ALL ON FUNCTION jobline.claim_jobs_limited(text, text[], text[], integer, double precision, bigint[], timestamptz)
   FROM PUBLIC;
 REVOKE ALL ON FUNCTION jobline.limits_take(text[], text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION jobline.limits_admit(bigint[], text[], text[], text[], integer, bigint[], timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION jobline.limits_admit(bigint[], text[], text[], text[], integer, bigint[], timestamptz, bigint[],
+                                           text[], bigint[]) FROM PUBLIC;

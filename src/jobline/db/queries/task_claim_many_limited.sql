@@ -1,12 +1,16 @@
 -- task_claim_many_limited: task_claim_many under the flow-control limits %(limit_ids)s, which
 -- the caller locked earlier in this transaction (limit_take). The same candidates as
 -- task_claim_many (owner, task types, paused queues), skipping the jobs of full (limit, key)
--- pairs, up to 4 x %(limit)s of them, of which jobline.limits_admit (the rule the in-process
+-- pairs, up to 2 x %(limit)s of them, of which jobline.limits_admit (the rule the in-process
 -- claim applies too, 0019) picks the ones to lease; only those are locked, as in
 -- jobline.claim_jobs_limited. statement_timestamp() is after the lock: starts and leases are
 -- stamped with it. Uses jobs_owner_due_idx for a user, jobs_due_idx for the service key.
-WITH full_ AS MATERIALIZED (
-  SELECT * FROM jobline.limit_full(%(limit_ids)s::bigint[], statement_timestamp())
+WITH room AS MATERIALIZED (
+  SELECT r.limit_id, coalesce(r.key, '') AS key, r.room, l.scope, l.target, NOT l.per_key AS whole
+  FROM jobline.limit_room(%(limit_ids)s::bigint[], statement_timestamp()) r
+  JOIN jobline.limits l ON l.id = r.limit_id
+), full_ AS MATERIALIZED (
+  SELECT * FROM room WHERE room.room <= 0
 ), next AS MATERIALIZED (
   SELECT j.id, j.function, j.queue, j.concurrency_key, j.priority, j.run_at FROM jobline.jobs j
   WHERE j.status = 'pending' AND j.run_at <= statement_timestamp()
@@ -16,22 +20,22 @@ WITH full_ AS MATERIALIZED (
               ELSE j.function = ANY(%(task_types)s::text[]) END)
     AND (j.queue <> ALL(ARRAY(SELECT p.queue FROM jobline.queue_pauses p))
          OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
-    AND NOT EXISTS (SELECT 1 FROM full_ f WHERE f.whole AND f.scope = 'function' AND f.target = j.function)
-    AND NOT EXISTS (SELECT 1 FROM full_ f WHERE f.whole AND f.scope = 'queue' AND f.target = j.queue)
-    AND NOT EXISTS (SELECT 1 FROM full_ f WHERE NOT f.whole AND f.scope = 'function' AND f.target = j.function
-                                           AND f.key = coalesce(j.concurrency_key, ''))
-    AND NOT EXISTS (SELECT 1 FROM full_ f WHERE NOT f.whole AND f.scope = 'queue' AND f.target = j.queue
-                                           AND f.key = coalesce(j.concurrency_key, ''))
+    -- NOT IN over non-null values: hashed subplans, however many pairs are full.
+    AND j.function NOT IN (SELECT f.target FROM full_ f WHERE f.whole AND f.scope = 'function')
+    AND j.queue NOT IN (SELECT f.target FROM full_ f WHERE f.whole AND f.scope = 'queue')
+    AND (j.function, coalesce(j.concurrency_key, '')) NOT IN (
+          SELECT f.target, f.key FROM full_ f WHERE NOT f.whole AND f.scope = 'function')
+    AND (j.queue, coalesce(j.concurrency_key, '')) NOT IN (
+          SELECT f.target, f.key FROM full_ f WHERE NOT f.whole AND f.scope = 'queue')
   ORDER BY j.priority DESC, j.run_at, j.id
-  LIMIT %(limit)s::int * 4
+  LIMIT %(limit)s::int * 2
 ), admitted AS (
   SELECT jobline.limits_admit(n.ids, n.functions, n.queues, n.keys, %(limit)s::int, %(limit_ids)s::bigint[],
-                              statement_timestamp()) AS ids
-  FROM (SELECT array_agg(next.id ORDER BY next.priority DESC, next.run_at, next.id) AS ids,
-               array_agg(next.function ORDER BY next.priority DESC, next.run_at, next.id) AS functions,
-               array_agg(next.queue ORDER BY next.priority DESC, next.run_at, next.id) AS queues,
-               array_agg(next.concurrency_key ORDER BY next.priority DESC, next.run_at, next.id) AS keys
-        FROM next) n
+                              statement_timestamp(), ARRAY(SELECT room.limit_id FROM room),
+                              ARRAY(SELECT room.key FROM room), ARRAY(SELECT room.room FROM room)) AS ids
+  FROM (SELECT array_agg(o.id) AS ids, array_agg(o.function) AS functions, array_agg(o.queue) AS queues,
+               array_agg(o.concurrency_key) AS keys
+        FROM (SELECT * FROM next ORDER BY next.priority DESC, next.run_at, next.id) o) n
 ), locked AS (
   -- The status is read from the row as locked (its latest version), not filtered in the scan:
   -- a filter on status would make the planner walk the partial jobs_due_idx for these ids.
