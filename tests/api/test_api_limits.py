@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from api_support import SERVICE, as_user, assert_error, client, server  # noqa: F401
+from api_support import SERVICE, as_user, assert_error, client, enqueue, server  # noqa: F401
 
 
 def test_the_service_sets_replaces_and_removes_a_limit_and_a_user_reads_it(client, sql):
@@ -60,3 +60,17 @@ def test_a_job_enqueued_over_http_carries_its_concurrency_key(client, sql):
     assert sql("SELECT concurrency_key FROM jobline.jobs") == [("acct-7",)]
     bad = client.post("/api/jobs", headers=SERVICE, json={"function": "ping", "concurrency_key": ""})
     assert "concurrency_key" in assert_error(bad, 422, "invalid_input")["message"]
+
+
+def test_claim_next_task_honours_a_limit_per_key(client, sql):
+    """The remote claim counts against the same limits as in-process workers (0019)."""
+    client.put("/api/limits/function/render", headers=SERVICE, json={"per_key": True, "concurrency": 1})
+    ids = [enqueue(sql, "render", "alice", concurrency_key=key) for key in ("scene-1", "scene-1", "scene-2")]
+    claimed = [client.post("/functions/v1/claim-next-task", headers=as_user("alice")) for _ in range(3)]
+    assert [r.status_code for r in claimed] == [200, 200, 204]
+    assert [r.json()["task_id"] for r in claimed[:2]] == [ids[0], ids[2]]
+    assert sql("SELECT attempts FROM jobline.jobs WHERE id = %s", [ids[1]]) == [(0,)]
+    done = client.post(f"/api/tasks/{ids[0]}/complete", headers=as_user("alice"),
+                       json={"lease_token": claimed[0].json()["lease_token"], "result": {}})
+    assert done.status_code == 200, done.text
+    assert client.post("/functions/v1/claim-next-task", headers=as_user("alice")).json()["task_id"] == ids[1]
