@@ -16,10 +16,17 @@ def test_the_service_sets_replaces_and_removes_a_limit_and_a_user_reads_it(clien
     replaced = client.put("/api/limits/function/post", headers=SERVICE, json={"per_key": True, "concurrency": 2})
     assert replaced.json()["concurrency"] == 2 and replaced.json()["rate_count"] is None
     assert client.put("/api/limits/queue/tenant/42 social", headers=SERVICE, json={"concurrency": 5}).status_code == 200
+    client.put("/api/limits/queue/bobs-only", headers=SERVICE, json={"concurrency": 1})
+    enqueue(sql, "post", "alice")
+    enqueue(sql, "render", "alice", queue="tenant/42 social")
+    enqueue(sql, "post", "bob", queue="bobs-only")
     listed = client.get("/api/limits", headers=as_user("alice"))
     assert listed.status_code == 200
+    # Alice sees the limits on her jobs' function and queue, never bob's queue's name.
     assert [(row["scope"], row["target"], row["concurrency"]) for row in listed.json()["limits"]] == [
         ("function", "post", 2), ("queue", "tenant/42 social", 5)]
+    assert len(client.get("/api/limits", headers=SERVICE).json()["limits"]) == 3
+    client.delete("/api/limits/queue/bobs-only", headers=SERVICE)
 
     assert_error(client.delete("/api/limits/function/post", headers=SERVICE), 404, "not_found")  # not per key
     removed = client.delete("/api/limits/function/post?per_key=true", headers=SERVICE)

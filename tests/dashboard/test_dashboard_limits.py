@@ -36,6 +36,7 @@ def test_the_service_sets_and_removes_limits_and_a_user_only_sees_them(service, 
         ("function", "post", True, 1, 30, 60.0)]
     page = service.get("/limits").text
     assert "at most 1 running, 30 starts per 60 s, per key" in page and "Remove the limit on function post" in page
+    sql("SELECT jobline.enqueue('post', owner => 'alice')")  # a user sees the limits on her own jobs
     seen = alice.get("/limits")
     assert seen.status_code == 200 and "at most 1 running" in seen.text
     assert "Remove the limit" not in seen.text and "Set a limit" not in seen.text

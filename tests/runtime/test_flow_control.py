@@ -300,12 +300,17 @@ async def test_code_limits_are_recorded_at_worker_start_and_an_operators_limit_w
 
 async def test_a_user_reads_limits_but_cannot_change_them(app, sql):
     await app.ops.limits.set(SERVICE, "queue", "social", concurrency=5)
+    await app.ops.limits.set(SERVICE, "queue", "bobs", concurrency=1)
+    await app.enqueue_async("post", queue="social", owner="alice")
+    await app.enqueue_async("post", queue="bobs", owner="bob")
+    # A user reads the limits on their own jobs only: never another tenant's queue's name.
     assert [row["target"] for row in await app.ops.limits.list(ALICE)] == ["social"]
+    assert len(await app.ops.limits.list(SERVICE)) == 2
     with pytest.raises(Forbidden):
         await app.ops.limits.set(ALICE, "queue", "social", concurrency=500)
     with pytest.raises(Forbidden):
         await app.ops.limits.remove(ALICE, "queue", "social")
-    assert sql("SELECT concurrency FROM jobline.limits") == [(5,)]
+    assert sql("SELECT concurrency FROM jobline.limits ORDER BY target") == [(1,), (5,)]
 
 
 @pytest.mark.parametrize("fields, message", [

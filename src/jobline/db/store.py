@@ -366,8 +366,9 @@ class Store:
 
     # -- flow control: limits (0019_flow_control.sql) ---------------------------------------------
 
-    async def limit_list(self) -> list[dict]:
-        return await self._fetch(q.LIMIT_LIST)
+    async def limit_list(self, *, owner: str | None = None) -> list[dict]:
+        """Every limit; with ``owner``, those on a function or queue of that user's jobs."""
+        return await self._fetch(q.LIMIT_LIST, {"owner": owner})
 
     async def limit_upsert(self, spec: LimitSpec) -> dict:
         """Set (add or replace) the limit ``spec`` as an operator's; returns its row."""

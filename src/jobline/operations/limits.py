@@ -1,6 +1,6 @@
 """Flow control: the limits the claim enforces across every worker (0019_flow_control.sql).
 
-Anyone may read the limits (a user learns why their jobs wait); setting or removing one holds
+Anyone may read the limits on their own jobs (a user learns why they wait); setting or removing one holds
 back every owner's work, so it is the service's. Limits declared in code are reconciled when a
 worker or `jobline serve` starts; a limit set here at run time wins over code on the same
 (scope, target, per_key) until it is removed.
@@ -23,8 +23,10 @@ class Limits:
         self.store = store
 
     async def list(self, caller: Principal) -> list[dict[str, Any]]:
-        """Every limit, functions first then queues (any caller)."""
-        return [limit_from_row(row) for row in await self.store.limit_list()]
+        """The limits, functions first then queues: every one for the service; for a user, those
+        on a function or queue of one of their own jobs (as queue listings show a user only the
+        queues of their jobs, a user never learns another tenant's names)."""
+        return [limit_from_row(row) for row in await self.store.limit_list(owner=policy.scope(caller))]
 
     async def set(self, caller: Principal, scope: Any, target: Any, *, per_key: Any = False, concurrency: Any = None,
                   rate_count: Any = None, rate_seconds: Any = None) -> dict[str, Any]:
