@@ -133,16 +133,16 @@ $$;
 -- limits_admit: the rule itself, shared by the in-process and the remote claim. Of the
 -- candidates (pending jobs in claim order: their ids, functions, queues and concurrency keys),
 -- the first `lim` that every applicable limit admits: a job is refused when, among the
--- candidates of one (limit, key), its rank exceeds the room left. The room is limit_used's, as
--- the caller read it after taking the limits' locks (room_limits, room_keys, room_left: one
--- element per (limit, key) in use; any other has its whole capacity); it is passed in because
--- the caller needs it first, to skip full pairs while scanning, and counting twice cost a third
--- of a limited claim. Ranks count candidates another
+-- candidates of one (limit, key), its rank exceeds the room left. Ranks count candidates another
 -- limit refuses too, so overlapping limits can admit fewer than they might in one claim, never
--- more. Records the admitted jobs' starts under rate limits at `at`; the caller claims the ids
--- returned, in their order (one it finds taken meanwhile was of no limit's, or its start is
--- logged for nothing: the log errs on the safe side). Keys are compared with coalesce(key, '')
--- so the joins hash (a key is never '' through jobline; one inserted by hand shares NULL's).
+-- more. The room is limit_room's as the caller read it after taking the limits' locks
+-- (room_limits, room_keys, room_left: one element per (limit, key) in use, keys coalesced to '';
+-- any other pair has its whole capacity). It is passed in because the caller needs it first, to
+-- skip full pairs while scanning, and counting twice cost a third of a limited claim. Records
+-- the admitted jobs' starts under rate limits at `at`; the caller claims the ids returned, in
+-- their order (one it finds taken meanwhile was of no limit's, or its start is logged for
+-- nothing: the log errs on the safe side). Keys are compared as coalesce(key, '') so the joins
+-- hash (a key is never '' through jobline; one inserted by hand shares NULL's bucket).
 CREATE FUNCTION jobline.limits_admit(ids bigint[], functions text[], queues text[], keys text[], lim integer,
                                      limit_ids bigint[], at timestamptz, room_limits bigint[], room_keys text[],
                                      room_left bigint[])
