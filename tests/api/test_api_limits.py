@@ -61,10 +61,15 @@ def test_a_malformed_limit_is_refused_with_what_was_wrong(client, sql):
 
 
 def test_a_job_enqueued_over_http_carries_its_concurrency_key(client, sql):
-    made = client.post("/api/jobs", headers=as_user("alice"), json={"function": "ping", "concurrency_key": "acct-7"})
+    made = client.post("/api/jobs", headers=SERVICE, json={"function": "ping", "owner": "alice",
+                                                           "concurrency_key": "acct-7"})
     assert made.status_code == 201, made.text
     assert made.json()["concurrency_key"] == "acct-7"
     assert sql("SELECT concurrency_key FROM jobline.jobs") == [("acct-7",)]
+    # A key is shared by every owner's jobs: a user who could name one could hold another's slot.
+    refused = client.post("/api/jobs", headers=as_user("bob"), json={"function": "ping", "concurrency_key": "acct-7"})
+    assert "setting a concurrency_key needs the service key" in assert_error(refused, 403, "forbidden")["message"]
+    assert sql("SELECT count(*) FROM jobline.jobs") == [(1,)]
     bad = client.post("/api/jobs", headers=SERVICE, json={"function": "ping", "concurrency_key": ""})
     assert "concurrency_key" in assert_error(bad, 422, "invalid_input")["message"]
 

@@ -390,3 +390,25 @@ async def test_removing_a_limit_releases_its_jobs_and_maintenance_prunes_its_log
     assert await claim(store, ["f"]) == ids[1:]
     assert await store.limit_start_prune() == 1
     assert sql("SELECT count(*) FROM jobline.limit_starts") == [(0,)]
+
+
+@pytest.mark.parametrize("statement, error", [
+    ("SELECT jobline.enqueue('http', '{\"url\": \"https://example.com\"}', concurrency_key => 'k')",
+     "without owner, depends_on or concurrency_key"),
+    ("INSERT INTO jobline.jobs (function, payload, concurrency_key) "
+     "VALUES ('http', '{\"url\": \"https://example.com\"}', 'k')", "row-level security"),
+    ("INSERT INTO jobline.limits (scope, target, concurrency) VALUES ('function', 'http', 1)", "permission denied"),
+    ("DELETE FROM jobline.limits", "permission denied"),
+    ("SELECT * FROM jobline.limit_starts", "permission denied"),
+    ("SELECT jobline.limits_take('{http}', NULL)", "permission denied for function limits_take"),
+    ("SELECT * FROM jobline.claim_jobs_limited('w', '{http}', NULL, 1, 30, '{1}', now())",
+     "permission denied for function claim_jobs_limited"),
+])
+def test_a_plain_role_can_neither_set_a_key_nor_touch_limits(db_url, statement, error):
+    """A key is shared by every owner's jobs, so only the operator sets one (0019); limits and
+    the claim's functions are the operator's."""
+    from role_support import roles_of
+    with roles_of(db_url) as roles:
+        mallory = roles.make("mallory")
+        with pytest.raises(psycopg.Error, match=error):
+            roles.sql(mallory)(statement)

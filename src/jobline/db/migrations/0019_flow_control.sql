@@ -45,6 +45,17 @@
 
 ALTER TABLE jobline.jobs ADD COLUMN concurrency_key text;
 
+-- A key is shared by every owner's jobs (a per-key limit counts them together), so only the
+-- operator sets one: a plain role that could name a key could hold another role's slot. As in
+-- 0012, plus that rule.
+DROP POLICY jobs_own_insert ON jobline.jobs;
+CREATE POLICY jobs_own_insert ON jobline.jobs FOR INSERT
+  WITH CHECK (username = current_user AND function IN ('sql', 'http') AND owner IS NULL AND depends_on IS NULL
+              AND status = 'pending' AND attempts = 0 AND deps_remaining = 0 AND worker_id IS NULL
+              AND lease_until IS NULL AND started_at IS NULL AND finished_at IS NULL AND result IS NULL
+              AND last_error IS NULL AND archived_at IS NULL AND concurrency_key IS NULL
+              AND (parent_id IS NULL OR jobline.job_acts_for(parent_id, current_user)));
+
 CREATE TABLE jobline.limits (
   id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   scope         text        NOT NULL CHECK (scope IN ('function', 'queue')),
@@ -311,7 +322,8 @@ END $$;
 
 -- A job's concurrency key from SQL: jobline.enqueue() of 0012 with one more defaulted argument
 -- (existing calls, positional or named, keep working). Dropped and created again, since a new
--- argument makes a new function; the body is 0012's plus the key's check and column.
+-- argument makes a new function; the body is 0012's plus the key's check and column (which only
+-- the operator may set, as the policy above says).
 DROP FUNCTION jobline.enqueue(text, jsonb, timestamptz, text, integer, text, integer, bigint[], text, text);
 
 CREATE FUNCTION jobline.enqueue(
@@ -346,9 +358,9 @@ BEGIN
   -- jobline.jobs (the operator) is the cheapest question that tells the operator from a plain
   -- role, and only what a plain role may not do asks it: the operator's enqueue stays as fast.
   IF (acting <> current_user OR enqueue.owner IS NOT NULL OR enqueue.depends_on IS NOT NULL
-      OR enqueue.function_name NOT IN ('sql', 'http'))
+      OR enqueue.concurrency_key IS NOT NULL OR enqueue.function_name NOT IN ('sql', 'http'))
      AND NOT has_table_privilege('jobline.jobs', 'UPDATE') THEN
-    RAISE EXCEPTION 'jobline.enqueue: role % may queue only its own sql and http jobs, without owner or depends_on',
+    RAISE EXCEPTION 'jobline.enqueue: role % may queue only its own sql and http jobs, without owner, depends_on or concurrency_key',
       quote_ident(current_user)
       USING ERRCODE = '42501',
             HINT = 'jobline''s operator (a superuser or the owner of schema jobline) may queue any function, for any role';
