@@ -196,6 +196,24 @@ async def test_a_worker_held_back_by_a_rate_wakes_when_its_window_opens_not_at_i
     # ...and the worker, polling hourly, was woken by the window opening, not by a poll.
 
 
+async def test_one_key_at_a_time_goes_on_as_each_outcome_is_written_not_at_the_poll(settings, sql):
+    """Held back by a full key, the worker is woken when its own job's outcome is written (the
+    slot is free only then), so a chain of one key's jobs never waits for the hourly poll."""
+    app = App(settings=dataclasses.replace(settings, poll_interval=3600))
+
+    @app.function("one", concurrency=1, limit_per_key=True)
+    async def one(payload):
+        return None
+
+    async with app:
+        await app.enqueue_many_async([{"function": "one", "concurrency_key": "k"}] * 40)
+        async with running(app):
+            await eventually(lambda: sql("SELECT count(*) FROM jobline.jobs WHERE status = 'succeeded'") == [(40,)],
+                             timeout=60)
+    spans = [(s, f) for s, f, _ in intervals_of(sql, "one")]
+    assert max_overlap(spans) == 1
+
+
 async def test_limit_wait_is_none_without_a_full_limit_and_infinite_for_concurrency(app, store):
     assert await store.limit_wait(functions=["f"], queues=None) is None
     await app.ops.limits.set(SERVICE, "function", "f", concurrency=1)
