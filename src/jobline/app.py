@@ -24,6 +24,7 @@ from .errors import InvalidInput, JoblineError
 from .functions import http as http_function
 from .functions import sql as sql_function
 from .job import BUILTIN_FUNCTIONS, Job
+from .limit import LimitSpec, limit_spec
 from .operations import Operations
 from .operations.jobs import plan_batch, plan_job
 from .operations.schedules import schedule_spec
@@ -56,6 +57,7 @@ class App:
         self._ops: Operations | None = None
         self._bridge = SyncBridge()
         self.schedules: dict[str, ScheduleSpec] = {}  # declared in code, by name
+        self.limits: dict[tuple[str, str, bool], LimitSpec] = {}  # flow control declared in code
         self.registry.add(Function.from_handler(sql_function.NAME, sql_function.run_sql))
         # One shared HTTP client, closed in close_async; it reads self.settings when used, since
         # the CLI replaces them after loading the user's App.
@@ -69,14 +71,25 @@ class App:
                  queue: str = "default", priority: int = 0, backoff: Backoff | None = None,
                  backoff_base: float | None = None, backoff_factor: float | None = None,
                  backoff_max: float | None = None, backoff_jitter: float | None = None,
-                 verify_jwt: bool = True) -> Callable:
+                 verify_jwt: bool = True, concurrency: int | None = None,
+                 rate_limit: tuple[int, float] | str | None = None, limit_per_key: bool = False) -> Callable:
         """Register a sync or async handler ``f(payload)`` or ``f(payload, ctx)`` under ``name``.
 
         ``timeout`` is in seconds. Backoff before retry n is ``base * factor ** (n - 1)`` seconds,
         capped at ``backoff_max``, with ``±backoff_jitter`` random spread. ``verify_jwt=False``
         lets `jobline serve` invoke it at ``/functions/v1/<name>`` without a credential (webhooks).
+        Flow control across all workers: at most ``concurrency`` of its jobs running at once and
+        at most ``rate_limit`` = (count, seconds) starts in any such window; with
+        ``limit_per_key``, for each ``concurrency_key`` separately (see :meth:`limit`).
+
+        >>> @app.function("post", concurrency=1, rate_limit=(30, 60), limit_per_key=True)
+        ... async def post(payload): ...
         """
         backoff = _backoff(backoff, backoff_base, backoff_factor, backoff_max, backoff_jitter)
+        if concurrency is not None or rate_limit is not None:
+            self.limit(function=name, concurrency=concurrency, rate=rate_limit, per_key=limit_per_key)
+        elif limit_per_key:
+            raise InvalidInput(f"limit_per_key on function {name!r} needs a concurrency or a rate_limit")
 
         def register(handler: Callable) -> Callable:
             self.registry.add(Function.from_handler(name, handler, max_attempts=max_attempts, timeout=timeout,
@@ -104,6 +117,34 @@ class App:
         self.registry.add(Function.from_handler(
             name, handler, max_attempts=max_attempts, queue=queue, priority=priority,
             backoff=_backoff(backoff, backoff_base, backoff_factor, backoff_max, backoff_jitter)))
+
+    # -- flow control declared in code (reconciled with the database when a worker starts) ---
+
+    def limit(self, *, function: str | None = None, queue: str | None = None, concurrency: int | None = None,
+              rate: tuple[int, float] | str | None = None, per_key: bool = False) -> LimitSpec:
+        """Declare a flow-control limit on the jobs of ``function`` or of ``queue``, held by the
+        claim across every worker: at most ``concurrency`` running at once, at most ``rate`` =
+        (count, seconds) starts in any such window ("30/1m" also reads); with ``per_key``, for
+        each job's ``concurrency_key`` separately. Recorded when a worker or `jobline serve`
+        starts; a limit an operator set with `jobline limits set` on the same target wins.
+
+        >>> app.limit(queue="social", concurrency=5, rate=(30, 60), per_key=True)  # doctest: +SKIP
+        """
+        spec = limit_spec(function=function, queue=queue, concurrency=concurrency, rate=rate, per_key=per_key)
+        if spec.identity in self.limits:
+            raise InvalidInput(f"a limit on {spec.scope} {spec.target!r}{' per key' if per_key else ''} is "
+                               "already declared")
+        self.limits[spec.identity] = spec
+        return spec
+
+    async def reconcile_limits_async(self) -> list[tuple[str, str, bool, str]]:
+        """Record the limits declared in code (workers and `jobline serve` do it when they start)."""
+        return await (await self.ops_async()).limits.reconcile(SERVICE, list(self.limits.values()),
+                                                                *self._owned_scopes())
+
+    def _owned_scopes(self) -> tuple[list[str], list[str]]:
+        functions = [f for f in self.registry if f.name not in BUILTIN_FUNCTIONS]
+        return [f.name for f in functions], sorted({f.queue for f in functions})
 
     # -- schedules declared in code (reconciled with the database when a worker starts) ------
 
@@ -225,7 +266,7 @@ class App:
         """Enqueue one job; with ``conn``, inside that connection's current transaction.
 
         Options: run_at (datetime) or delay (seconds), queue, priority, owner, max_attempts,
-        depends_on (id or ids), unique_key.
+        depends_on (id or ids), unique_key, concurrency_key (limits per key count the job under it).
         """
         if conn is not None:
             return await store_module.job_insert_on(conn, plan_job(self.registry, function, payload, options))
@@ -330,6 +371,8 @@ class App:
         """A worker for this App's functions (see :class:`jobline.runtime.worker.Worker`)."""
         options.setdefault("schedules", list(self.schedules.values()))
         options.setdefault("owned_functions", [n for n in self.registry.names() if n not in BUILTIN_FUNCTIONS])
+        options.setdefault("limits", list(self.limits.values()))
+        options.setdefault("owned_queues", self._owned_scopes()[1])
         return Worker(await self.open_async(), self.registry, self.settings, **options)
 
     async def invoke_async(self, function: Function, payload: dict, *, owner: str | None,

@@ -69,10 +69,11 @@ class Job:
     last_error: str | None
     archived_at: dt.datetime | None
     created_at: dt.datetime
+    concurrency_key: str | None = None  # flow control: limits per key (0019)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        return cls(**{f: row[f] for f in _JOB_FIELDS})
+        return cls(**{f: row[f] for f in _JOB_FIELDS if f in row})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the field names the CLI's --json and the HTTP API use."""
@@ -123,6 +124,7 @@ class NewJob:
     max_attempts: int
     depends_on: tuple[int, ...]
     unique_key: str | None
+    concurrency_key: str | None = None
 
     @property
     def is_simple(self) -> bool:
@@ -132,7 +134,8 @@ class NewJob:
     def with_payload(self, payload: Mapping[str, Any] | None) -> NewJob:
         """The same request with another payload (bulk enqueue validates shared options once)."""
         return NewJob(self.function, {} if payload is None else payload, encode_payload(payload), self.run_at,
-                      self.queue, self.priority, self.owner, self.max_attempts, self.depends_on, self.unique_key)
+                      self.queue, self.priority, self.owner, self.max_attempts, self.depends_on, self.unique_key,
+                      self.concurrency_key)
 
     def stored(self, id: int, run_at: dt.datetime, created_at: dt.datetime) -> Job:
         """The Job row a plain INSERT of this request created (saves returning every column)."""
@@ -140,7 +143,7 @@ class NewJob:
                    priority=self.priority, owner=self.owner, run_at=run_at, attempts=0,
                    max_attempts=self.max_attempts, depends_on=None, unique_key=None, worker_id=None,
                    lease_until=None, started_at=None, finished_at=None, result=None, last_error=None,
-                   archived_at=None, created_at=created_at)
+                   archived_at=None, created_at=created_at, concurrency_key=self.concurrency_key)
 
 
 @dataclasses.dataclass(slots=True)
@@ -236,6 +239,7 @@ def new_job(
     max_attempts: int = 3,
     depends_on: int | Iterable[int] | None = None,
     unique_key: str | None = None,
+    concurrency_key: str | None = None,
 ) -> NewJob:
     """Validate one enqueue request; raises InvalidInput naming the bad field."""
     if run_at is not None and delay is not None:
@@ -272,6 +276,7 @@ def new_job(
         max_attempts=check_int(max_attempts, "max_attempts", *MAX_ATTEMPTS_RANGE),
         depends_on=tuple(dict.fromkeys(deps)),
         unique_key=None if unique_key is None else check_name(unique_key, "unique_key"),
+        concurrency_key=None if concurrency_key is None else check_name(concurrency_key, "concurrency_key"),
     )
 
 

@@ -199,7 +199,9 @@ def test_a_claim_walks_the_due_index_and_updates_by_key_whatever_the_statistics(
                      "unnest('{f,g}'::text[]) f")
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
-        body, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'claim_jobs'").fetchone()
+        # Claims no flow-control limit applies to run claim_jobs_free (0019), 0018's statement.
+        body, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'claim_jobs_free'"
+                                      ).fetchone()
         for name, parameter in (("worker", "$1"), ("functions", "$2"), ("queues", "$3"), ("lim", "$4"),
                                 ("lease_seconds", "$5")):
             body = re.sub(rf"\b{name}\b", parameter, body)
@@ -225,6 +227,48 @@ def test_a_claim_walks_the_due_index_and_updates_by_key_whatever_the_statistics(
     first_buffers = next(line for line in ran.splitlines() if "Buffers:" in line)  # the whole claim's
     touched = sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first_buffers))
     assert "rows=10 " in ran and touched < 500, ran
+
+
+@pytest.mark.parametrize("statistics", ["stale", "fresh"])
+def test_a_limited_claim_walks_the_due_index_too_and_touches_only_what_it_scans(db_url, statistics):
+    """jobline.claim_jobs_limited (0019), planned as the server runs it, over 40,000 pending jobs
+    of a function under a per-key concurrency limit and of one without: it walks jobs_due_idx in
+    claim order, skips the full keys, and reads a few candidates, not the backlog."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if statistics == "stale":
+            conn.execute("ANALYZE jobline.jobs")
+        conn.execute("INSERT INTO jobline.jobs (function, concurrency_key) SELECT f, 'k' || (i % 50) "
+                     "FROM generate_series(1, 20000) i, unnest('{f,g}'::text[]) f")
+        (limit_id,) = conn.execute("INSERT INTO jobline.limits (scope, target, per_key, concurrency) "
+                                   "VALUES ('function', 'f', true, 2) RETURNING id").fetchone()
+        if statistics == "fresh":
+            conn.execute("ANALYZE jobline.jobs")
+        body, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'claim_jobs_limited'"
+                                      ).fetchone()
+        for name, parameter in (("worker", "$1"), ("functions", "$2"), ("queues", "$3"), ("lim", "$4"),
+                                ("lease_seconds", "$5"), ("limit_ids", "$6"), ("at", "$7")):
+            body = re.sub(rf"\b{name}\b", parameter, body)
+        for setting in settings:
+            name, value = setting.split("=")
+            conn.execute(f"SET {name} = {value}")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE claim(text, text[], text[], integer, float8, bigint[], timestamptz) AS {body}")
+        call = f"EXECUTE claim('w', '{{f}}', NULL, 10, 30, '{{{limit_id}}}', clock_timestamp())"
+        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {call}"))
+        with conn.transaction(force_rollback=True):
+            ran = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {call}"))
+    assert "Index Scan using jobs_due_idx" in plan, plan
+    assert "Index Scan using jobs_pkey" in plan and "Index Cond: (id = ANY" in plan, plan
+    # jobline.jobs is read through indexes only: the due walk, the claimed ids, the running jobs
+    # (limit_room, inlined; its joins are of the few rows of limits and their usage).
+    reads = re.findall(r"(\w[\w ]*?) on jobs \w+", plan)
+    assert reads and set(reads) <= {"Index Scan using jobs_due_idx", "Index Scan using jobs_pkey",
+                                    "Index Scan using jobs_lease_idx", "Update"}, plan
+    assert "Seq Scan" not in plan and "jit=off" in settings
+    # Ten claimed (two per key of the first five keys), from forty candidates, not 40,000.
+    first_buffers = next(line for line in ran.splitlines() if "Buffers:" in line)
+    touched = sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first_buffers))
+    assert "rows=10 " in ran and touched < 1500, ran
 
 
 async def test_a_missing_table_suggests_migrating_only_when_it_is_jobline_s(bookkeeping, empty_db_url):

@@ -28,7 +28,7 @@ from .guard import Guard
 from .methods import MethodCheck
 from .metrics import Metrics
 from .models import ErrorOut
-from .routes import functions, jobs, ops, queues, schedules, secrets, tasks
+from .routes import functions, jobs, limits, ops, queues, schedules, secrets, tasks
 from .security import FailureLimiter
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await app.open_async()
+        await app.reconcile_limits_async()  # flow control declared in code, as a worker records it
         api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency or SYNC_CONCURRENCY,
                                          thread_name_prefix="jobline-invoke")  # sync functions invoked over HTTP
         api.connections = ConnectionLimit(app.settings.handler_connections, app.settings.pool_timeout)
@@ -124,8 +125,8 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     server.state.jobline = api
     errors.install(server)
     # claim-next-task before /functions/v1/{name}, which would otherwise take its path.
-    routers = (tasks.router, functions.router, jobs.router, schedules.router, queues.router, secrets.router,
-               ops.router)
+    routers = (tasks.router, functions.router, jobs.router, schedules.router, queues.router, limits.router,
+               secrets.router, ops.router)
     for router in routers:
         server.include_router(router)
     dashboard.install(server)  # the dashboard at /: its pages, /events, /static

@@ -75,6 +75,8 @@ class EnqueueIn(Body):
     depends_on: list[JobId] | None = Field(None, max_length=MAX_DEPENDENCIES,
                                             description="Run only after these jobs succeed")
     unique_key: Name | None = Field(None, description="Return the live job with this key instead of adding another")
+    concurrency_key: Name | None = Field(None, description="Flow control: limits declared per key count this job "
+                                                           "under this key (e.g. one job per user at a time)")
 
 
 class ScheduleIn(Body):
@@ -172,6 +174,7 @@ class JobOut(Out):
     last_error: str | None
     archived_at: str | None
     created_at: str
+    concurrency_key: str | None = None
 
 
 class AttemptOut(Out):
@@ -338,3 +341,27 @@ class QueueOut(Out):
 
 class QueueListOut(Out):
     queues: list[QueueOut]
+
+
+class LimitIn(Body):
+    """A flow-control limit's settings (validated by jobline.limit.check_limit, the one rule)."""
+
+    per_key: bool = Field(False, description="Apply the limit to each concurrency_key separately")
+    concurrency: int | None = Field(None, description="At most this many running at once (1 to 100000)")
+    rate_count: int | None = Field(None, description="At most this many starts per rate_seconds (1 to 1000000)")
+    rate_seconds: float | None = Field(None, description="The rate's window, in seconds (0.001 to 86400)")
+
+
+class LimitOut(Out):
+    scope: Literal["function", "queue"]
+    target: str
+    per_key: bool
+    concurrency: int | None
+    rate_count: int | None
+    rate_seconds: float | None
+    source: Literal["code", "runtime"] = Field(description="code: declared in an App; runtime: set by an operator")
+    updated_at: str | None
+
+
+class LimitListOut(Out):
+    limits: list[LimitOut]

@@ -26,16 +26,18 @@ STATUSES = [s.value for s in JobStatus]
 @click.option("--depends-on", type=int, multiple=True, help="Run only after this job succeeds (repeatable).")
 @click.option("--unique-key", help="Return the live job with this key instead of adding a duplicate.")
 @click.option("--max-attempts", type=int, help="Attempts before the job fails (1 to 1000).")
+@click.option("--concurrency-key", help="Count the job under this key for limits set per key (`jobline limits`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @pass_context
 def enqueue(ctx: Context, function, payload, run_at, delay, queue, owner, priority, depends_on,
-            unique_key, max_attempts, as_json) -> None:
+            unique_key, max_attempts, concurrency_key, as_json) -> None:
     """Queue a job for FUNCTION (any well-formed name: remote task types need no local code)."""
     if run_at is not None and delay is not None:
         raise click.UsageError("give either --run-at or --delay, not both")
     options = dict(payload=payload, run_at=parse_run_at(run_at) if run_at else None,
                    delay=delay, queue=queue, owner=owner, priority=priority,
-                   depends_on=list(depends_on) or None, unique_key=unique_key, max_attempts=max_attempts)
+                   depends_on=list(depends_on) or None, unique_key=unique_key, max_attempts=max_attempts,
+                   concurrency_key=concurrency_key)
     job = run_app(ctx.load_app(), lambda app: app.enqueue_async(function, **options))
     if as_json:
         emit_json(job.to_dict())
@@ -102,6 +104,7 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
         emit_json(data)
         return
     for key in ("id", "function", "status", "queue", "priority", "owner", "run_at", "depends_on", "unique_key",
+                "concurrency_key",
                 "created_at", "started_at", "finished_at", "archived_at"):
         if data[key] is not None:
             click.echo(f"{key + ':':<13}{short_time(data[key]) if key.endswith(('_at')) else data[key]}")

@@ -253,7 +253,7 @@ class Client:
     async def enqueue_async(self, function: str, payload: Mapping[str, Any] | None = None, **options: Any) -> dict:
         """Enqueue a job; returns it as the HTTP API shows jobs (``id``, ``status``, ...).
         Options: run_at (datetime) or delay (seconds), queue, priority, owner, max_attempts,
-        depends_on, unique_key. A user token enqueues jobs it owns. After a timeout the fallback
+        depends_on, unique_key, concurrency_key. A user token enqueues jobs it owns. After a timeout the fallback
         may enqueue a job the server had already taken: give a ``unique_key`` to make that harmless.
 
         Options left out: over HTTP the server fills queue, priority and max_attempts from the

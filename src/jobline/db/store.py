@@ -23,6 +23,7 @@ from .. import tracing
 from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
                       SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
+from ..limit import LimitSpec
 from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec, name_seen_by, owned_name
 from . import queries as q
 
@@ -68,8 +69,14 @@ def insert_params(new: NewJob, trace_context: str | None = None) -> dict[str, An
         "max_attempts": new.max_attempts,
         "depends_on": list(new.depends_on) or None,
         "unique_key": new.unique_key,
+        "concurrency_key": new.concurrency_key,
         "trace_context": trace_context,  # jobline.enqueue() (dependencies, unique keys) leaves it NULL
     }
+
+
+def limit_params(spec: LimitSpec) -> dict[str, Any]:
+    return {"scope": spec.scope, "target": spec.target, "per_key": spec.per_key, "concurrency": spec.concurrency,
+            "rate_count": spec.rate_count, "rate_seconds": spec.rate_seconds}
 
 
 def group_params(template: NewJob, payloads: list[str], trace_context: str | None = None) -> dict[str, Any]:
@@ -378,14 +385,63 @@ class Store:
     async def function_list(self, live_seconds: float = 90) -> list[dict]:
         return await self._fetch(q.FUNCTION_LIST, {"live_seconds": live_seconds})
 
+    # -- flow control: limits (0019_flow_control.sql) ---------------------------------------------
+
+    async def limit_list(self, *, owner: str | None = None) -> list[dict]:
+        """Every limit; with ``owner``, those on a function or queue of that user's jobs."""
+        return await self._fetch(q.LIMIT_LIST, {"owner": owner})
+
+    async def limit_upsert(self, spec: LimitSpec) -> dict:
+        """Set (add or replace) the limit ``spec`` as an operator's; returns its row."""
+        return (await self._fetch(q.LIMIT_UPSERT, limit_params(spec)))[0]
+
+    async def limit_delete(self, scope: str, target: str, per_key: bool) -> dict | None:
+        rows = await self._fetch(q.LIMIT_DELETE, {"scope": scope, "target": target, "per_key": per_key})
+        return rows[0] if rows else None
+
+    async def limit_reconcile_many(self, specs: Sequence[LimitSpec], owned_functions: Sequence[str],
+                                   owned_queues: Sequence[str]) -> list[tuple[str, str, bool, str]]:
+        """Make the code limits match ``specs``; returns (scope, target, per_key, change) rows."""
+        params = {"scopes": [s.scope for s in specs], "targets": [s.target for s in specs],
+                  "per_keys": [s.per_key for s in specs], "concurrencies": [s.concurrency for s in specs],
+                  "rate_counts": [s.rate_count for s in specs], "rate_seconds": [s.rate_seconds for s in specs],
+                  "owned_functions": list(owned_functions), "owned_queues": list(owned_queues)}
+        return await self._fetch(q.LIMIT_RECONCILE_MANY, params, rows=tuple_row, prepare=False)
+
+    async def limit_wait(self, *, functions: list[str], queues: list[str] | None) -> float | None:
+        """Seconds until a job held back by a full limit may be admitted (inf: when a job
+        finishes); None when no limit in this scope is full."""
+        rows = await self._fetch(q.LIMIT_WAIT, {"functions": functions, "queues": queues}, rows=tuple_row)
+        return rows[0][0]
+
+    async def limit_start_prune(self) -> int:
+        async with self.connection() as c:
+            with translate_errors():
+                cur = await c.execute(q.LIMIT_START_PRUNE)
+                return cur.rowcount
+
     # -- remote tasks: claim-next-task and its reports (see tasks.py) -----------------------------
 
     async def task_claim_many(self, *, worker_id: str, owner: str | None, task_types: list[str] | None,
                               limit: int, lease_seconds: float) -> list[dict]:
-        """Lease up to ``limit`` claimable jobs (see the query), in claim order."""
-        # Not prepared: a custom plan sees whether the owner is given and picks its index.
-        return await self._fetch(q.TASK_CLAIM_MANY, {"worker_id": worker_id, "owner": owner, "task_types": task_types,
-                                                     "limit": limit, "lease_seconds": lease_seconds}, prepare=False)
+        """Lease up to ``limit`` claimable jobs (see the query), in claim order. Under
+        flow-control limits, in one transaction: lock the limits that apply (limit_take), then
+        claim with a snapshot taken after the lock (task_claim_many_limited; 0019 says why)."""
+        params = {"worker_id": worker_id, "owner": owner, "task_types": task_types, "limit": limit,
+                  "lease_seconds": lease_seconds}
+        async with self.connection() as c:
+            with translate_errors():
+                async with c.transaction():
+                    cur = c.cursor(row_factory=dict_row)
+                    await cur.execute(q.LIMIT_TAKE, {"task_types": task_types})
+                    limit_ids = (await cur.fetchone())["limit_ids"]
+                    # Not prepared: a custom plan sees whether the owner is given and picks its index.
+                    if limit_ids is None:
+                        await cur.execute(q.TASK_CLAIM_MANY, params, prepare=False)
+                    else:
+                        await cur.execute(q.TASK_CLAIM_MANY_LIMITED, {**params, "limit_ids": limit_ids},
+                                          prepare=False)
+                    return await cur.fetchall()
 
     async def task_hold(self, job_id: int, *, worker_id: str, owner: str | None) -> dict | None:
         """The attempt of job ``job_id`` that lease ``worker_id`` holds, if it still does."""

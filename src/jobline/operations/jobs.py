@@ -24,7 +24,7 @@ from ..runtime.registry import Registry
 from . import policy
 
 ENQUEUE_OPTIONS = frozenset({"payload", "run_at", "delay", "queue", "priority", "owner", "max_attempts",
-                             "depends_on", "unique_key"})
+                             "depends_on", "unique_key", "concurrency_key"})
 STATS_WINDOWS = ("1m", "5m", "1h")
 
 
@@ -113,6 +113,10 @@ class Jobs:
     async def _users_owner(self, caller: Principal, function: str, options: Mapping[str, Any]) -> str | None:
         owner = policy.owner_of_new(caller, options.get("owner"), "job")
         policy.check_target(caller, function)
+        if options.get("concurrency_key") is not None:
+            # A key is shared by every owner's jobs (a per-key limit counts them together), so a
+            # user who could name one could hold another tenant's slot.
+            policy.check_service(caller, "setting a concurrency_key")
         depends_on = options.get("depends_on")
         wanted = [depends_on] if isinstance(depends_on, int) else list(depends_on or ())
         if wanted:

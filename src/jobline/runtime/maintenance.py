@@ -92,6 +92,7 @@ class Maintenance(Service):
         await self.store.schedule_run_prune(seconds=s.retain_failed_seconds, limit=PRUNE_BATCH)
         await self.store.worker_prune_dead(dead_seconds=max(3600.0, 10 * s.lease_seconds))
         await self.store.queue_exemption_prune()
+        await self.store.limit_start_prune()  # rate windows' starts no window counts any more
         if total:
             log.info("jobs.pruned", extra={"count": total})
         return total

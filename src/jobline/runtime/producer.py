@@ -50,6 +50,7 @@ class Producer(Service):
     async def run(self) -> None:
         wake = self.inflight.wake
         while not self.stopping.is_set():
+            held: float | None = None
             wake.clear()  # before claiming: a notification during the claim is not lost
             free = self.inflight.free()
             if self.limit is not None:
@@ -72,18 +73,33 @@ class Producer(Service):
                     log.debug("jobs.claimed", extra={"count": len(jobs)})
                 if self.inflight.more_due and self.inflight.free() > 0:
                     continue
-                if self.until_idle and not jobs and not self.inflight:
+                held = await self._held_back()
+                if self.until_idle and not jobs and not self.inflight and held is None:
                     return
             if self.limit is not None and self.claimed >= self.limit and not self.inflight:
                 return
-            if self.until_idle and not self.inflight:
+            if self.until_idle and not self.inflight and held is None:
                 continue  # nothing held and the last claim found work: look again now
-            await self._sleep_until_woken()
+            await self._sleep_until_woken(held)
 
-    async def _sleep_until_woken(self) -> None:
+    async def _held_back(self) -> float | None:
+        """After a short claim: whether flow-control limits held jobs back (0019), and then how
+        long until one may be admitted, so the producer sleeps no longer (not a whole poll
+        interval when a rate window opens sooner). None: the claim was short for want of jobs."""
+        wait = await self.store.limit_wait(functions=self.functions, queues=self.queues)
+        if wait is None:
+            return None
+        # A slot of ours freeing may admit a held job: the next finish wakes us (InFlight).
+        self.inflight.more_due = True
+        if self.until_idle and wait == float("inf") and not self.inflight:
+            return None  # only other workers' jobs hold the slots: `process` has nothing to run
+        return max(0.005, wait)
+
+    async def _sleep_until_woken(self, held: float | None = None) -> None:
+        timeout = self.poll_interval if held is None else min(self.poll_interval, held)
         waiter = asyncio.ensure_future(self.inflight.wake.wait())
         stopper = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({waiter, stopper}, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         stopper.cancel()
 

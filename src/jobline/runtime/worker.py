@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ..db.store import JOBS_CHANNEL, SCHEDULES_CHANNEL, Store
 from ..errors import Conflict, DatabaseError, FunctionNotFound
+from ..limit import LimitSpec
 from ..schedule import ScheduleSpec
 from ..settings import Settings
 from .completer import Completer
@@ -88,6 +89,7 @@ class Worker:
                  batch_size: int | None = None, grace_seconds: float = 30.0,
                  maintenance: bool = True, scheduler: bool = True, jobs: bool = True,
                  schedules: Sequence[ScheduleSpec] = (), owned_functions: Sequence[str] = (),
+                 limits: Sequence[LimitSpec] = (), owned_queues: Sequence[str] = (),
                  worker_id: str | None = None, metrics_socket: socket.socket | None = None):
         self.store = store  # durable: handlers and the sql built-in use it
         # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
@@ -129,6 +131,9 @@ class Worker:
         # Schedules the App declares, and its own functions (whose undeclared code schedules go).
         self.declared_schedules = list(schedules)
         self.owned_functions = list(owned_functions)
+        # Flow-control limits the App declares, and the queues of its functions (0019).
+        self.declared_limits = list(limits)
+        self.owned_queues = list(owned_queues)
         self.heartbeat = Heartbeat(self.bookkeeping, self.inflight, self.id, settings.lease_seconds)
         self.maintenance = Maintenance(self.bookkeeping, settings, metrics=self.metrics) if maintenance else None
         self.producer = self._producer()
@@ -145,6 +150,7 @@ class Worker:
         await self.bookkeeping.open()
         if reconcile:
             await self._reconcile_schedules()
+            await self._reconcile_limits()
         services = [self.metrics_server, self.notifier, self.scheduler, self.maintenance]
         if self.jobs:
             await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -165,6 +171,16 @@ class Worker:
                                                         "holds this name; the declaration in code is ignored"})
             else:
                 log.info(f"schedule.{change}", extra={"schedule": name, "source": "code"})
+
+    async def _reconcile_limits(self) -> None:
+        changes = await self.store.limit_reconcile_many(self.declared_limits, self.owned_functions, self.owned_queues)
+        for scope, target, per_key, change in changes:
+            facts = {"scope": scope, "target": target, "per_key": per_key}
+            if change == "shadowed":
+                log.warning("limit.shadowed", extra={**facts, "reason": "an operator set this limit at run time; "
+                                                     "the declaration in code is ignored"})
+            else:
+                log.info(f"limit.{change}", extra={**facts, "source": "code"})
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop() or a signal."""

@@ -38,7 +38,8 @@ async def enqueue(request: Request, body: EnqueueIn, caller: Principal = Depends
     job = await api_state(request).ops.jobs.enqueue(
         caller, body.function, body.payload, run_at=parse_run_at(body.run_at) if body.run_at is not None else None,
         delay=body.delay, queue=body.queue, priority=body.priority, owner=body.owner, max_attempts=body.max_attempts,
-        depends_on=body.depends_on, unique_key=body.unique_key)
+        depends_on=body.depends_on, unique_key=body.unique_key,
+        concurrency_key=body.concurrency_key)
     return JSONResponse(public_job(job), status_code=201)
 
 

@@ -6,4 +6,5 @@ SELECT jobline.enqueue(
   function_name => %(function)s::text, payload => %(payload)s::jsonb,
   run_at => %(run_at)s::timestamptz, queue => %(queue)s::text, priority => %(priority)s::int,
   owner => %(owner)s::text, max_attempts => %(max_attempts)s::int,
-  depends_on => %(depends_on)s::bigint[], unique_key => %(unique_key)s::text)
+  depends_on => %(depends_on)s::bigint[], unique_key => %(unique_key)s::text,
+  concurrency_key => %(concurrency_key)s::text)
