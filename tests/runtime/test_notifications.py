@@ -181,6 +181,7 @@ async def test_function_failing_is_raised_once_when_a_function_reaches_the_thres
             jobs += [await app.enqueue_async("flaky", {"n": n}, owner="alice") for n in range(2, 6)]
             await eventually(lambda: all(status_of(sql, j.id) == "failed" for j in jobs), timeout=30)
             await eventually(lambda: events_to(ops_hook), timeout=30)
+            await eventually(lambda: len(events_to(alice_hook)) == 6, timeout=30)
         alerts = (await app.ops.notifications.list(SERVICE, kind="function.failing")).rows
         assert len(alerts) == 1  # six failures, threshold three: raised once in the window
         assert alerts[0]["owner"] is None and alerts[0]["subject"] == "flaky"
@@ -188,7 +189,6 @@ async def test_function_failing_is_raised_once_when_a_function_reaches_the_thres
         [delivered] = events_to(ops_hook)
         assert delivered["id"] == alerts[0]["id"]
         # For operators only: alice's subscription got her six job.failed events, no alert.
-        await eventually(lambda: len(events_to(alice_hook)) == 6, timeout=30)
         assert {e["kind"] for e in events_to(alice_hook)} == {"job.failed"}
         assert (await app.ops.notifications.list(ALICE, kind="function.failing")).rows == []
 

@@ -36,7 +36,7 @@ from ..settings import Settings
 from . import policy
 from .jobs import Page
 
-# The same list as jobline.event_kinds() (tests/db/test_notifications.py checks that they agree).
+# The same list as jobline.event_kinds() (tests/db/test_notification_sql.py checks that they agree).
 EVENT_KINDS = ("job.failed", "schedule.deactivated", "function.failing", "pipeline.succeeded", "pipeline.failed")
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 20

@@ -14,7 +14,7 @@
 -- Applied by migrate.py inside one transaction, under pg_advisory_xact_lock.
 
 -- event_kinds: the kinds of event there are. notifications.py (EVENT_KINDS) has the same list;
--- tests/db/test_notifications.py checks that they agree.
+-- tests/db/test_notification_sql.py checks that they agree.
 CREATE FUNCTION jobline.event_kinds() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT ARRAY['job.failed', 'schedule.deactivated', 'function.failing', 'pipeline.succeeded', 'pipeline.failed']
@@ -215,8 +215,8 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION jobline.count_schedule_failure(bigint, bigint) FROM PUBLIC;
 
--- on_job_failed: a job failed for good. Deactivates its schedule when due (above), raises
--- job.failed to its owner (and operators), and function.failing to operators when its function
+-- on_job_failed: a job failed for good. Raises job.failed to its owner (and operators),
+-- deactivates its schedule when due (above), and raises function.failing to operators when its function
 -- reached the threshold of alert_settings within the window, unless that alert is already raised
 -- in the window. pg_try_advisory_xact_lock: of two transactions that reach the threshold at once,
 -- one raises it and the other passes (no wait, no deadlock between batches).
@@ -233,12 +233,12 @@ BEGIN
     RETURN NULL;  -- a delivery: its failure is its own record (see record_event)
   END IF;
   BEGIN
-    PERFORM jobline.count_schedule_failure(NEW.id, NEW.parent_id);
     error_text := left(NEW.last_error, 2000);
     PERFORM jobline.record_event('job.failed', NEW.owner, 'job ' || NEW.id,
                                  jsonb_build_object('job_id', NEW.id, 'function', NEW.function, 'queue', NEW.queue,
                                                     'attempts', NEW.attempts, 'max_attempts', NEW.max_attempts,
                                                     'error', error_text, 'finished_at', NEW.finished_at));
+    PERFORM jobline.count_schedule_failure(NEW.id, NEW.parent_id);
     SELECT * INTO threshold FROM jobline.alert_settings;
     SELECT count(*) INTO recent
       FROM (SELECT FROM jobline.jobs j
