@@ -213,3 +213,36 @@ async def test_nothing_about_notifications_can_make_a_completion_fail(notify_app
     # One event: the first job's. The delivery's failure and the refused second one raised none.
     assert sql("SELECT kind, subject FROM jobline.notifications") == [("job.failed", f"job {failed.id}")]
     assert sql("SELECT count(*) FROM jobline.jobs WHERE function = 'http'") == [(1,)]
+
+
+async def test_code_schedules_carry_max_consecutive_failures(db_url, sql):
+    async def start(limit):
+        app = App(settings=Settings(database_url=db_url, poll_interval=0.2))
+
+        @app.cron("0 3 * * *", max_consecutive_failures=limit)
+        @app.function("nightly")
+        def nightly(payload):
+            return None
+
+        async with app, running(app):
+            await eventually(lambda: sql("SELECT max_consecutive_failures FROM jobline.schedules "
+                                         "WHERE name = 'nightly'") == [(limit,)], timeout=30)
+
+    await start(2)
+    await start(4)  # a changed declaration updates it
+
+
+async def test_maintenance_writes_the_alert_threshold_and_prunes_old_notifications(db_url, sql):
+    from jobline.runtime.maintenance import Maintenance
+
+    settings = Settings(database_url=db_url, alert_failures=7, alert_window=120, retain_failed_seconds=86400)
+    sql("SELECT jobline.record_event('job.failed', 'alice', 'job 1', '{}')")
+    sql("SELECT jobline.record_event('job.failed', 'alice', 'job 2', '{}')")
+    sql("UPDATE jobline.notifications SET created_at = now() - interval '2 days' WHERE subject = 'job 1'")
+    async with App(settings=settings) as app:
+        maintenance = Maintenance(app.store, settings)
+        maintenance.start()
+        await eventually(lambda: sql("SELECT failures, window_seconds FROM jobline.alert_settings") == [(7, 120)])
+        await maintenance.stop()
+        await maintenance.prune()
+    assert sql("SELECT subject FROM jobline.notifications") == [("job 2",)]
