@@ -246,3 +246,12 @@ async def test_maintenance_writes_the_alert_threshold_and_prunes_old_notificatio
         await maintenance.stop()
         await maintenance.prune()
     assert sql("SELECT subject FROM jobline.notifications") == [("job 2",)]
+
+
+def test_an_http_payloads_literal_body_must_be_a_boolean():
+    from jobline.functions.http import parse_call
+
+    assert parse_call({"url": "https://x.example.com/", "body": {"a": "{{secret:t}}"}, "literal_body": True}).template == [
+        "https://x.example.com/", {}]
+    with pytest.raises(Fail, match="literal_body must be true or false, got 'yes'"):
+        parse_call({"url": "https://x.example.com/", "literal_body": "yes"})

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..job import MAX_ATTEMPTS_RANGE, MAX_DELAY_SECONDS, MAX_NAME_LENGTH, PRIORITY_RANGE
 from ..schedule import CATCH_UP_MAX_RANGE, MAX_CONSECUTIVE_FAILURES_RANGE
+from ..operations.notifications import EVENT_KINDS, MAX_HEADER_VALUE_LENGTH, MAX_HEADERS, MAX_URL_LENGTH
 from ..operations.tasks import MAX_CLAIM_LIMIT, MAX_RETRY_IN, MAX_TASK_TYPES
 
 MAX_ID = 2**63 - 1
@@ -350,15 +351,16 @@ class QueueListOut(Out):
 
 # -- notifications ------------------------------------------------------------------------------
 
-EventKind = Literal["job.failed", "schedule.deactivated", "function.failing", "pipeline.succeeded", "pipeline.failed"]
+EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]  (the one list, operations/notifications.py)
 
 
 class SubscriptionIn(Body):
-    url: str = Field(min_length=1, max_length=2048, description="Where events are POSTed: an http:// or https:// "
+    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH, description="Where events are POSTed: an http:// or https:// "
                      "URL; {{secret:NAME}} (the operator's) or {{owner_secret:NAME}} (a user's) may fill parts in")
-    events: list[EventKind] | None = Field(None, min_length=1, max_length=5, description="Only these kinds (null: all)")
-    headers: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
-        None, max_length=20, description="Sent with each delivery; values may hold secret references")
+    events: list[EventKind] | None = Field(None, min_length=1, max_length=len(EVENT_KINDS),
+                                           description="Only these kinds (null: all)")
+    headers: dict[str, Annotated[str, Field(max_length=MAX_HEADER_VALUE_LENGTH)]] | None = Field(
+        None, max_length=MAX_HEADERS, description="Sent with each delivery; values may hold secret references")
     owner: Name | None = Field(None, description="A user's subscription is always theirs; the service may make one "
                                                  "for a user, or leave it out for the operator's (every event)")
 
