@@ -255,3 +255,29 @@ def test_an_http_payloads_literal_body_must_be_a_boolean():
         "https://x.example.com/", {}]
     with pytest.raises(Fail, match="literal_body must be true or false, got 'yes'"):
         parse_call({"url": "https://x.example.com/", "literal_body": "yes"})
+
+
+async def test_cron_ticks_whose_jobs_time_out_deactivate_the_schedule_on_the_third(db_url, sql):
+    """Real ticks of the scheduler, and failures that are timeouts: the third run in a row that
+    times out pauses the schedule, in the transaction that records it, so no fourth run starts."""
+    import asyncio
+
+    app = App(settings=Settings(database_url=db_url, poll_interval=0.2, http_allow=LOCAL))
+
+    @app.function("stuck", max_attempts=1, timeout=0.2)
+    async def stuck(payload):
+        await asyncio.sleep(30)
+
+    async with app:
+        with Receiver() as hook:
+            await app.ops.notifications.subscribe(ALICE, hook.url(), events=["schedule.deactivated"])
+            await app.ops.schedules.add(ALICE, "every-second", "1 seconds", "stuck", max_consecutive_failures=3)
+            async with running(app):
+                await eventually(lambda: events_to(hook), timeout=60)
+            [event] = events_to(hook)
+    assert event["subject"] == "every-second" and event["data"]["failures"] == 3
+    runs = sql("""SELECT j.status, a.outcome FROM jobline.schedule_runs r JOIN jobline.jobs j ON j.id = r.job_id
+                  JOIN jobline.attempts a ON a.job_id = j.id ORDER BY r.id""")
+    assert runs == [("failed", "timeout")] * 3
+    active, reason = sql("SELECT active, deactivated_reason FROM jobline.schedules")[0]
+    assert not active and reason.startswith("3 runs in a row failed")
