@@ -4,6 +4,8 @@ with a message that names what was wrong. And /api/schedules takes max_consecuti
 
 from __future__ import annotations
 
+import json
+
 from api_support import SERVICE, as_user, assert_error, client, server  # noqa: F401
 
 HOOK = "https://hooks.example.com/jobline"
@@ -11,7 +13,7 @@ HOOK = "https://hooks.example.com/jobline"
 
 def record(sql, kind: str, owner: str | None, subject: str, **data) -> int:
     return sql("SELECT jobline.record_event(%s, %s, %s, %s::jsonb)",
-               [kind, owner, subject, __import__("json").dumps(data)])[0][0]
+               [kind, owner, subject, json.dumps(data)])[0][0]
 
 
 def test_a_user_reads_only_their_own_events_and_the_service_reads_all(client, sql):

@@ -355,7 +355,8 @@ EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]  (the one list, ope
 
 
 class SubscriptionIn(Body):
-    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH, description="Where events are POSTed: an http:// or https:// "
+    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH,
+                     description="Where events are POSTed: an http:// or https:// "
                      "URL; {{secret:NAME}} (the operator's) or {{owner_secret:NAME}} (a user's) may fill parts in")
     events: list[EventKind] | None = Field(None, min_length=1, max_length=len(EVENT_KINDS),
                                            description="Only these kinds (null: all)")

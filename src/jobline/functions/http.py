@@ -17,9 +17,9 @@ Secrets: a reference is resolved only in what the operator wrote, just before se
 memory only: the URL, query parameters, headers and body of an ``http`` job (which only the
 operator's code, SQL and service key may create), and the URL and headers a named HTTP function
 declares. The payload of a named function is data, perhaps a user's: it is sent exactly as
-given, never searched for references; so are the params and body of an ``http`` job whose payload
-says ``"literal_body": true`` (a notification's delivery, whose event holds text users wrote). ``{{secret:NAME}}`` is the operator's secret,
-``{{owner_secret:NAME}}`` the job owner's. The job row keeps the placeholders. What we write
+given, never searched for references; so are the params and body of an ``http`` job whose
+payload says ``"literal_body": true`` (a notification's delivery, whose event holds text users
+wrote). ``{{secret:NAME}}`` is the operator's secret, ``{{owner_secret:NAME}}`` the job owner's. The job row keeps the placeholders. What we write
 ourselves (the request line in errors, egress refusals, ``url`` and ``final_url`` without redirects) is
 built from the payload as written, never from resolved text; what the other side or a library
 wrote (the response, a redirect target, an exception's message) is scrubbed of every form of
