@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from api_support import SERVICE, as_user, assert_error, client, server  # noqa: F401
+from api_support import SERVICE, as_user, assert_error, client, enqueue, server  # noqa: F401
 
 HOOK = "https://hooks.example.com/jobline"
 
@@ -153,3 +153,15 @@ def test_a_schedule_takes_max_consecutive_failures_and_shows_its_deactivation(cl
     assert shown["active"] is False and shown["deactivated_reason"] == "three failed" and shown["deactivated_at"]
     resumed = client.post("/api/schedules/nightly/resume", headers=as_user("alice")).json()
     assert resumed["active"] is True and resumed["deactivated_at"] is None and resumed["deactivated_reason"] is None
+
+
+def test_a_remote_workers_final_fail_notifies_the_tasks_owner(client, sql):
+    enqueue(sql, "render", "alice")
+    task = client.post("/functions/v1/claim-next-task", headers=as_user("alice"), json={}).json()
+    failed = client.post(f"/api/tasks/{task['task_id']}/fail", headers=as_user("alice"),
+                         json={"lease_token": task["lease_token"], "error": "GPU melted", "retryable": False})
+    assert failed.json()["status"] == "failed"
+    [event] = client.get("/api/notifications", headers=as_user("alice")).json()["notifications"]
+    assert event["kind"] == "job.failed" and event["subject"] == f"job {task['task_id']}"
+    assert event["data"]["function"] == "render" and "GPU melted" in event["data"]["error"]
+    assert client.get("/api/notifications", headers=as_user("bob")).json()["notifications"] == []
