@@ -28,7 +28,7 @@ from .job import (MAX_ATTEMPTS_RANGE, MAX_QUEUE_LENGTH, PRIORITY_RANGE, check_in
 OVERLAP_POLICIES = ("skip", "allow")
 CATCH_UP_POLICIES = ("latest", "none", "all")
 CATCH_UP_MAX_RANGE = (1, 1000)
-MAX_CONSECUTIVE_FAILURES_RANGE = (1, 1000)  # jobline.alter_job takes 0 for "never" (NULL here)
+MAX_CONSECUTIVE_FAILURES_RANGE = (1, 1000)  # as jobline.set_max_consecutive_failures (None: never)
 MISFIRE_SECONDS = 60.0     # with catch-up none, a tick handled later than this does not run
 MAX_COUNTED_TICKS = 1000   # missed ticks are counted one by one up to this many
 OWNER_SEPARATOR = "/"      # a user's schedule is named <owner>/<name> globally (owned_name)

@@ -1,6 +1,6 @@
 """0020_notifications.sql in SQL: jobline.record_event's checks and fan-out, the failed-job trigger
 on the paths that do not go through a worker's batch (the rescue of a lost lease), deactivation
-counted over a schedule's latest finished runs, and alter_job's max_consecutive_failures."""
+counted over a schedule's latest finished runs, and jobline.set_max_consecutive_failures."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def test_a_lost_lease_that_ends_a_job_counts_for_deactivation_and_notifies
     """Not every failure is a worker's report: the rescue of an expired lease fails a job whose
     attempts are used up, and that goes through the same trigger."""
     schedule = sql("SELECT jobline.schedule('cleanup', '0 3 * * *', 'SELECT 1')")[0][0]
-    sql("SELECT jobline.alter_job(%s, max_consecutive_failures := 2)", [schedule])
+    sql("SELECT jobline.set_max_consecutive_failures(%s, 2)", [schedule])
     assert sql("SELECT max_consecutive_failures FROM jobline.schedules") == [(2,)]
 
     async def lose_one() -> int:
@@ -92,20 +92,32 @@ async def test_a_lost_lease_that_ends_a_job_counts_for_deactivation_and_notifies
     assert sql("SELECT active, deactivated_at, deactivated_reason FROM jobline.schedules") == [(True, None, None)]
 
 
-def test_alter_job_sets_and_clears_max_consecutive_failures(sql):
+def test_set_max_consecutive_failures_sets_and_clears_it_and_alter_job_keeps_pg_crons_signature(sql):
     schedule = sql("SELECT jobline.schedule('cleanup', '0 3 * * *', 'SELECT 1')")[0][0]
-    sql("SELECT jobline.alter_job(%s, max_consecutive_failures := 5)", [schedule])
+    sql("SELECT jobline.set_max_consecutive_failures(%s, 5)", [schedule])
     assert sql("SELECT max_consecutive_failures FROM jobline.schedules") == [(5,)]
-    sql("SELECT jobline.alter_job(%s, schedule := '0 4 * * *')", [schedule])  # NULL: unchanged
+    sql("SELECT jobline.alter_job(%s, schedule := '0 4 * * *')", [schedule])
     assert sql("SELECT max_consecutive_failures FROM jobline.schedules") == [(5,)]
-    sql("SELECT jobline.alter_job(%s, max_consecutive_failures := 0)", [schedule])  # 0: never
+    sql("SELECT jobline.set_max_consecutive_failures(%s, NULL)", [schedule])  # never
     assert sql("SELECT max_consecutive_failures FROM jobline.schedules") == [(None,)]
-    for bad in (-1, 1001):
-        assert refused(sql, "SELECT jobline.alter_job(%s, max_consecutive_failures := %s)", [schedule, bad]) == (
-            f"jobline.alter_job: max_consecutive_failures must be between 1 and 1000, or 0 for never; got {bad}")
-    # pg_cron's positional form is unchanged.
-    sql("SELECT jobline.alter_job(%s, '0 5 * * *', NULL, NULL, NULL, false)", [schedule])
-    assert sql("SELECT expression, active FROM jobline.schedules") == [("0 5 * * *", False)]
+    for bad in (0, 1001):
+        assert refused(sql, "SELECT jobline.set_max_consecutive_failures(%s, %s)", [schedule, bad]) == (
+            "jobline.set_max_consecutive_failures: max_consecutive_failures must be between 1 and 1000, or NULL "
+            f"for never; got {bad}")
+    assert refused(sql, "SELECT jobline.set_max_consecutive_failures(999, 3)") == (
+        "Job 999 does not exist or you don't own it")
+    # pg_cron's alter_job is untouched: scripts name its signature in GRANT and REVOKE.
+    sql("GRANT EXECUTE ON FUNCTION jobline.alter_job(bigint,text,text,text,text,boolean) TO public")
+
+
+def test_a_plain_role_sets_it_only_on_its_own_schedules(db_url, sql):
+    with roles_of(db_url) as roles:
+        alice, bob = roles.make("alice"), roles.make("bob")
+        mine = roles.sql(alice)("SELECT jobline.schedule('mine', '0 3 * * *', 'SELECT 1')")[0][0]
+        roles.sql(alice)("SELECT jobline.set_max_consecutive_failures(%s, 3)", [mine])
+        assert refused(roles.sql(bob), "SELECT jobline.set_max_consecutive_failures(%s, 1)", [mine]) == (
+            f"Job {mine} does not exist or you don't own it")
+    assert sql("SELECT max_consecutive_failures FROM jobline.schedules") == [(3,)]
 
 
 def test_a_plain_role_can_neither_record_events_nor_read_them(db_url, sql):

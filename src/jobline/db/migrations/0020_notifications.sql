@@ -268,71 +268,21 @@ CREATE TRIGGER jobs_failed AFTER UPDATE OF status ON jobline.jobs
   FOR EACH ROW WHEN (NEW.status = 'failed' AND OLD.status IS DISTINCT FROM 'failed')
   EXECUTE FUNCTION jobline.on_job_failed();
 
--- alter_job, as in 0011, with one more argument, last and defaulted so that pg_cron's calls are
--- unchanged: max_consecutive_failures, N (1 to 1000) or 0 for never (NULL, as for every other
--- argument, changes nothing).
-DROP FUNCTION jobline.alter_job(bigint, text, text, text, text, boolean);
-CREATE FUNCTION jobline.alter_job(job_id bigint, schedule text DEFAULT NULL, command text DEFAULT NULL,
-                                  database text DEFAULT NULL, username text DEFAULT NULL,
-                                  active boolean DEFAULT NULL, max_consecutive_failures integer DEFAULT NULL)
+-- set_max_consecutive_failures: SQL's way to set it (pg_cron's alter_job keeps pg_cron's
+-- signature, which scripts name in GRANT and REVOKE): pause schedule `job_id` after that many
+-- failed runs in a row, 1 to 1000; NULL: never. Runs as its caller, so the policies on
+-- jobline.schedules hold: a plain role reaches only its own schedules, as with alter_job.
+CREATE FUNCTION jobline.set_max_consecutive_failures(job_id bigint, max_consecutive_failures integer)
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-  s jobline.schedules;
-  new_command text;
-  new_database text;
 BEGIN
-  IF alter_job.username IS NOT NULL THEN
-    IF NOT jobline.is_operator() THEN
-      RAISE EXCEPTION 'must be superuser to alter username' USING ERRCODE = '42501',
-        DETAIL = 'Only a superuser or the owner of schema jobline may make a job run as another role.';
-    END IF;
-    PERFORM jobline.check_job_target(alter_job.username, NULL);
+  IF set_max_consecutive_failures.max_consecutive_failures NOT BETWEEN 1 AND 1000 THEN
+    RAISE EXCEPTION 'jobline.set_max_consecutive_failures: max_consecutive_failures must be between 1 and 1000, or NULL for never; got %',
+      set_max_consecutive_failures.max_consecutive_failures USING ERRCODE = '22023';
   END IF;
-  IF alter_job.database IS NOT NULL THEN
-    PERFORM jobline.check_job_target(NULL, alter_job.database);  -- exists; CONNECT is checked below
-  END IF;
-  IF alter_job.schedule IS NOT NULL THEN
-    PERFORM jobline.check_schedule(alter_job.schedule);
-  END IF;
-  IF alter_job.command IS NOT NULL THEN
-    PERFORM jobline.check_command(alter_job.command, 'jobline.alter_job');
-  END IF;
-  IF alter_job.max_consecutive_failures IS NOT NULL AND alter_job.max_consecutive_failures NOT BETWEEN 0 AND 1000 THEN
-    RAISE EXCEPTION 'jobline.alter_job: max_consecutive_failures must be between 1 and 1000, or 0 for never; got %',
-      alter_job.max_consecutive_failures USING ERRCODE = '22023';
-  END IF;
-  IF num_nonnulls(alter_job.schedule, alter_job.command, alter_job.database, alter_job.username,
-                  alter_job.active, alter_job.max_consecutive_failures) = 0 THEN
-    RAISE EXCEPTION 'no updates specified' USING ERRCODE = '22023',
-      HINT = 'You must specify at least one job attribute to change when calling alter_job';
-  END IF;
-
-  SELECT * INTO s FROM jobline.schedules sc WHERE sc.id = alter_job.job_id FOR UPDATE;
+  UPDATE jobline.schedules sc SET max_consecutive_failures = set_max_consecutive_failures.max_consecutive_failures
+   WHERE sc.id = set_max_consecutive_failures.job_id;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'Job % does not exist or you don''t own it', alter_job.job_id USING ERRCODE = 'P0002';
+    RAISE EXCEPTION 'Job % does not exist or you don''t own it', set_max_consecutive_failures.job_id
+      USING ERRCODE = 'P0002';
   END IF;
-  IF alter_job.database IS NOT NULL THEN
-    IF alter_job.command IS NULL AND s.function <> 'sql' THEN
-      RAISE EXCEPTION 'jobline.alter_job: job % runs the function %, not a SQL command; only a SQL command runs in another database',
-        alter_job.job_id, quote_literal(s.function) USING ERRCODE = '22023';
-    END IF;
-    PERFORM jobline.check_job_target(coalesce(alter_job.username, s.username), alter_job.database);
-  END IF;
-  new_command := coalesce(alter_job.command, CASE WHEN s.function = 'sql' THEN s.payload->>'command' END);
-  new_database := coalesce(alter_job.database, CASE WHEN s.function = 'sql' THEN s.payload->>'database' END);
-
-  UPDATE jobline.schedules sc
-     SET expression = coalesce(alter_job.schedule, sc.expression),
-         function = CASE WHEN new_command IS NULL THEN sc.function ELSE 'sql' END,
-         payload = CASE WHEN new_command IS NULL THEN sc.payload ELSE jobline.sql_payload(new_command, new_database) END,
-         username = coalesce(alter_job.username, sc.username),
-         active = coalesce(alter_job.active, sc.active),
-         max_consecutive_failures = CASE WHEN alter_job.max_consecutive_failures IS NULL THEN sc.max_consecutive_failures
-                                         ELSE nullif(alter_job.max_consecutive_failures, 0) END,
-         source = 'runtime',
-         next_run_at = CASE WHEN alter_job.schedule IS NOT NULL OR (alter_job.active AND NOT sc.active) THEN NULL
-                            ELSE sc.next_run_at END,
-         changed_at = CASE WHEN alter_job.schedule IS NOT NULL OR (alter_job.active AND NOT sc.active) THEN now()
-                           ELSE sc.changed_at END
-   WHERE sc.id = alter_job.job_id;
 END $$;
