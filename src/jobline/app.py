@@ -8,6 +8,7 @@ CLI and the HTTP API do for their callers.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -173,7 +174,9 @@ class App:
                  payload: Mapping[str, Any] | None = None, **options: Any) -> ScheduleSpec:
         """Declare a schedule in code: every tick of ``expression`` enqueues ``function`` with
         ``payload`` (or runs ``sql="..."``). Options: sql, timezone, owner, queue, priority,
-        max_attempts, overlap (skip, allow), catch_up (latest, none, all), catch_up_max.
+        max_attempts, overlap (skip, allow), catch_up (latest, none, all), catch_up_max,
+        max_consecutive_failures (pause it after that many failed runs in a row, and notify its
+        owner: docs/concepts/notifications.md).
         Workers add, update and remove code schedules as the code says when they start
         (removal only for schedules of this App's own functions: one that targets the ``sql``
         or ``http`` built-in is removed with `jobline cron rm`); schedules made at run time
@@ -318,6 +321,54 @@ class App:
 
     def resume_queue(self, queue: str) -> dict[str, Any]:
         return self._bridge.run(self.resume_queue_async(queue), "resume_queue")
+
+    # -- notifications (operations/notifications.py) --------------------------------------------
+
+    async def subscribe_async(self, url: str, *, events: Iterable[str] | None = None,
+                              headers: Mapping[str, str] | None = None, owner: str | None = None) -> dict[str, Any]:
+        """POST each event (of ``events``; None: every kind) to ``url`` with ``headers``, by a
+        durable ``http`` job. Without ``owner``, the operator's subscription, which receives every
+        event (its URL and headers may use ``{{secret:NAME}}``); with it, that user's, which
+        receives their events (``{{owner_secret:NAME}}``). Returns the subscription, with its id.
+
+        >>> app.subscribe("https://hooks.example.com/jobline", events=["job.failed", "function.failing"],
+        ...               headers={"Authorization": "Bearer {{secret:hook_token}}"})  # doctest: +SKIP
+        """
+        return await (await self.ops_async()).notifications.subscribe(
+            SERVICE, url, events=None if events is None else list(events), headers=headers, owner=owner)
+
+    def subscribe(self, url: str, *, events: Iterable[str] | None = None, headers: Mapping[str, str] | None = None,
+                  owner: str | None = None) -> dict[str, Any]:
+        return self._bridge.run(self.subscribe_async(url, events=events, headers=headers, owner=owner), "subscribe")
+
+    async def unsubscribe_async(self, subscription_id: int) -> dict[str, Any]:
+        """Remove a subscription by id (NotFound if there is none)."""
+        return await (await self.ops_async()).notifications.unsubscribe(SERVICE, subscription_id)
+
+    def unsubscribe(self, subscription_id: int) -> dict[str, Any]:
+        return self._bridge.run(self.unsubscribe_async(subscription_id), "unsubscribe")
+
+    async def subscriptions_async(self) -> list[dict[str, Any]]:
+        """Every subscription (owner None: the operator's)."""
+        return await (await self.ops_async()).notifications.subscriptions(SERVICE)
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        return self._bridge.run(self.subscriptions_async(), "subscriptions")
+
+    async def notifications_async(self, *, kind: str | None = None, since: dt.datetime | None = None,
+                                  owner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest events, newest first: of ``kind``, at or after ``since``, of ``owner``'s.
+
+        >>> [n["subject"] for n in app.notifications(kind="function.failing")]  # doctest: +SKIP
+        """
+        page = await (await self.ops_async()).notifications.list(SERVICE, kind=kind, since=since, owner=owner,
+                                                                 limit=limit)
+        return page.rows
+
+    def notifications(self, *, kind: str | None = None, since: dt.datetime | None = None, owner: str | None = None,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        return self._bridge.run(self.notifications_async(kind=kind, since=since, owner=owner, limit=limit),
+                                "notifications")
 
     # -- secrets (vault.py encrypts in this process; the database sees only ciphertext) ---------
 

@@ -28,6 +28,7 @@ from .job import (MAX_ATTEMPTS_RANGE, MAX_QUEUE_LENGTH, PRIORITY_RANGE, check_in
 OVERLAP_POLICIES = ("skip", "allow")
 CATCH_UP_POLICIES = ("latest", "none", "all")
 CATCH_UP_MAX_RANGE = (1, 1000)
+MAX_CONSECUTIVE_FAILURES_RANGE = (1, 1000)  # as jobline.set_max_consecutive_failures (None: never)
 MISFIRE_SECONDS = 60.0     # with catch-up none, a tick handled later than this does not run
 MAX_COUNTED_TICKS = 1000   # missed ticks are counted one by one up to this many
 OWNER_SEPARATOR = "/"      # a user's schedule is named <owner>/<name> globally (owned_name)
@@ -51,15 +52,18 @@ class ScheduleSpec:
     catch_up: str
     catch_up_max: int
     active: bool
+    max_consecutive_failures: int | None = None
 
 
 def new_schedule(name: str | None, expression: str, function: str | None = None,
                  payload: Mapping[str, Any] | None = None, *, sql: str | None = None, timezone: str = "UTC",
                  owner: str | None = None, queue: str = "default", priority: int = 0, max_attempts: int = 3,
                  overlap: str = "skip", catch_up: str = "latest", catch_up_max: int = 10,
-                 active: bool = True) -> ScheduleSpec:
+                 active: bool = True, max_consecutive_failures: int | None = None) -> ScheduleSpec:
     """Validate a schedule: InvalidInput names the bad part. The target is ``function`` with
-    ``payload``, or a SQL command (``sql``), which runs as the built-in ``sql`` function."""
+    ``payload``, or a SQL command (``sql``), which runs as the built-in ``sql`` function. With
+    ``max_consecutive_failures`` N, the schedule pauses itself after N failed runs in a row
+    (0020_notifications.sql); None: never."""
     if (function is None) == (sql is None):
         raise InvalidInput("a schedule needs a target: a function name or a SQL command (not both)")
     if sql is not None:
@@ -89,6 +93,8 @@ def new_schedule(name: str | None, expression: str, function: str | None = None,
         catch_up=catch_up,
         catch_up_max=check_int(catch_up_max, "catch_up_max", *CATCH_UP_MAX_RANGE),
         active=bool(active),
+        max_consecutive_failures=None if max_consecutive_failures is None else check_int(
+            max_consecutive_failures, "max_consecutive_failures", *MAX_CONSECUTIVE_FAILURES_RANGE),
     )
 
 
@@ -145,6 +151,10 @@ class Schedule:
     next_run_at: dt.datetime | None
     changed_at: dt.datetime
     created_at: dt.datetime
+    # Pause after this many failed runs in a row (None: never); when and why it did.
+    max_consecutive_failures: int | None = None
+    deactivated_at: dt.datetime | None = None
+    deactivated_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Schedule:

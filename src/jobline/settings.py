@@ -52,6 +52,11 @@ class Settings:
     retain_succeeded_seconds: float = 7 * 86400
     retain_failed_seconds: float = 30 * 86400
     retain_cancelled_seconds: float = 30 * 86400
+    # The operators' function.failing alert: this many final failures of one function within
+    # this many seconds (0020_notifications.sql's alert_settings has the same defaults; the
+    # processes that run maintenance write these there).
+    alert_failures: int = 5
+    alert_window: float = 600.0
     # Outbound HTTP (the `http` function; egress.py has the policy): hosts and networks that may
     # be reached although the policy refuses them, e.g. "127.0.0.0/8,api.internal"; whether
     # private ranges (RFC 1918, fc00::/7, 100.64/10) may be reached; the redirect hops followed;
@@ -113,6 +118,11 @@ class Settings:
         for name in ("retain_succeeded_seconds", "retain_failed_seconds", "retain_cancelled_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"JOBLINE_{name.upper()} must not be negative")
+        if not 1 <= self.alert_failures <= 100_000:
+            raise ConfigError(f"JOBLINE_ALERT_FAILURES must be between 1 and 100000, got {self.alert_failures}")
+        if not 1 <= self.alert_window <= 30 * 86400:
+            raise ConfigError(f"JOBLINE_ALERT_WINDOW must be between 1 and 2592000 seconds (30 days), got "
+                              f"{self.alert_window}")
         if self.http_allow:
             Policy.parse(self.http_allow)  # ConfigError naming a malformed entry
         if not 0 <= self.http_max_redirects <= 20:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..job import MAX_ATTEMPTS_RANGE, MAX_DELAY_SECONDS, MAX_NAME_LENGTH, PRIORITY_RANGE
-from ..schedule import CATCH_UP_MAX_RANGE
+from ..schedule import CATCH_UP_MAX_RANGE, MAX_CONSECUTIVE_FAILURES_RANGE
+from ..operations.notifications import EVENT_KINDS, MAX_HEADER_VALUE_LENGTH, MAX_HEADERS, MAX_URL_LENGTH
 from ..operations.tasks import MAX_CLAIM_LIMIT, MAX_RETRY_IN, MAX_TASK_TYPES
 
 MAX_ID = 2**63 - 1
@@ -96,6 +97,9 @@ class ScheduleIn(Body):
     catch_up_max: int = Field(10, ge=CATCH_UP_MAX_RANGE[0], le=CATCH_UP_MAX_RANGE[1])
     active: bool = True
     replace: bool = Field(False, description="Replace a schedule of the same name (else 409)")
+    max_consecutive_failures: int | None = Field(
+        None, ge=MAX_CONSECUTIVE_FAILURES_RANGE[0], le=MAX_CONSECUTIVE_FAILURES_RANGE[1],
+        description="Pause the schedule after this many failed runs in a row (null: never)")
 
 
 class RunIn(Body):
@@ -275,6 +279,11 @@ class ScheduleOut(Out):
     created_at: str
     next_run: str | None = Field(description="When it fires next (null when paused)")
     last_run: ScheduleRunOut | None
+    max_consecutive_failures: int | None = Field(description="It pauses itself after this many failed runs in a "
+                                                             "row (null: never)")
+    deactivated_at: str | None = Field(description="When it paused itself after failed runs (null: it did not, "
+                                                   "or it was resumed since)")
+    deactivated_reason: str | None = Field(description="Why it paused itself")
 
 
 class ScheduleListOut(Out):
@@ -365,3 +374,47 @@ class LimitOut(Out):
 
 class LimitListOut(Out):
     limits: list[LimitOut]
+
+
+# -- notifications ------------------------------------------------------------------------------
+
+EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]  (the one list, operations/notifications.py)
+
+
+class SubscriptionIn(Body):
+    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH,
+                     description="Where events are POSTed: an http:// or https:// "
+                     "URL; {{secret:NAME}} (the operator's) or {{owner_secret:NAME}} (a user's) may fill parts in")
+    events: list[EventKind] | None = Field(None, min_length=1, max_length=len(EVENT_KINDS),
+                                           description="Only these kinds (null: all)")
+    headers: dict[str, Annotated[str, Field(max_length=MAX_HEADER_VALUE_LENGTH)]] | None = Field(
+        None, max_length=MAX_HEADERS, description="Sent with each delivery; values may hold secret references")
+    owner: Name | None = Field(None, description="A user's subscription is always theirs; the service may make one "
+                                                 "for a user, or leave it out for the operator's (every event)")
+
+
+class SubscriptionOut(Out):
+    id: int
+    owner: str | None = Field(description="Whose events it receives (null: the operator's, every event)")
+    url: str
+    events: list[str] | None
+    headers: dict[str, str]
+    created_at: str
+
+
+class SubscriptionListOut(Out):
+    subscriptions: list[SubscriptionOut]
+
+
+class NotificationOut(Out):
+    id: int
+    kind: str
+    owner: str | None = Field(description="The user it concerns (null: operators only)")
+    subject: str | None
+    data: dict[str, Any]
+    created_at: str
+
+
+class NotificationListOut(Out):
+    notifications: list[NotificationOut]
+    next_cursor: int | None = Field(description="Pass as `before` for the next page; null on the last page")

@@ -25,7 +25,7 @@ def _schedule_row(schedule: Schedule, last=None, now: dt.datetime | None = None)
     row = schedule.summary(last, now)
     row["target"] = (schedule.payload.get("command", "") if schedule.function == "sql"
                      else f"{schedule.function} {_compact(schedule.payload)}")
-    row["state"] = "active" if schedule.active else "paused"
+    row["state"] = "active" if schedule.active else "deactivated" if schedule.deactivated_at else "paused"
     return row
 
 
@@ -60,12 +60,16 @@ def _compact(payload: dict) -> str:
 @click.option("--catch-up-max", type=int, default=10, show_default=True, help="Most missed ticks run by --catch-up all.")
 @click.option("--paused", is_flag=True, help="Add it paused.")
 @click.option("--replace", is_flag=True, help="Replace a schedule of the same name.")
+@click.option("--max-consecutive-failures", type=int,
+              help="Pause it after this many failed runs in a row (1 to 1000; default never).")
 @click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
 @pass_context
 def cron_add(ctx: Context, name, expression, function, payload, sql_command, timezone, owner, queue, priority,
-             max_attempts, overlap, catch_up, catch_up_max, paused, replace, as_json) -> None:
+             max_attempts, overlap, catch_up, catch_up_max, paused, replace, max_consecutive_failures,
+             as_json) -> None:
     """Add schedule NAME firing on EXPRESSION ('0 3 * * SUN', '@daily', '30 seconds', ...)."""
-    options = {k: v for k, v in dict(queue=queue, priority=priority, max_attempts=max_attempts).items()
+    options = {k: v for k, v in dict(queue=queue, priority=priority, max_attempts=max_attempts,
+                                     max_consecutive_failures=max_consecutive_failures).items()
                if v is not None}
     schedule = run_app(ctx.load_app(), lambda app: app.add_schedule_async(
         name, expression, function, payload, sql=sql_command,
@@ -147,6 +151,29 @@ async def _set_active(schedules: Schedules, ref: str, active: bool) -> dict:
     row["message"] = f"schedule {changed.label} is {row['state']}" + (
         f", {_when(changed, row)}" if changed.active else "")
     return row
+
+
+@cron_group.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def cron_show(ctx: Context, ref: str, as_json: bool) -> None:
+    """Schedule REF (a name or an id): its definition, its state and, when it paused itself after
+    failed runs in a row (max_consecutive_failures), when and why."""
+    schedule = run_ops(ctx.load_app(), lambda ops: ops.schedules.get(SERVICE, ref))
+    row = _schedule_row(schedule, now=dt.datetime.now(dt.timezone.utc))
+    if as_json:
+        emit_json(row)
+        return
+    lines = [("id", row["id"]), ("name", row["name"] or "-"), ("expression", f"{row['expression']} {row['timezone']}"),
+             ("target", row["target"]), ("owner", row["owner"] or "-"), ("state", row["state"]),
+             ("next run", _when(schedule, row)),
+             ("max consecutive failures", row["max_consecutive_failures"] or "never")]
+    if schedule.deactivated_at is not None:
+        lines += [("deactivated at", f"{short_time(row['deactivated_at'])} UTC"),
+                  ("deactivated because", row["deactivated_reason"])]
+    for label, value in lines:
+        click.echo(f"{label + ':':<26}{value}")
 
 
 async def _trigger(schedules: Schedules, ref: str) -> dict:

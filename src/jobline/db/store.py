@@ -87,14 +87,16 @@ def schedule_params(spec: ScheduleSpec) -> dict[str, Any]:
     return {"name": spec.name, "expression": spec.expression, "timezone": spec.timezone,
             "function": spec.function, "payload": spec.payload_json, "owner": spec.owner, "queue": spec.queue,
             "priority": spec.priority, "max_attempts": spec.max_attempts, "overlap": spec.overlap,
-            "catch_up": spec.catch_up, "catch_up_max": spec.catch_up_max, "active": spec.active}
+            "catch_up": spec.catch_up, "catch_up_max": spec.catch_up_max, "active": spec.active,
+            "max_consecutive_failures": spec.max_consecutive_failures}
 
 
 # schedule_reconcile_many takes one array per column.
 _RECONCILE_COLUMNS = {"name": "names", "expression": "expressions", "timezone": "timezones",
                       "function": "functions", "payload": "payloads", "owner": "owners", "queue": "queues",
                       "priority": "priorities", "max_attempts": "max_attempts", "overlap": "overlaps",
-                      "catch_up": "catch_ups", "catch_up_max": "catch_up_maxes"}
+                      "catch_up": "catch_ups", "catch_up_max": "catch_up_maxes",
+                      "max_consecutive_failures": "max_consecutive_failures"}
 
 
 # How long psycopg_pool keeps one reconnection attempt going before giving up on it: it tries
@@ -320,6 +322,43 @@ class Store:
 
     async def queue_exemption_prune(self) -> None:
         await self._fetch(q.QUEUE_EXEMPTION_PRUNE)
+
+    # -- notifications (0020_notifications.sql) ---------------------------------------------------
+
+    async def notification_record(self, kind: str, owner: str | None, subject: str | None, data_json: str) -> int:
+        """Record an event and queue its deliveries (jobline.record_event); its id."""
+        return (await self._fetch(q.NOTIFICATION_RECORD, {"kind": kind, "owner": owner, "subject": subject,
+                                                          "data": data_json}, rows=tuple_row))[0][0]
+
+    async def notification_list(self, *, owner: str | None = None, kind: str | None = None, since: Any = None,
+                                before_id: int | None = None, limit: int = 50) -> list[dict]:
+        return await self._fetch(q.NOTIFICATION_LIST, {"owner": owner, "kind": kind, "since": since,
+                                                       "before_id": before_id, "limit": limit}, prepare=False)
+
+    async def notification_prune(self, *, seconds: float, limit: int = 5000) -> int:
+        async with self.connection() as c:
+            with translate_errors():
+                cur = await c.execute(q.NOTIFICATION_PRUNE, {"seconds": seconds, "limit": limit})
+                return cur.rowcount
+
+    async def subscription_insert(self, *, owner: str | None, url: str, events: list[str] | None, headers_json: str,
+                                  max_per_owner: int) -> dict | None:
+        """The new subscription; None when ``owner`` already has ``max_per_owner``."""
+        rows = await self._fetch(q.SUBSCRIPTION_INSERT, {"owner": owner, "url": url, "events": events,
+                                                         "headers": headers_json, "max_per_owner": max_per_owner})
+        return rows[0] if rows else None
+
+    async def subscription_list(self, *, owner: str | None = None, every_owner: bool = False) -> list[dict]:
+        return await self._fetch(q.SUBSCRIPTION_LIST, {"owner": owner, "every_owner": every_owner})
+
+    async def subscription_delete(self, subscription_id: int, *, owner: str | None = None,
+                                  every_owner: bool = False) -> dict | None:
+        rows = await self._fetch(q.SUBSCRIPTION_DELETE, {"id": subscription_id, "owner": owner,
+                                                         "every_owner": every_owner})
+        return rows[0] if rows else None
+
+    async def alert_setting_update(self, *, failures: int, window_seconds: float) -> None:
+        await self._fetch(q.ALERT_SETTING_UPDATE, {"failures": failures, "window_seconds": window_seconds})
 
     # -- reading and steering jobs -----------------------------------------------------------
 

@@ -17,8 +17,9 @@ Secrets: a reference is resolved only in what the operator wrote, just before se
 memory only: the URL, query parameters, headers and body of an ``http`` job (which only the
 operator's code, SQL and service key may create), and the URL and headers a named HTTP function
 declares. The payload of a named function is data, perhaps a user's: it is sent exactly as
-given, never searched for references. ``{{secret:NAME}}`` is the operator's secret,
-``{{owner_secret:NAME}}`` the job owner's. The job row keeps the placeholders. What we write
+given, never searched for references; so are the params and body of an ``http`` job whose
+payload says ``"literal_body": true`` (a notification's delivery, whose event holds text users
+wrote). ``{{secret:NAME}}`` is the operator's secret, ``{{owner_secret:NAME}}`` the job owner's. The job row keeps the placeholders. What we write
 ourselves (the request line in errors, egress refusals, ``url`` and ``final_url`` without redirects) is
 built from the payload as written, never from resolved text; what the other side or a library
 wrote (the response, a redirect target, an exception's message) is scrubbed of every form of
@@ -49,7 +50,8 @@ MAX_ATTEMPTS = 5                  # jobline.http_post / http_get use the same (m
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_TIMEOUT_MS = 5000         # pg_net's default
 MAX_TIMEOUT_MS = 600_000
-PAYLOAD_FIELDS = frozenset({"url", "method", "headers", "params", "body", "timeout_ms", "idempotency_key"})
+PAYLOAD_FIELDS = frozenset({"url", "method", "headers", "params", "body", "timeout_ms", "idempotency_key",
+                            "literal_body"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_HEADER_VALUE = re.compile(r"[\x00\r\n]")
 _URL_START = re.compile(r"(?i)https?://|\{\{secret:")
@@ -109,6 +111,9 @@ def parse_call(payload: Any) -> Call:
     key = payload.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200 or _BAD_HEADER_VALUE.search(key)):
         raise Fail("http payload: idempotency_key must be a string of 1 to 200 characters without line breaks")
+    literal = payload.get("literal_body", False)
+    if not isinstance(literal, bool):
+        raise Fail(f"http payload: literal_body must be true or false, got {_clip(literal)}")
     url = payload.get("url")
     if not isinstance(url, str) or not url.strip() or len(url) > 8192:
         # The scheme and host are the egress policy's to judge (DestinationBlocked), once any
@@ -117,7 +122,7 @@ def parse_call(payload: Any) -> Call:
     return Call(url=url.strip(), method=method.upper(),
                 headers=check_headers(payload.get("headers"), "http payload: headers"),
                 params=_check_params(payload.get("params")), body=payload.get("body"), has_body=has_body,
-                timeout_ms=timeout_ms, idempotency_key=key)
+                timeout_ms=timeout_ms, idempotency_key=key, literal_data=literal)
 
 
 def check_url_field(url: Any, what: str) -> str:

@@ -19,6 +19,7 @@ from ..settings import Settings
 from .activity import Activity
 from .jobs import Jobs, Page
 from .limits import Limits
+from .notifications import Notifications
 from .queues import Queues
 from .schedules import Schedules
 from .secrets import Secrets
@@ -43,6 +44,7 @@ class Operations:
         self.tokens = Tokens(store)
         self.activity = Activity(store)
         self.sessions = Sessions(store, settings)
+        self.notifications = Notifications(store, settings)
 
     @classmethod
     async def connect(cls, settings: Settings, *, database_url: str | None = None, pool_size: int = 4,

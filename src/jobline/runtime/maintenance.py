@@ -1,5 +1,7 @@
-"""Maintenance: rescues jobs whose lease expired, prunes old jobs, schedule runs and dead
-worker rows, and keeps jobline's busiest tables and indexes from growing for good (upkeep).
+"""Maintenance: rescues jobs whose lease expired, prunes old jobs, schedule runs, notifications
+and dead worker rows, writes the function.failing threshold (JOBLINE_ALERT_FAILURES and
+JOBLINE_ALERT_WINDOW) where the database's trigger reads it, and keeps jobline's busiest tables
+and indexes from growing for good (upkeep).
 
 It runs in every worker; SKIP LOCKED lets several rescuers share the work safely. It is a loop
 of its own, never a job in the queue it looks after, so it keeps working when every worker
@@ -60,6 +62,8 @@ class Maintenance(Service):
         self.metrics = metrics
 
     async def run(self) -> None:
+        await self.store.alert_setting_update(failures=self.settings.alert_failures,
+                                              window_seconds=self.settings.alert_window)
         while True:
             await self.rescue()
             if time.monotonic() >= self._next_prune:
@@ -90,6 +94,10 @@ class Maintenance(Service):
         # Runs that made no job (skipped, missed) are kept as long as failures; the others go
         # with their jobs.
         await self.store.schedule_run_prune(seconds=s.retain_failed_seconds, limit=PRUNE_BATCH)
+        # Events are kept as long as the failed jobs they mostly tell of.
+        while await self.store.notification_prune(seconds=s.retain_failed_seconds, limit=PRUNE_BATCH) == PRUNE_BATCH:
+            if self.stopping.is_set():
+                break
         await self.store.worker_prune_dead(dead_seconds=max(3600.0, 10 * s.lease_seconds))
         await self.store.queue_exemption_prune()
         await self.store.limit_start_prune()  # rate windows' starts no window counts any more
