@@ -89,6 +89,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await app.open_async()
+        await app.record_pipelines_async()  # so any process can start runs of the App's pipelines
         api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency or SYNC_CONCURRENCY,
                                          thread_name_prefix="jobline-invoke")  # sync functions invoked over HTTP
         api.connections = ConnectionLimit(app.settings.handler_connections, app.settings.pool_timeout)

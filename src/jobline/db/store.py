@@ -20,8 +20,8 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .. import tracing
-from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
-                      SecretNotFound)
+from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, PipelineNotFound,
+                      ScheduleNotFound, SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
 from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec, name_seen_by, owned_name
 from . import queries as q
@@ -356,6 +356,44 @@ class Store:
 
     async def function_list(self, live_seconds: float = 90) -> list[dict]:
         return await self._fetch(q.FUNCTION_LIST, {"live_seconds": live_seconds})
+
+    # -- pipelines (0021_pipelines.sql) -------------------------------------------------------------
+
+    async def pipeline_upsert_many(self, names: Sequence[str], steps: Sequence[str]) -> list[str]:
+        """Record declared pipelines (steps as JSON text); returns the names new or changed."""
+        rows = await self._fetch(q.PIPELINE_UPSERT_MANY, {"names": list(names), "steps": list(steps)})
+        return [row["name"] for row in rows]
+
+    async def pipeline_list(self, *, owner: str | None = None) -> list[dict]:
+        return await self._fetch(q.PIPELINE_LIST, {"owner": owner})
+
+    async def pipeline_start(self, name: str, payload: str, *, owner: str | None = None) -> int:
+        """Start a run (payload as JSON text); PipelineNotFound when no pipeline has that name."""
+        async with self.connection() as c:
+            return await pipeline_start_on(c, name, payload, owner)
+
+    async def pipeline_run_get(self, run_id: int, *, owner: str | None = None) -> dict:
+        rows = await self._fetch(q.PIPELINE_RUN_GET, {"id": run_id, "owner": owner})
+        if not rows:
+            raise PipelineNotFound(f"no pipeline run with id {run_id}")
+        return rows[0]
+
+    async def pipeline_run_list(self, *, owner: str | None = None, pipeline: str | None = None,
+                                status: str | None = None, before_id: int | None = None, limit: int = 50) -> list[dict]:
+        return await self._fetch(q.PIPELINE_RUN_LIST, {"owner": owner, "pipeline": pipeline, "status": status,
+                                                       "before_id": before_id, "limit": limit})
+
+    async def pipeline_run_steps(self, run_id: int) -> list[dict]:
+        return await self._fetch(q.PIPELINE_RUN_STEPS, {"id": run_id})
+
+    async def pipeline_history_list(self, run_id: int, *, limit: int = 1000) -> list[dict]:
+        return await self._fetch(q.PIPELINE_HISTORY_LIST, {"id": run_id, "limit": limit})
+
+    async def pipeline_run_cancel(self, run_id: int, reason: str | None = None) -> int:
+        return (await self._fetch(q.PIPELINE_RUN_CANCEL, {"id": run_id, "reason": reason}))[0]["cancelled"]
+
+    async def pipeline_run_retry(self, run_id: int) -> int:
+        return (await self._fetch(q.PIPELINE_RUN_RETRY, {"id": run_id}))[0]["steps"]
 
     # -- remote tasks: claim-next-task and its reports (see tasks.py) -----------------------------
 
@@ -894,6 +932,31 @@ def _place(ids: list[int], positions: list[int], rows: list[tuple]) -> None:
     for position, job_id in zip(positions, sorted(row[0] for row in rows)):
         ids[position] = job_id
 
+
+
+@contextlib.contextmanager
+def _pipeline_errors(name: str) -> Iterator[None]:
+    try:
+        with translate_errors():
+            yield
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, pg_errors.NoDataFound):
+            raise PipelineNotFound(f"no pipeline named {name!r}: pipelines are recorded when a worker or "
+                                   "`jobline serve` of the app that declares them starts") from exc.__cause__
+        raise
+
+
+async def pipeline_start_on(conn: psycopg.AsyncConnection, name: str, payload: str, owner: str | None) -> int:
+    """Start a run in ``conn``'s current transaction (jobline.start_pipeline); returns its id."""
+    with _pipeline_errors(name):
+        cur = await conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner})
+        return (await cur.fetchone())[0]
+
+
+def pipeline_start_sync(conn: psycopg.Connection, name: str, payload: str, owner: str | None) -> int:
+    """The sync twin of pipeline_start_on, for the caller's own psycopg.Connection."""
+    with _pipeline_errors(name):
+        return conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner}).fetchone()[0]
 
 
 def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:

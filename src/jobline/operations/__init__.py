@@ -18,6 +18,7 @@ from ..runtime.registry import Registry
 from ..settings import Settings
 from .activity import Activity
 from .jobs import Jobs, Page
+from .pipelines import Pipelines
 from .queues import Queues
 from .schedules import Schedules
 from .secrets import Secrets
@@ -36,6 +37,7 @@ class Operations:
         self.jobs = Jobs(store, registry)
         self.schedules = Schedules(store, registry)
         self.queues = Queues(store)
+        self.pipelines = Pipelines(store)
         self.tasks = Tasks(store, settings.remote_lease_seconds)
         self.secrets = Secrets(store, settings)
         self.tokens = Tokens(store)

@@ -88,6 +88,7 @@ class Worker:
                  batch_size: int | None = None, grace_seconds: float = 30.0,
                  maintenance: bool = True, scheduler: bool = True, jobs: bool = True,
                  schedules: Sequence[ScheduleSpec] = (), owned_functions: Sequence[str] = (),
+                 pipelines: Sequence[tuple[str, str]] = (),
                  worker_id: str | None = None, metrics_socket: socket.socket | None = None):
         self.store = store  # durable: handlers and the sql built-in use it
         # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
@@ -129,6 +130,8 @@ class Worker:
         # Schedules the App declares, and its own functions (whose undeclared code schedules go).
         self.declared_schedules = list(schedules)
         self.owned_functions = list(owned_functions)
+        # Pipelines the App declares, as (name, stored steps JSON): recorded at start (0021).
+        self.declared_pipelines = list(pipelines)
         self.heartbeat = Heartbeat(self.bookkeeping, self.inflight, self.id, settings.lease_seconds)
         self.maintenance = Maintenance(self.bookkeeping, settings, metrics=self.metrics) if maintenance else None
         self.producer = self._producer()
@@ -145,6 +148,7 @@ class Worker:
         await self.bookkeeping.open()
         if reconcile:
             await self._reconcile_schedules()
+            await self._record_pipelines()
         services = [self.metrics_server, self.notifier, self.scheduler, self.maintenance]
         if self.jobs:
             await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -165,6 +169,14 @@ class Worker:
                                                         "holds this name; the declaration in code is ignored"})
             else:
                 log.info(f"schedule.{change}", extra={"schedule": name, "source": "code"})
+
+    async def _record_pipelines(self) -> None:
+        if not self.declared_pipelines:
+            return
+        changed = await self.store.pipeline_upsert_many([n for n, _ in self.declared_pipelines],
+                                                        [s for _, s in self.declared_pipelines])
+        for name in changed:
+            log.info("pipeline.recorded", extra={"pipeline": name, "source": "code"})
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop() or a signal."""

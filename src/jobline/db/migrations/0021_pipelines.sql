@@ -1,0 +1,337 @@
+-- 0021_pipelines: pipelines (issue 11, section 1). A pipeline is a named graph of steps declared
+-- in code and recorded here when a worker or `jobline serve` starts; a run creates every step as
+-- a job in one transaction (jobline.start_pipeline, the one place that creates runs), chained by
+-- the dependency mechanism of 0001 (depends_on, deps_remaining, settle_dependants). A run's
+-- status and history are kept by one row trigger on jobline.jobs that only pipeline steps fire.
+-- Also: Snooze (a handler's "run me again later" that spends no attempt) and the `upstream`
+-- column of the claim.
+
+-- The pipelines declared in code. steps is validated in Python (jobline/pipeline.py: unique
+-- names, known `after` names, no cycle, bounded sizes) and stored in an order where every step
+-- comes after the steps it runs after, with its queue, priority and max_attempts resolved:
+-- [{"name", "function", "after": [...], "delay": seconds, "queue", "priority", "max_attempts",
+--   "payload": {...}}, ...]. start_pipeline checks the order again, so a hand-written row cannot
+-- make a run with a dangling dependency.
+CREATE TABLE jobline.pipelines (
+  name        text        PRIMARY KEY CHECK (jobline.is_valid_name(name, 200)),
+  steps       jsonb       NOT NULL CHECK (jsonb_typeof(steps) = 'array' AND jsonb_array_length(steps) BETWEEN 1 AND 100),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- One run of a pipeline. steps is the pipeline's steps when the run started, so a run keeps its
+-- shape (for retry and for its graph) when the code changes the pipeline later.
+CREATE TABLE jobline.pipeline_runs (
+  id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  pipeline     text        NOT NULL,
+  owner        text,
+  status       text        NOT NULL DEFAULT 'running'
+               CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+  payload      jsonb       NOT NULL,
+  steps        jsonb       NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  finished_at  timestamptz
+);
+-- Listings newest first, per owner (a user's) or for everyone (the service's, by id).
+CREATE INDEX pipeline_runs_owner_idx ON jobline.pipeline_runs (owner, id DESC);
+CREATE INDEX pipeline_runs_pipeline_idx ON jobline.pipeline_runs (pipeline, id DESC);
+
+-- Seed 003's pipeline_history: what happened to a run and its steps, in order (by id). step is
+-- NULL for events of the run itself (started, succeeded, failed, cancelled, retried).
+CREATE TABLE jobline.pipeline_history (
+  id       bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  run_id   bigint      NOT NULL REFERENCES jobline.pipeline_runs (id) ON DELETE CASCADE,
+  step     text,
+  job_id   bigint,
+  event    text        NOT NULL,
+  message  text,
+  at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX pipeline_history_run_idx ON jobline.pipeline_history (run_id, id);
+
+-- A step is a job with these two set; ordinary jobs leave them NULL (nullable without default:
+-- adding them rewrites nothing). No foreign key: its check would cost every step's updates.
+ALTER TABLE jobline.jobs ADD COLUMN pipeline_run_id bigint, ADD COLUMN step text;
+CREATE INDEX jobs_pipeline_run_idx ON jobline.jobs (pipeline_run_id) WHERE pipeline_run_id IS NOT NULL;
+
+-- Snooze: a snoozed attempt is recorded (attempts outcome 'snoozed', so it shows in the job's
+-- history) and its attempt number is used, since attempts' key is (job_id, attempt); instead of
+-- counting against the budget, the snooze raises max_attempts by one (job_complete_many.sql).
+-- A job polling with Snooze may therefore pass 1000, 0001's bound for what a caller asks for
+-- (job.py and jobline.enqueue keep that bound on input).
+ALTER TABLE jobline.jobs DROP CONSTRAINT jobs_max_attempts_check;
+ALTER TABLE jobline.jobs ADD CONSTRAINT jobs_max_attempts_check CHECK (max_attempts >= 1) NOT VALID;
+
+-- pipeline_upstream: the results of the jobs `deps` (a step's depends_on: the steps it runs
+-- after), keyed by step name, e.g. {"generate": {"text": "..."}}. Read at claim time (below),
+-- so a retried run's later steps read the results its earlier steps keep.
+CREATE FUNCTION jobline.pipeline_upstream(deps bigint[]) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(jsonb_object_agg(u.step, coalesce(u.result, 'null'::jsonb)), '{}'::jsonb)
+    FROM jobline.jobs u
+   WHERE u.id = ANY(deps) AND u.step IS NOT NULL
+$$;
+
+-- start_pipeline: the one place that creates runs (Python, the CLI, HTTP and schedules call it).
+-- In the caller's transaction: the run, its history's first row and one job per step, or, on any
+-- error, nothing. A step's payload is the run's payload with the step's own declared payload on
+-- top (the declaration wins); a step of a built-in function (sql, http) gets only its declared
+-- payload, so whoever starts a run can never choose a URL, a header or a command.
+CREATE FUNCTION jobline.start_pipeline(name text, payload jsonb DEFAULT '{}', owner text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+  declared jsonb;
+  run_id bigint;
+  s jsonb;
+  ids jsonb := '{}'::jsonb;
+  deps bigint[];
+  dep text;
+  job_id bigint;
+  delay float8;
+BEGIN
+  IF name IS NULL THEN
+    RAISE EXCEPTION 'jobline.start_pipeline: name must not be null' USING ERRCODE = '22023';
+  END IF;
+  SELECT p.steps INTO declared FROM jobline.pipelines p WHERE p.name = start_pipeline.name;
+  IF declared IS NULL THEN
+    RAISE EXCEPTION 'jobline.start_pipeline: no pipeline named %', quote_literal(name)
+      USING ERRCODE = 'P0002', HINT = 'pipelines are recorded when a worker or `jobline serve` of the app that declares them starts';
+  END IF;
+  IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+    RAISE EXCEPTION 'jobline.start_pipeline: payload must be a JSON object' USING ERRCODE = '22023';
+  END IF;
+  IF octet_length(payload::text) > 1048576 THEN
+    RAISE EXCEPTION 'jobline.start_pipeline: payload is larger than 1 MiB' USING ERRCODE = '22023';
+  END IF;
+  IF owner IS NOT NULL AND NOT jobline.is_valid_name(owner, 200) THEN
+    RAISE EXCEPTION 'jobline.start_pipeline: owner % is not a valid name', quote_literal(owner) USING ERRCODE = '22023';
+  END IF;
+
+  INSERT INTO jobline.pipeline_runs (pipeline, owner, payload, steps)
+  VALUES (start_pipeline.name, owner, payload, declared)
+  RETURNING id INTO run_id;
+  INSERT INTO jobline.pipeline_history (run_id, event, message)
+  VALUES (run_id, 'started', format('%s steps', jsonb_array_length(declared)));
+
+  FOR s IN SELECT value FROM jsonb_array_elements(declared) LOOP
+    deps := '{}';
+    FOR dep IN SELECT jsonb_array_elements_text(coalesce(s->'after', '[]')) LOOP
+      IF NOT ids ? dep THEN
+        RAISE EXCEPTION 'jobline.start_pipeline: pipeline %: step % runs after %, which is not declared before it',
+          quote_literal(name), quote_literal(s->>'name'), quote_literal(dep) USING ERRCODE = '22023';
+      END IF;
+      deps := deps || (ids->>dep)::bigint;
+    END LOOP;
+    delay := coalesce((s->>'delay')::float8, 0);
+    INSERT INTO jobline.jobs (function, payload, status, run_at, queue, priority, owner, max_attempts,
+                              depends_on, deps_remaining, pipeline_run_id, step)
+    VALUES (s->>'function',
+            CASE WHEN s->>'function' IN ('sql', 'http') THEN coalesce(s->'payload', '{}')
+                 ELSE payload || coalesce(s->'payload', '{}') END,
+            CASE WHEN cardinality(deps) = 0 THEN 'pending' ELSE 'waiting' END,
+            -- A step's delay runs from its release: now for a first step, else when the last
+            -- step it runs after succeeds (jobs_pipeline_release below).
+            now() + make_interval(secs => CASE WHEN cardinality(deps) = 0 THEN delay ELSE 0 END),
+            coalesce(s->>'queue', 'default'), coalesce((s->>'priority')::int, 0), owner,
+            coalesce((s->>'max_attempts')::int, 3),
+            CASE WHEN cardinality(deps) = 0 THEN NULL ELSE deps END, cardinality(deps), run_id, s->>'name')
+    RETURNING id INTO job_id;
+    ids := ids || jsonb_build_object(s->>'name', job_id);
+  END LOOP;
+  RETURN run_id;
+END $$;
+
+-- The hook where a run reaches its final status (succeeded, failed or cancelled), once per time
+-- it gets there (a retried run that fails again calls it again). Called by pipeline_step_changed
+-- in the transaction that finished the run.
+-- NOTIFICATIONS (issue 11, section 2): wire `pipeline.succeeded` / `pipeline.failed` here, e.g.
+--   PERFORM jobline.record_event('pipeline.' || status, run.owner, run.pipeline || ' #' || run.id, ...);
+CREATE FUNCTION jobline.pipeline_run_finished(run_id bigint, status text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  NULL;  -- nothing yet: see the comment above
+END $$;
+
+-- pipeline_step_changed: the one place a run's status is maintained, and its history written.
+-- Fired only for steps whose status changed (the trigger's WHEN), so ordinary jobs pay one test.
+-- Run status: running while any step is waiting, pending or running; then succeeded when every
+-- step succeeded, failed when one failed, cancelled otherwise (a person cancelled it).
+-- Concurrency: two steps of one run finishing in two transactions each take the run's row lock
+-- before counting, and each statement of a plpgsql function reads a fresh snapshot, so the second
+-- to get the lock sees the first's committed step: the last one to finish always sees them all.
+CREATE FUNCTION jobline.pipeline_step_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  event text;
+  message text;
+  run jobline.pipeline_runs;
+  live integer;
+  total integer;
+  succeeded integer;
+  failed integer;
+  new_status text;
+BEGIN
+  event := CASE
+    WHEN NEW.status = 'running' THEN 'started'
+    WHEN OLD.status = 'waiting' AND NEW.status = 'pending' THEN 'released'
+    WHEN OLD.status IN ('failed', 'cancelled') THEN 'retried'
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.max_attempts > OLD.max_attempts THEN 'snoozed'
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.attempts < OLD.attempts THEN 'handed back'
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' THEN 'retrying'
+    ELSE NEW.status END;
+  message := CASE event
+    WHEN 'started' THEN format('attempt %s of %s', NEW.attempts, NEW.max_attempts)
+    WHEN 'released' THEN CASE WHEN NEW.run_at > now() THEN format('due at %s', NEW.run_at) END
+    WHEN 'snoozed' THEN format('until %s', NEW.run_at)
+    WHEN 'retrying' THEN left(NEW.last_error, 500)
+    WHEN 'failed' THEN left(NEW.last_error, 500)
+    WHEN 'cancelled' THEN left(NEW.last_error, 500)
+    END;
+  INSERT INTO jobline.pipeline_history (run_id, step, job_id, event, message)
+  VALUES (NEW.pipeline_run_id, NEW.step, NEW.id, event, message);
+
+  -- Only a step reaching or leaving a final status can change the run's.
+  IF NEW.status NOT IN ('succeeded', 'failed', 'cancelled') AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled') THEN
+    RETURN NULL;
+  END IF;
+  SELECT * INTO run FROM jobline.pipeline_runs r WHERE r.id = NEW.pipeline_run_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN NULL;  -- the run was deleted by hand
+  END IF;
+  SELECT count(*) FILTER (WHERE j.status IN ('waiting', 'pending', 'running')), count(*),
+         count(*) FILTER (WHERE j.status = 'succeeded'), count(*) FILTER (WHERE j.status = 'failed')
+    INTO live, total, succeeded, failed
+    FROM jobline.jobs j WHERE j.pipeline_run_id = NEW.pipeline_run_id;
+  new_status := CASE WHEN live > 0 THEN 'running' WHEN succeeded = total THEN 'succeeded'
+                     WHEN failed > 0 THEN 'failed' ELSE 'cancelled' END;
+  IF new_status IS DISTINCT FROM run.status THEN
+    UPDATE jobline.pipeline_runs r
+       SET status = new_status, finished_at = CASE WHEN new_status = 'running' THEN NULL ELSE now() END
+     WHERE r.id = run.id;
+    INSERT INTO jobline.pipeline_history (run_id, event, message)
+    VALUES (run.id, CASE WHEN new_status = 'running' THEN 'retried' ELSE new_status END,
+            format('%s of %s steps succeeded', succeeded, total));
+    IF new_status <> 'running' THEN
+      PERFORM jobline.pipeline_run_finished(run.id, new_status);
+    END IF;
+  END IF;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_pipeline_step AFTER UPDATE OF status ON jobline.jobs
+  FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status)
+  EXECUTE FUNCTION jobline.pipeline_step_changed();
+
+-- A step's delay counts from its release (waiting -> pending, by settle_dependants or a retry):
+-- it is due `delay` seconds later. A BEFORE trigger, so the release writes the row once.
+CREATE FUNCTION jobline.pipeline_step_released() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  delay float8;
+BEGIN
+  SELECT (s->>'delay')::float8 INTO delay
+    FROM jobline.pipeline_runs r, jsonb_array_elements(r.steps) s
+   WHERE r.id = NEW.pipeline_run_id AND s->>'name' = NEW.step;
+  IF delay > 0 THEN
+    NEW.run_at := now() + make_interval(secs => delay);
+  END IF;
+  RETURN NEW;
+END $$;
+
+CREATE TRIGGER jobs_pipeline_release BEFORE UPDATE OF status ON jobline.jobs
+  FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status = 'waiting' AND NEW.status = 'pending')
+  EXECUTE FUNCTION jobline.pipeline_step_released();
+
+-- cancel_pipeline_run: cancel every unfinished step of run `run_id` with `reason` (a running
+-- attempt's late report is fenced out, as for jobline.jobs cancels); returns how many. Steps are
+-- updated first and the run's row is left to the trigger, which locks it after the steps, as a
+-- completing step does: the same order everywhere, so the two cannot deadlock.
+CREATE FUNCTION jobline.cancel_pipeline_run(run_id bigint, reason text DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  cancelled bigint[];
+BEGIN
+  WITH c AS (
+    UPDATE jobline.jobs j
+       SET status = 'cancelled', finished_at = now(), worker_id = NULL, lease_until = NULL,
+           last_error = coalesce(reason, 'the pipeline run was cancelled')
+     WHERE j.pipeline_run_id = run_id AND j.status IN ('waiting', 'pending', 'running')
+    RETURNING j.id)
+  SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM c;
+  -- Jobs outside the run that someone made depend on its steps.
+  PERFORM jobline.settle_dependants('{}', cancelled);
+  RETURN cardinality(cancelled);
+END $$;
+
+-- retry_pipeline_run: run a failed or cancelled run again from its failed and cancelled steps,
+-- keeping the results of the steps that succeeded. Each such step gets its attempt budget again
+-- (as jobline.jobs retries do) and is pending when every step it runs after succeeded, else
+-- waiting for those that are run again. Returns how many steps run again.
+CREATE FUNCTION jobline.retry_pipeline_run(run_id bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  again integer;
+BEGIN
+  WITH redo AS (
+    UPDATE jobline.jobs j
+       SET deps_remaining = r.remaining,
+           status = CASE WHEN r.remaining = 0 THEN 'pending' ELSE 'waiting' END,
+           run_at = now(), finished_at = NULL, archived_at = NULL, worker_id = NULL, lease_until = NULL,
+           max_attempts = least(j.attempts + j.max_attempts, 1000)
+      FROM (SELECT w.id, (SELECT count(*) FROM jobline.jobs d
+                           WHERE d.id = ANY(w.depends_on) AND d.status <> 'succeeded')::int AS remaining
+              FROM jobline.jobs w
+             WHERE w.pipeline_run_id = run_id AND w.status IN ('failed', 'cancelled')) r
+     WHERE j.id = r.id
+    RETURNING j.id)
+  SELECT count(*) INTO again FROM redo;
+  IF again > 0 THEN
+    PERFORM pg_notify('jobline_jobs', '');
+  END IF;
+  RETURN again;
+END $$;
+
+-- claim_jobs: 0018's claim, returning also `upstream` (the only change here): the results of the
+-- steps a pipeline step runs after, by step name; NULL for ordinary jobs.
+-- Why at claim time, not stored at release: a retried run's step must read the results its
+-- upstream steps have now, and storing them would add a write per release to settle_dependants.
+-- The cost stays off the ordinary-job path: the CASE calls pipeline_upstream only for rows with
+-- a pipeline_run_id (a NULL test per claimed row otherwise), and only for the rows claimed.
+-- (MERGE NOTE for 0019's flow-control claim: add `upstream jsonb` to RETURNS TABLE, and
+-- `j.pipeline_run_id, j.depends_on` to the claimed CTE's RETURNING, and the CASE to the final SELECT.)
+DROP FUNCTION jobline.claim_jobs(text, text[], text[], integer, double precision);
+
+CREATE FUNCTION jobline.claim_jobs(worker text, functions text[], queues text[], lim integer,
+                                   lease_seconds double precision)
+RETURNS TABLE (id bigint, function text, payload jsonb, attempts integer, max_attempts integer,
+               queue text, owner text, trace_context jsonb, upstream jsonb)
+LANGUAGE sql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
+  WITH due AS (
+    SELECT j.id FROM jobline.jobs j
+    WHERE j.status = 'pending'
+      AND j.run_at <= now()
+      AND j.function = ANY(functions)
+      AND (queues IS NULL OR j.queue = ANY(queues))
+      AND (j.queue <> ALL(ARRAY(SELECT p.queue FROM jobline.queue_pauses p))
+           OR (j.id, j.attempts) IN (SELECT e.job_id, e.attempts FROM jobline.queue_pause_exemptions e))
+    ORDER BY j.priority DESC, j.run_at, j.id
+    LIMIT lim
+    FOR UPDATE SKIP LOCKED
+  ), claimed AS (
+    UPDATE jobline.jobs j
+    SET status = 'running',
+        attempts = j.attempts + 1,
+        worker_id = worker,
+        lease_until = now() + make_interval(secs => lease_seconds),
+        started_at = now()
+    WHERE j.id = ANY(ARRAY(SELECT due.id FROM due))
+    RETURNING j.id, j.function, j.payload, j.attempts, j.max_attempts, j.queue, j.owner, j.trace_context,
+              j.priority, j.run_at, j.pipeline_run_id, j.depends_on
+  )
+  -- In claim order, so a worker starts them in that order (the update returns them as it finds them).
+  SELECT c.id, c.function, c.payload, c.attempts, c.max_attempts, c.queue, c.owner, c.trace_context,
+         CASE WHEN c.pipeline_run_id IS NOT NULL THEN jobline.pipeline_upstream(c.depends_on) END
+  FROM claimed c ORDER BY c.priority DESC, c.run_at, c.id
+$$;
+
+REVOKE ALL ON FUNCTION jobline.claim_jobs(text, text[], text[], integer, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION jobline.cancel_pipeline_run(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION jobline.retry_pipeline_run(bigint) FROM PUBLIC;
