@@ -63,6 +63,11 @@ class HeartbeatIn(Body):
     lease_token: str = Field(max_length=100)
 
 
+class SnoozeIn(Body):
+    lease_token: str = Field(max_length=100)
+    seconds: float = Field(ge=0, le=366 * 86400, description="Run the task again this many seconds from now")
+
+
 class EnqueueIn(Body):
     function: Name
     payload: dict[str, Any] | None = Field(None, description="A JSON object, at most 1 MiB")
@@ -123,6 +128,8 @@ class TaskOut(Out):
     project_id: str | None
     attempt: int
     max_attempts: int
+    upstream: dict[str, Any] | None = Field(
+        None, description="For a pipeline step: the results of the steps it runs after, by step name")
     lease_token: str
     lease_until: str
 
