@@ -201,3 +201,38 @@ async def test_two_worker_processes_run_a_fan_out_fan_in_pipeline(papp, db_url, 
         assert all(s["attempts"] == 1 for s in steps.values())
         assert steps["assemble"]["result"]["post"].startswith(f"ABOUT T{run_id - runs[0]}".upper())
     assert sql("SELECT count(*) FROM jobline.pipeline_history WHERE step IS NULL AND event = 'succeeded'") == [(6,)]
+
+
+async def test_an_http_step_fills_upstream_into_its_body_as_data_never_as_secrets(db_url, sql):
+    """The operator's body template may hold {{secret:...}} (resolved) and {{upstream...}}
+    (filled in after): a `{{secret:...}}` that an upstream step returned goes out literally."""
+    from jobline import vault
+    from jobline.settings import Settings
+    from receiver import Receiver
+
+    app = App(settings=Settings(database_url=db_url, poll_interval=0.2, http_allow="127.0.0.0/8",
+                                master_key=vault.generate_key()))
+
+    @app.function("write")
+    def write(payload):
+        return {"text": "hello {{secret:token}}", "n": 3}
+
+    with Receiver() as receiver:
+        app.pipeline("announce", steps=[
+            Step("write", "write"),
+            Step("post", "http", after=["write"], payload={
+                "url": receiver.url("/posts"), "headers": {"Authorization": "Bearer {{secret:token}}"},
+                "body": {"status": "{{upstream.write.text}}", "count": "{{upstream.write.n}}",
+                         "sig": "{{secret:token}}-{{upstream.write.n}}"}}),
+        ])
+        async with app:
+            await app.set_secret_async("token", "s3cr3t")
+            await app.record_pipelines_async()
+            run = await app.start_pipeline_async("announce", {"url": "http://evil.example/", "body": "x"})
+            async with running(app):
+                await eventually(lambda: run_status(sql, run["id"]) != "running", timeout=30)
+            done = await app.get_pipeline_run_async(run["id"])
+        assert done["status"] == "succeeded", done
+        [seen] = receiver.requests
+        assert seen.path == "/posts" and seen.headers["authorization"] == "Bearer s3cr3t"
+        assert seen.json() == {"status": "hello {{secret:token}}", "count": 3, "sig": "s3cr3t-3"}
