@@ -28,7 +28,7 @@ from .guard import Guard
 from .methods import MethodCheck
 from .metrics import Metrics
 from .models import ErrorOut
-from .routes import functions, jobs, ops, queues, schedules, secrets, tasks
+from .routes import functions, jobs, ops, pipelines, queues, schedules, secrets, tasks
 from .security import FailureLimiter
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     errors.install(server)
     # claim-next-task before /functions/v1/{name}, which would otherwise take its path.
     routers = (tasks.router, functions.router, jobs.router, schedules.router, queues.router, secrets.router,
-               ops.router)
+               pipelines.router, ops.router)
     for router in routers:
         server.include_router(router)
     dashboard.install(server)  # the dashboard at /: its pages, /events, /static

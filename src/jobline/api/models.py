@@ -345,3 +345,94 @@ class QueueOut(Out):
 
 class QueueListOut(Out):
     queues: list[QueueOut]
+
+
+# -- pipelines -------------------------------------------------------------------------------------
+
+
+class PipelineStartIn(Body):
+    payload: dict[str, Any] | None = Field(None, description="The run's payload: a JSON object, at most 1 MiB")
+    owner: Name | None = Field(None, description="The service: any owner; a user: only their own")
+
+
+class PipelineCancelIn(Body):
+    reason: str | None = Field(None, min_length=1, max_length=500, description="Kept as each cancelled step's error")
+
+
+class PipelineStepOut(Out):
+    name: str
+    function: str
+    after: list[str]
+    delay: float | None = None
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    payload: dict[str, Any] | None = Field(None, description="The step's own payload (the service only)")
+
+
+class PipelineOut(Out):
+    name: str
+    steps: list[PipelineStepOut]
+    updated_at: str
+    runs: int = Field(description="The caller's runs of it")
+    last_run_id: int | None
+    last_run_status: str | None
+    last_run_at: str | None
+
+
+class PipelineListOut(Out):
+    pipelines: list[PipelineOut]
+
+
+class PipelineRunSummaryOut(Out):
+    id: int
+    pipeline: str
+    owner: str | None
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    payload: dict[str, Any]
+    created_at: str
+    finished_at: str | None
+    steps: int
+    succeeded: int = Field(description="How many of its steps succeeded")
+
+
+class PipelineRunListOut(Out):
+    runs: list[PipelineRunSummaryOut]
+    next_cursor: int | None
+
+
+class RunStepOut(Out):
+    name: str
+    function: str
+    after: list[str]
+    delay: float
+    job_id: int | None = Field(description="The step's job (None once retention removed it)")
+    status: str
+    attempts: int | None
+    max_attempts: int | None
+    result: Any = None
+    error: str | None
+    run_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class PipelineEventOut(Out):
+    id: int
+    step: str | None = Field(description="None for an event of the run itself")
+    job_id: int | None
+    event: str
+    message: str | None
+    at: str
+
+
+class PipelineRunOut(Out):
+    id: int
+    pipeline: str
+    owner: str | None
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    payload: dict[str, Any]
+    created_at: str
+    finished_at: str | None
+    steps: list[RunStepOut]
+    history: list[PipelineEventOut]
