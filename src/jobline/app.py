@@ -22,6 +22,7 @@ from .db import store as store_module
 from .db.store import Store
 from .errors import InvalidInput, JoblineError
 from .functions import http as http_function
+from .functions import pipeline as pipeline_function
 from .functions import sql as sql_function
 from .job import BUILTIN_FUNCTIONS, Job
 from .operations import Operations
@@ -60,6 +61,7 @@ class App:
         self.schedules: dict[str, ScheduleSpec] = {}  # declared in code, by name
         self.pipelines: dict[str, PipelineSpec] = {}  # declared in code, by name
         self.registry.add(Function.from_handler(sql_function.NAME, sql_function.run_sql))
+        self.registry.add(Function.from_handler(pipeline_function.NAME, pipeline_function.start_run))
         # One shared HTTP client, closed in close_async; it reads self.settings when used, since
         # the CLI replaces them after loading the user's App.
         self._http = http_function.HttpCaller(lambda: self.settings)
@@ -204,7 +206,8 @@ class App:
         return await (await self.open_async()).pipeline_upsert_many([n for n, _ in declared], [s for _, s in declared])
 
     async def start_pipeline_async(self, name: str, payload: Mapping[str, Any] | None = None, *,
-                                   owner: str | None = None, conn: psycopg.AsyncConnection | None = None) -> dict[str, Any]:
+                                   owner: str | None = None,
+                                   conn: psycopg.AsyncConnection | None = None) -> dict[str, Any]:
         """Start a run of ``name``: all its steps become jobs in one transaction (with ``conn``,
         inside that connection's current transaction). Returns the run (``id``, ``status``,
         ``steps``...; with ``conn``, only its id, pipeline, owner and status).

@@ -159,6 +159,17 @@ def _in_order(pipeline: str, steps: dict[str, Step]) -> list[Step]:
     return list(placed.values())
 
 
+PIPELINE_FUNCTION = "pipeline"   # the built-in that starts a run (functions/pipeline.py)
+
+
+def starter_payload(pipeline: Any, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The payload of a job of the built-in ``pipeline`` function, which starts a run of
+    ``pipeline`` with ``payload``: what a schedule targeting a pipeline enqueues on each tick."""
+    check_name(pipeline, "pipeline name", MAX_NAME_LENGTH)
+    encode_payload(payload)  # a JSON object, at most 1 MiB
+    return {"pipeline": pipeline, "payload": dict(payload or {})}
+
+
 def check_run_status(value: Any) -> str:
     if value not in RUN_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}, got {value!r}")

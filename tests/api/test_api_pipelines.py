@@ -96,3 +96,16 @@ def test_bad_requests_are_4xx_naming_what_was_wrong(client, sql):
     for response, status, code in cases:
         assert_error(response, status, code)
     assert sql("SELECT count(*) FROM jobline.pipeline_runs") == [(0,)]
+
+
+def test_a_users_schedule_can_target_a_pipeline_and_its_ticks_are_theirs(client, sql):
+    added = client.post("/api/schedules", headers=as_user("alice"), json={
+        "name": "daily-post", "expression": "@daily", "pipeline": "publish", "payload": {"topic": "d"}})
+    assert added.status_code == 201, added.text
+    triggered = client.post("/api/schedules/daily-post/trigger", headers=as_user("alice"))
+    assert triggered.status_code == 200, triggered.text
+    assert sql("SELECT function, payload, owner FROM jobline.jobs") == [
+        ("pipeline", {"pipeline": "publish", "payload": {"topic": "d"}}, "alice")]
+    both = client.post("/api/schedules", headers=SERVICE, json={
+        "name": "x", "expression": "@daily", "pipeline": "publish", "function": "echo"})
+    assert "one of a function, a SQL command or a pipeline" in assert_error(both, 422, "invalid_input")["message"]

@@ -75,3 +75,21 @@ def test_retrying_a_running_run_is_a_conflict(jobline):
     run = json.loads(jobline("pipelines", "start", "publish", "--payload", '{"topic": "x"}', "--json").stdout)
     done = jobline("pipelines", "retry", str(run["id"]))
     assert done.returncode == 1 and "only failed or cancelled runs can be" in done.stderr
+
+
+def test_a_schedule_starts_a_run_of_a_pipeline_on_each_tick(jobline, sql):
+    added = jobline("cron", "add", "nightly-publish", "0 3 * * *", "--pipeline", "publish",
+                    "--payload", '{"topic": "nightly"}', "--owner", "alice", "--json")
+    assert added.returncode == 0, added.stderr
+    assert sql("SELECT function, payload, owner FROM jobline.schedules WHERE name = 'nightly-publish'") == [
+        ("pipeline", {"pipeline": "publish", "payload": {"topic": "nightly"}}, "alice")]
+    jobline("pipelines", "ls")  # records the --app's pipelines
+    triggered = json.loads(jobline("cron", "trigger", "nightly-publish", "--json").stdout)
+    processed = jobline("process")
+    assert processed.returncode == 0, processed.stderr
+    result = sql("SELECT result FROM jobline.jobs WHERE id = %s", [triggered["job_id"]])[0][0]
+    assert result["pipeline"] == "publish"
+    assert sql("SELECT pipeline, owner, status, payload FROM jobline.pipeline_runs WHERE id = %s",
+               [result["run_id"]]) == [("publish", "alice", "succeeded", {"topic": "nightly"})]
+    both = jobline("cron", "add", "x", "@daily", "--pipeline", "publish", "--function", "draft")
+    assert both.returncode == 2 and "one of a function, a SQL command or a pipeline" in both.stderr

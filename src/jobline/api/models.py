@@ -89,6 +89,7 @@ class ScheduleIn(Body):
     function: Name | None = Field(None, description="Enqueue this function on each tick")
     payload: dict[str, Any] | None = Field(None, description="The function's payload, a JSON object")
     sql: str | None = Field(None, min_length=1, description="Run this SQL command on each tick (the service only)")
+    pipeline: Name | None = Field(None, description="Start a run of this pipeline with `payload` on each tick")
     timezone: str = Field("UTC", min_length=1, max_length=100, description="IANA time zone of the expression")
     owner: Name | None = Field(None, description="A user's schedule is always theirs; the service may name any owner")
     queue: Annotated[str, Field(min_length=1, max_length=100)] | None = None
