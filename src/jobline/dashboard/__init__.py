@@ -12,7 +12,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from . import live, views
+from . import live, pipelines, views
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -21,6 +21,7 @@ def install(server: FastAPI) -> None:
     """Add the dashboard's routes to ``server`` (whose ``state.jobline`` has ``ops``, ``settings``,
     ``limiter`` and ``metrics``, as api.app.Api does)."""
     server.include_router(views.router)
+    server.include_router(pipelines.router)
     server.add_api_route("/events", live.events, methods=["GET"], include_in_schema=False)
     server.add_api_route("/static/{name}", static, methods=["GET"], include_in_schema=False)
 
