@@ -20,7 +20,7 @@ from .auth import SERVICE
 from .db import connect
 from .db import store as store_module
 from .db.store import Store
-from .errors import InvalidInput, JoblineError
+from .errors import InvalidInput, JoblineError, PipelineNotFound
 from .functions import http as http_function
 from .functions import pipeline as pipeline_function
 from .functions import sql as sql_function
@@ -205,6 +205,9 @@ class App:
             return []
         return await (await self.open_async()).pipeline_upsert_many([n for n, _ in declared], [s for _, s in declared])
 
+    def record_pipelines(self) -> list[str]:
+        return self._bridge.run(self.record_pipelines_async(), "record_pipelines")
+
     async def start_pipeline_async(self, name: str, payload: Mapping[str, Any] | None = None, *,
                                    owner: str | None = None,
                                    conn: psycopg.AsyncConnection | None = None) -> dict[str, Any]:
@@ -213,8 +216,17 @@ class App:
         ``steps``...; with ``conn``, only its id, pipeline, owner and status).
 
         >>> run = app.start_pipeline("publish-content", {"topic": "pgvector"}, owner="user-42")  # doctest: +SKIP
+
+        A pipeline this App declares is recorded first if no worker has recorded it yet.
         """
-        return await (await self.ops_async()).pipelines.start(SERVICE, name, payload, owner=owner, conn=conn)
+        ops = await self.ops_async()
+        try:
+            return await ops.pipelines.start(SERVICE, name, payload, owner=owner, conn=conn)
+        except PipelineNotFound:
+            if conn is not None or name not in self.pipelines:
+                raise
+        await self.record_pipelines_async()
+        return await ops.pipelines.start(SERVICE, name, payload, owner=owner)
 
     def start_pipeline(self, name: str, payload: Mapping[str, Any] | None = None, *, owner: str | None = None,
                        conn: psycopg.Connection | None = None) -> dict[str, Any]:

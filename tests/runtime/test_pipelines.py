@@ -65,6 +65,10 @@ async def test_a_failed_step_cancels_what_follows_and_retry_keeps_earlier_result
         history = [(h["step"], h["event"], h["message"]) for h in failed["history"]]
         assert ("last", "cancelled", steps["last"]["error"]) in history
         assert (None, "failed", "1 of 3 steps succeeded") in history
+        # In the order it happened: the failure, then the cancel it caused, then the run's end.
+        order = [(step, event) for step, event, _ in history]
+        assert order.index(("shaky", "failed")) < order.index(("last", "cancelled")) < order.index((None, "failed"))
+        assert order.index(("first", "succeeded")) < order.index(("shaky", "released"))
         first_result = steps["first"]["result"]
 
         with pytest.raises(Conflict):

@@ -141,8 +141,52 @@ BEGIN
   RETURN run_id;
 END $$;
 
+-- pipeline_step_changed: a step's history, and its delay. A BEFORE trigger, for two reasons: the
+-- delay (a step is due `delay` seconds after its release, waiting -> pending) is written into the
+-- row being updated; and the history comes out in the order things happened. A completion
+-- statement settles dependants (settle_dependants) within itself, before its own AFTER triggers
+-- fire: an AFTER trigger would log "post released" before "generate succeeded".
+-- Fired only for steps whose status changed (the trigger's WHEN), so ordinary jobs pay one test.
+CREATE FUNCTION jobline.pipeline_step_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  event text;
+  delay float8;
+BEGIN
+  IF OLD.status = 'waiting' AND NEW.status = 'pending' THEN
+    SELECT (s->>'delay')::float8 INTO delay
+      FROM jobline.pipeline_runs r, jsonb_array_elements(r.steps) s
+     WHERE r.id = NEW.pipeline_run_id AND s->>'name' = NEW.step;
+    IF delay > 0 THEN
+      NEW.run_at := now() + make_interval(secs => delay);
+    END IF;
+  END IF;
+  event := CASE
+    WHEN NEW.status = 'running' THEN 'started'
+    WHEN OLD.status = 'waiting' AND NEW.status = 'pending' THEN 'released'
+    WHEN OLD.status IN ('succeeded', 'failed', 'cancelled') THEN 'retried'
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.max_attempts > OLD.max_attempts THEN 'snoozed'
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.attempts < OLD.attempts THEN 'handed back'
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' THEN 'retrying'
+    ELSE NEW.status END;
+  INSERT INTO jobline.pipeline_history (run_id, step, job_id, event, message)
+  VALUES (NEW.pipeline_run_id, NEW.step, NEW.id, event, CASE event
+    WHEN 'started' THEN format('attempt %s of %s', NEW.attempts, NEW.max_attempts)
+    WHEN 'released' THEN CASE WHEN NEW.run_at > now() THEN format('due at %s', NEW.run_at) END
+    WHEN 'snoozed' THEN format('until %s', NEW.run_at)
+    -- The first line of the error (an http failure's second line is the response body).
+    WHEN 'retrying' THEN left(split_part(NEW.last_error, E'\n', 1), 500)
+    WHEN 'failed' THEN left(split_part(NEW.last_error, E'\n', 1), 500)
+    WHEN 'cancelled' THEN left(split_part(NEW.last_error, E'\n', 1), 500)
+    END);
+  RETURN NEW;
+END $$;
+
+CREATE TRIGGER jobs_pipeline_step BEFORE UPDATE OF status ON jobline.jobs
+  FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status)
+  EXECUTE FUNCTION jobline.pipeline_step_changed();
+
 -- The hook where a run reaches its final status (succeeded, failed or cancelled), once per time
--- it gets there (a retried run that fails again calls it again). Called by pipeline_step_changed
+-- it gets there (a retried run that fails again calls it again). Called by pipeline_run_settle
 -- in the transaction that finished the run.
 -- NOTIFICATIONS (issue 11, section 2): wire `pipeline.succeeded` / `pipeline.failed` here, e.g.
 --   PERFORM jobline.record_event('pipeline.' || status, run.owner, run.pipeline || ' #' || run.id, ...);
@@ -152,17 +196,17 @@ BEGIN
   NULL;  -- nothing yet: see the comment above
 END $$;
 
--- pipeline_step_changed: the one place a run's status is maintained, and its history written.
--- Fired only for steps whose status changed (the trigger's WHEN), so ordinary jobs pay one test.
--- Run status: running while any step is waiting, pending or running; then succeeded when every
+-- pipeline_run_settle: the one place a run's status is maintained, after a step reached or left a
+-- final status. Running while any step is waiting, pending or running; then succeeded when every
 -- step succeeded, failed when one failed, cancelled otherwise (a person cancelled it).
+-- An AFTER trigger, so it counts the steps as the whole statement left them.
 -- Concurrency: two steps of one run finishing in two transactions each take the run's row lock
 -- before counting, and each statement of a plpgsql function reads a fresh snapshot, so the second
 -- to get the lock sees the first's committed step: the last one to finish always sees them all.
-CREATE FUNCTION jobline.pipeline_step_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Lock order: a step's row, then its run's (every path updates steps first), so no deadlock
+-- between a completion and a cancel or retry of the same run.
+CREATE FUNCTION jobline.pipeline_run_settle() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  event text;
-  message text;
   run jobline.pipeline_runs;
   live integer;
   total integer;
@@ -170,29 +214,6 @@ DECLARE
   failed integer;
   new_status text;
 BEGIN
-  event := CASE
-    WHEN NEW.status = 'running' THEN 'started'
-    WHEN OLD.status = 'waiting' AND NEW.status = 'pending' THEN 'released'
-    WHEN OLD.status IN ('failed', 'cancelled') THEN 'retried'
-    WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.max_attempts > OLD.max_attempts THEN 'snoozed'
-    WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.attempts < OLD.attempts THEN 'handed back'
-    WHEN OLD.status = 'running' AND NEW.status = 'pending' THEN 'retrying'
-    ELSE NEW.status END;
-  message := CASE event
-    WHEN 'started' THEN format('attempt %s of %s', NEW.attempts, NEW.max_attempts)
-    WHEN 'released' THEN CASE WHEN NEW.run_at > now() THEN format('due at %s', NEW.run_at) END
-    WHEN 'snoozed' THEN format('until %s', NEW.run_at)
-    WHEN 'retrying' THEN left(NEW.last_error, 500)
-    WHEN 'failed' THEN left(NEW.last_error, 500)
-    WHEN 'cancelled' THEN left(NEW.last_error, 500)
-    END;
-  INSERT INTO jobline.pipeline_history (run_id, step, job_id, event, message)
-  VALUES (NEW.pipeline_run_id, NEW.step, NEW.id, event, message);
-
-  -- Only a step reaching or leaving a final status can change the run's.
-  IF NEW.status NOT IN ('succeeded', 'failed', 'cancelled') AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled') THEN
-    RETURN NULL;
-  END IF;
   SELECT * INTO run FROM jobline.pipeline_runs r WHERE r.id = NEW.pipeline_run_id FOR UPDATE;
   IF NOT FOUND THEN
     RETURN NULL;  -- the run was deleted by hand
@@ -217,28 +238,12 @@ BEGIN
   RETURN NULL;
 END $$;
 
-CREATE TRIGGER jobs_pipeline_step AFTER UPDATE OF status ON jobline.jobs
-  FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status)
-  EXECUTE FUNCTION jobline.pipeline_step_changed();
-
--- A step's delay counts from its release (waiting -> pending, by settle_dependants or a retry):
--- it is due `delay` seconds later. A BEFORE trigger, so the release writes the row once.
-CREATE FUNCTION jobline.pipeline_step_released() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  delay float8;
-BEGIN
-  SELECT (s->>'delay')::float8 INTO delay
-    FROM jobline.pipeline_runs r, jsonb_array_elements(r.steps) s
-   WHERE r.id = NEW.pipeline_run_id AND s->>'name' = NEW.step;
-  IF delay > 0 THEN
-    NEW.run_at := now() + make_interval(secs => delay);
-  END IF;
-  RETURN NEW;
-END $$;
-
-CREATE TRIGGER jobs_pipeline_release BEFORE UPDATE OF status ON jobline.jobs
-  FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status = 'waiting' AND NEW.status = 'pending')
-  EXECUTE FUNCTION jobline.pipeline_step_released();
+-- Only a step reaching or leaving a final status can change its run's.
+CREATE TRIGGER jobs_pipeline_run AFTER UPDATE OF status ON jobline.jobs
+  FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status
+                     AND (NEW.status IN ('succeeded', 'failed', 'cancelled')
+                          OR OLD.status IN ('succeeded', 'failed', 'cancelled')))
+  EXECUTE FUNCTION jobline.pipeline_run_settle();
 
 -- cancel_pipeline_run: cancel every unfinished step of run `run_id` with `reason` (a running
 -- attempt's late report is fenced out, as for jobline.jobs cancels); returns how many. Steps are
