@@ -89,3 +89,19 @@ def sleepy(payload, ctx):
             conn.commit()
             raise Snooze(0.05)
     return {"snoozed": done, "attempt": ctx.attempt}
+
+
+@app.function("leaf")
+async def leaf(payload, ctx):
+    return {"leaf": ctx.job_id}
+
+
+@app.function("join")
+async def join(payload, ctx):
+    return {"joined": len(ctx.upstream)}
+
+
+# Wide: ten branches finishing together, then a join; many runs at once make completion batches
+# that hold steps of several runs, in every order.
+app.pipeline("wide", steps=[*(Step(f"b{i}", function="leaf") for i in range(10)),
+                            Step("join", function="join", after=[f"b{i}" for i in range(10)])])

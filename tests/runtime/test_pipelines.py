@@ -240,3 +240,27 @@ async def test_an_http_step_fills_upstream_into_its_body_as_data_never_as_secret
         [seen] = receiver.requests
         assert seen.path == "/posts" and seen.headers["authorization"] == "Bearer s3cr3t"
         assert seen.json() == {"status": "hello {{secret:token}}", "count": 3, "sig": "s3cr3t-3"}
+
+
+async def test_many_runs_finishing_at_once_in_four_processes_settle_once_each_without_deadlocks(
+        papp, db_url, sql, processes):
+    """Four worker processes complete steps of many runs in batches, in every order: each run
+    ends succeeded exactly once, with the join seeing all ten branches, and PostgreSQL records
+    no deadlock (the run rows are locked in one order: see pipeline_run_settle)."""
+    deadlocks = lambda: sql("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[0][0]  # noqa: E731
+    before = deadlocks()
+    runs = [(await papp.start_pipeline_async("wide"))["id"] for _ in range(40)]
+    for _ in range(4):
+        processes.append(start_jobline(["--app", "apps.pipelines:app", "worker", "--concurrency", "16"], db_url,
+                                       JOBLINE_LOG_LEVEL="warning"))
+    await eventually(lambda: sql("SELECT count(*) FROM jobline.pipeline_runs WHERE status = 'succeeded'")[0][0] == 40,
+                     timeout=120)
+    assert sql("SELECT run_id, count(*) FROM jobline.pipeline_history WHERE step IS NULL AND event = 'succeeded' "
+               "GROUP BY run_id HAVING count(*) <> 1") == []
+    assert sql("SELECT DISTINCT result FROM jobline.jobs WHERE step = 'join'") == [({"joined": 10},)]
+    assert sql("SELECT count(*) FROM jobline.pipeline_runs WHERE id = ANY(%s) AND finished_at IS NOT NULL",
+               [runs]) == [(40,)]
+    for process in processes:
+        process.terminate()
+    outputs = [process.communicate(timeout=30)[0] for process in processes]
+    assert deadlocks() == before, "\n".join(o for o in outputs if "deadlock" in o)[:3000]

@@ -168,6 +168,12 @@ BEGIN
     WHEN OLD.status = 'running' AND NEW.status = 'pending' AND NEW.attempts < OLD.attempts THEN 'handed back'
     WHEN OLD.status = 'running' AND NEW.status = 'pending' THEN 'retrying'
     ELSE NEW.status END;
+  -- A step reaching or leaving a final status may change its run's: note the run for
+  -- pipeline_run_settle, which runs at commit (see there why then, and why from this list).
+  IF NEW.status IN ('succeeded', 'failed', 'cancelled') OR OLD.status IN ('succeeded', 'failed', 'cancelled') THEN
+    PERFORM set_config('jobline.settle_runs',
+                       coalesce(current_setting('jobline.settle_runs', true), '') || NEW.pipeline_run_id || ',', true);
+  END IF;
   INSERT INTO jobline.pipeline_history (run_id, step, job_id, event, message)
   VALUES (NEW.pipeline_run_id, NEW.step, NEW.id, event, CASE event
     WHEN 'started' THEN format('attempt %s of %s', NEW.attempts, NEW.max_attempts)
@@ -187,7 +193,7 @@ CREATE TRIGGER jobs_pipeline_step BEFORE UPDATE OF status ON jobline.jobs
 
 -- The hook where a run reaches its final status (succeeded, failed or cancelled), once per time
 -- it gets there (a retried run that fails again calls it again). Called by pipeline_run_settle
--- in the transaction that finished the run.
+-- when the transaction that finished the run commits.
 -- NOTIFICATIONS (issue 11, section 2): wire `pipeline.succeeded` / `pipeline.failed` here, e.g.
 --   PERFORM jobline.record_event('pipeline.' || status, run.owner, run.pipeline || ' #' || run.id, ...);
 CREATE FUNCTION jobline.pipeline_run_finished(run_id bigint, status text) RETURNS void
@@ -196,17 +202,29 @@ BEGIN
   NULL;  -- nothing yet: see the comment above
 END $$;
 
--- pipeline_run_settle: the one place a run's status is maintained, after a step reached or left a
--- final status. Running while any step is waiting, pending or running; then succeeded when every
--- step succeeded, failed when one failed, cancelled otherwise (a person cancelled it).
--- An AFTER trigger, so it counts the steps as the whole statement left them.
--- Concurrency: two steps of one run finishing in two transactions each take the run's row lock
--- before counting, and each statement of a plpgsql function reads a fresh snapshot, so the second
--- to get the lock sees the first's committed step: the last one to finish always sees them all.
--- Lock order: a step's row, then its run's (every path updates steps first), so no deadlock
--- between a completion and a cancel or retry of the same run.
+-- pipeline_run_settle: the one place a run's status is maintained. Running while any step is
+-- waiting, pending or running; then succeeded when every step succeeded, failed when one failed,
+-- cancelled otherwise (a person cancelled it).
+-- How, and why so:
+-- - Two steps of one run finishing in two transactions must not both count the other as still
+--   live, so the run's row is locked before its steps are counted; each statement of a plpgsql
+--   function reads a fresh snapshot, so the second to get the lock sees the first's committed
+--   step, and the last one to finish always sees them all.
+-- - It is a deferred constraint trigger: it runs at commit, when the transaction takes no other
+--   lock, and its first firing settles every run the transaction touched (listed by
+--   pipeline_step_changed in the transaction-local setting jobline.settle_runs), locking them in
+--   id order; the later firings find the list empty. Run rows locked during the statement (an
+--   AFTER ROW trigger) were locked in the order the statement updated its steps, so a completion
+--   batch holding steps of runs 1 and 2 and another's holding steps of runs 2 and 1 could
+--   deadlock, and so could a batch waiting for a fan-in step's row that another batch's settle
+--   holds (tests/runtime/test_pipelines.py runs 40 wide runs in four worker processes and counts
+--   PostgreSQL's deadlocks: there were some before this).
+-- - FOR NO KEY UPDATE, not FOR UPDATE: other transactions' history rows hold FOR KEY SHARE on the
+--   run (their foreign key), which FOR UPDATE would wait for.
+-- - Ordinary jobs never fire it (its WHEN), nor do a step's other moves (claimed, retrying).
 CREATE FUNCTION jobline.pipeline_run_settle() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+  touched text := current_setting('jobline.settle_runs', true);
   run jobline.pipeline_runs;
   live integer;
   total integer;
@@ -214,41 +232,44 @@ DECLARE
   failed integer;
   new_status text;
 BEGIN
-  SELECT * INTO run FROM jobline.pipeline_runs r WHERE r.id = NEW.pipeline_run_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RETURN NULL;  -- the run was deleted by hand
+  IF touched IS NULL OR touched = '' THEN
+    RETURN NULL;  -- an earlier firing in this commit settled them all
   END IF;
-  SELECT count(*) FILTER (WHERE j.status IN ('waiting', 'pending', 'running')), count(*),
-         count(*) FILTER (WHERE j.status = 'succeeded'), count(*) FILTER (WHERE j.status = 'failed')
-    INTO live, total, succeeded, failed
-    FROM jobline.jobs j WHERE j.pipeline_run_id = NEW.pipeline_run_id;
-  new_status := CASE WHEN live > 0 THEN 'running' WHEN succeeded = total THEN 'succeeded'
-                     WHEN failed > 0 THEN 'failed' ELSE 'cancelled' END;
-  IF new_status IS DISTINCT FROM run.status THEN
-    UPDATE jobline.pipeline_runs r
-       SET status = new_status, finished_at = CASE WHEN new_status = 'running' THEN NULL ELSE now() END
-     WHERE r.id = run.id;
-    INSERT INTO jobline.pipeline_history (run_id, event, message)
-    VALUES (run.id, CASE WHEN new_status = 'running' THEN 'retried' ELSE new_status END,
-            format('%s of %s steps succeeded', succeeded, total));
-    IF new_status <> 'running' THEN
-      PERFORM jobline.pipeline_run_finished(run.id, new_status);
+  PERFORM set_config('jobline.settle_runs', '', true);
+  FOR run IN SELECT r.* FROM jobline.pipeline_runs r
+              WHERE r.id = ANY(string_to_array(rtrim(touched, ','), ',')::bigint[])
+              ORDER BY r.id FOR NO KEY UPDATE OF r LOOP
+    SELECT count(*) FILTER (WHERE j.status IN ('waiting', 'pending', 'running')), count(*),
+           count(*) FILTER (WHERE j.status = 'succeeded'), count(*) FILTER (WHERE j.status = 'failed')
+      INTO live, total, succeeded, failed
+      FROM jobline.jobs j WHERE j.pipeline_run_id = run.id;
+    new_status := CASE WHEN live > 0 THEN 'running' WHEN succeeded = total THEN 'succeeded'
+                       WHEN failed > 0 THEN 'failed' ELSE 'cancelled' END;
+    IF new_status IS DISTINCT FROM run.status THEN
+      UPDATE jobline.pipeline_runs r
+         SET status = new_status, finished_at = CASE WHEN new_status = 'running' THEN NULL ELSE now() END
+       WHERE r.id = run.id;
+      INSERT INTO jobline.pipeline_history (run_id, event, message)
+      VALUES (run.id, CASE WHEN new_status = 'running' THEN 'retried' ELSE new_status END,
+              format('%s of %s steps succeeded', succeeded, total));
+      IF new_status <> 'running' THEN
+        PERFORM jobline.pipeline_run_finished(run.id, new_status);
+      END IF;
     END IF;
-  END IF;
+  END LOOP;
   RETURN NULL;
 END $$;
 
--- Only a step reaching or leaving a final status can change its run's.
-CREATE TRIGGER jobs_pipeline_run AFTER UPDATE OF status ON jobline.jobs
+CREATE CONSTRAINT TRIGGER jobs_pipeline_run AFTER UPDATE OF status ON jobline.jobs
+  DEFERRABLE INITIALLY DEFERRED
   FOR EACH ROW WHEN (NEW.pipeline_run_id IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status
                      AND (NEW.status IN ('succeeded', 'failed', 'cancelled')
                           OR OLD.status IN ('succeeded', 'failed', 'cancelled')))
   EXECUTE FUNCTION jobline.pipeline_run_settle();
 
 -- cancel_pipeline_run: cancel every unfinished step of run `run_id` with `reason` (a running
--- attempt's late report is fenced out, as for jobline.jobs cancels); returns how many. Steps are
--- updated first and the run's row is left to the trigger, which locks it after the steps, as a
--- completing step does: the same order everywhere, so the two cannot deadlock.
+-- attempt's late report is fenced out, as for jobline.jobs cancels); returns how many. Only the
+-- steps are written: the run's status follows at commit (pipeline_run_settle).
 CREATE FUNCTION jobline.cancel_pipeline_run(run_id bigint, reason text DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
