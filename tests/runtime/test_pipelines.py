@@ -5,6 +5,8 @@ step keeping earlier results, and Snooze waits without spending attempts."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg
 import pytest
 
@@ -264,3 +266,30 @@ async def test_many_runs_finishing_at_once_in_four_processes_settle_once_each_wi
         process.terminate()
     outputs = [process.communicate(timeout=30)[0] for process in processes]
     assert deadlocks() == before, "\n".join(o for o in outputs if "deadlock" in o)[:3000]
+
+
+async def test_retention_removes_a_run_once_its_step_jobs_are_gone_and_a_pruned_run_cannot_retry(papp, sql):
+    from jobline.runtime.maintenance import Maintenance
+
+    kept = await papp.start_pipeline_async("flaky")
+    gone = await papp.start_pipeline_async("flaky")
+    for run in (kept, gone):  # finished two days ago: first succeeded, shaky failed, last cancelled
+        sql("UPDATE jobline.jobs SET status = CASE step WHEN 'first' THEN 'succeeded' WHEN 'shaky' THEN 'failed' "
+            "ELSE 'cancelled' END, finished_at = now() - interval '2 days' WHERE pipeline_run_id = %s", [run["id"]])
+        sql("UPDATE jobline.pipeline_runs SET finished_at = now() - interval '2 days' WHERE id = %s", [run["id"]])
+    assert sql("SELECT status FROM jobline.pipeline_runs ORDER BY id") == [("failed",), ("failed",)]
+    sql("DELETE FROM jobline.jobs WHERE pipeline_run_id = %s AND step = 'first'", [kept["id"]])  # retention took one
+    sql("DELETE FROM jobline.jobs WHERE pipeline_run_id = %s", [gone["id"]])                     # ... or all
+
+    shown = await papp.get_pipeline_run_async(kept["id"])
+    assert [s["status"] for s in shown["steps"]] == ["pruned", "failed", "cancelled"]
+    with pytest.raises(Conflict, match="retention removed some of its steps"):
+        await papp.retry_pipeline_run_async(kept["id"])
+
+    day = 86400.0
+    settings = dataclasses.replace(papp.settings, retain_succeeded_seconds=day, retain_failed_seconds=day,
+                                   retain_cancelled_seconds=day)
+    sql("UPDATE jobline.jobs SET finished_at = now() WHERE pipeline_run_id = %s", [kept["id"]])  # within retention
+    await Maintenance(papp.store, settings).prune()
+    assert sql("SELECT id FROM jobline.pipeline_runs") == [(kept["id"],)]   # a run with steps left stays
+    assert sql("SELECT count(*) FROM jobline.pipeline_history WHERE run_id = %s", [gone["id"]]) == [(0,)]

@@ -209,7 +209,8 @@ class Store:
     async def job_claim_many(self, *, worker_id: str, functions: list[str], queues: list[str] | None,
                              limit: int, lease_seconds: float) -> list[tuple]:
         """Claimed jobs as tuples (id, function, payload, attempts, max_attempts, queue, owner,
-        trace_context): positional, read so by runtime/ (producer, executor, metrics)."""
+        trace_context, upstream): positional, read so by runtime/ (producer, executor, metrics);
+        upstream is a pipeline step's upstream results (0021), None for other jobs."""
         params = {"worker_id": worker_id, "functions": functions, "queues": queues,
                   "limit": limit, "lease_seconds": lease_seconds}
         return await self._fetch(q.JOB_CLAIM_MANY, params, rows=tuple_row)
@@ -391,6 +392,9 @@ class Store:
 
     async def pipeline_run_cancel(self, run_id: int, reason: str | None = None) -> int:
         return (await self._fetch(q.PIPELINE_RUN_CANCEL, {"id": run_id, "reason": reason}))[0]["cancelled"]
+
+    async def pipeline_run_prune(self, *, seconds: float, limit: int = 5000) -> None:
+        await self._fetch(q.PIPELINE_RUN_PRUNE, {"seconds": seconds, "limit": limit})
 
     async def pipeline_run_retry(self, run_id: int) -> int:
         return (await self._fetch(q.PIPELINE_RUN_RETRY, {"id": run_id}))[0]["steps"]

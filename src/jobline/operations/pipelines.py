@@ -128,6 +128,9 @@ class Pipelines:
         if run["status"] not in ("failed", "cancelled"):
             raise Conflict(f"cannot retry pipeline run {run_id}: it is {run['status']}; "
                            "only failed or cancelled runs can be")
+        if len(await self.store.pipeline_run_steps(run_id)) < len(run["steps"]):
+            raise Conflict(f"cannot retry pipeline run {run_id}: retention removed some of its steps' jobs "
+                           "(and their results); start a new run")
         if await self.store.pipeline_run_retry(run_id) == 0:
             raise Conflict(f"cannot retry pipeline run {run_id}: none of its steps failed or was cancelled "
                            "(retention may have removed them)")

@@ -67,6 +67,9 @@ class Maintenance(Service):
         # Runs that made no job (skipped, missed) are kept as long as failures; the others go
         # with their jobs.
         await self.store.schedule_run_prune(seconds=s.retain_failed_seconds, limit=PRUNE_BATCH)
+        # Pipeline runs go once their steps' jobs have gone (each with its own state's retention).
+        await self.store.pipeline_run_prune(seconds=min(s.retain_succeeded_seconds, s.retain_failed_seconds,
+                                                        s.retain_cancelled_seconds), limit=PRUNE_BATCH)
         await self.store.worker_prune_dead(dead_seconds=max(3600.0, 10 * s.lease_seconds))
         await self.store.queue_exemption_prune()
         if total:

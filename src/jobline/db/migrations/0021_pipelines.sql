@@ -34,6 +34,8 @@ CREATE TABLE jobline.pipeline_runs (
 -- Listings newest first, per owner (a user's) or for everyone (the service's, by id).
 CREATE INDEX pipeline_runs_owner_idx ON jobline.pipeline_runs (owner, id DESC);
 CREATE INDEX pipeline_runs_pipeline_idx ON jobline.pipeline_runs (pipeline, id DESC);
+-- Retention: finished runs whose step jobs are all gone (pipeline_run_prune.sql).
+CREATE INDEX pipeline_runs_finished_idx ON jobline.pipeline_runs (finished_at) WHERE status <> 'running';
 
 -- Seed 003's pipeline_history: what happened to a run and its steps, in order (by id). step is
 -- NULL for events of the run itself (started, succeeded, failed, cancelled, retried).
@@ -301,7 +303,8 @@ BEGIN
        SET deps_remaining = r.remaining,
            status = CASE WHEN r.remaining = 0 THEN 'pending' ELSE 'waiting' END,
            run_at = now(), finished_at = NULL, archived_at = NULL, worker_id = NULL, lease_until = NULL,
-           max_attempts = least(j.attempts + j.max_attempts, 1000)
+           -- A fresh budget of attempts; a budget Snooze grew past 1000 stays as it is.
+           max_attempts = j.attempts + least(j.max_attempts, 1000)
       FROM (SELECT w.id, (SELECT count(*) FROM jobline.jobs d
                            WHERE d.id = ANY(w.depends_on) AND d.status <> 'succeeded')::int AS remaining
               FROM jobline.jobs w
