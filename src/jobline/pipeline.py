@@ -141,6 +141,11 @@ def _check_step(pipeline: str, index: int, step: Any) -> Step:
             encode_payload(step.payload)
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc}") from None
+    # A built-in step gets only its declared payload (never the run's): say now what it lacks.
+    needed = {"http": "url", "sql": "command"}.get(step.function)
+    if needed is not None and not (isinstance(step.payload, Mapping) and needed in step.payload):
+        raise InvalidInput(f"{where}: a step of the built-in {step.function!r} function needs "
+                           f"payload={{{needed!r}: ...}} in its declaration (the run's payload never reaches it)")
     return dataclasses.replace(step, after=after, delay=float(delay))
 
 

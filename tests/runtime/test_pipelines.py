@@ -148,6 +148,8 @@ async def test_start_refuses_unknown_pipelines_and_bad_input(papp):
     ([Step("a", "")], "function must be 1 to 200"),
     ([{"name": "a", "function": "f", "bogus": 1}], "unknown field"),
     ("a", "steps must be a list"),
+    ([Step("a", "http")], "needs payload={'url': ...}"),
+    ([Step("a", "sql", payload={"sql": "x"})], "needs payload={'command': ...}"),
     ([Step(f"s{i}", "f") for i in range(101)], "needs 1 to 100 steps"),
 ])
 def test_bad_pipelines_are_refused_with_what_is_wrong(steps, message):
@@ -293,3 +295,14 @@ async def test_retention_removes_a_run_once_its_step_jobs_are_gone_and_a_pruned_
     await Maintenance(papp.store, settings).prune()
     assert sql("SELECT id FROM jobline.pipeline_runs") == [(kept["id"],)]   # a run with steps left stays
     assert sql("SELECT count(*) FROM jobline.pipeline_history WHERE run_id = %s", [gone["id"]]) == [(0,)]
+
+
+def test_a_schedule_declared_in_code_can_target_a_pipeline():
+    app = App()
+    spec = app.schedule("nightly", "0 6 * * *", pipeline="publish", payload={"topic": "t"}, owner="alice")
+    assert (spec.function, spec.owner) == ("pipeline", "alice")
+    assert spec.payload_json == '{"pipeline":"publish","payload":{"topic":"t"}}'
+    with pytest.raises(InvalidInput, match="one of a function, a SQL command or a pipeline"):
+        app.schedule("both", "@daily", "draft", pipeline="publish")
+    with pytest.raises(InvalidInput, match="pipeline name"):
+        app.schedule("bad", "@daily", pipeline=" x")
