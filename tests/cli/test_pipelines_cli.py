@@ -28,7 +28,7 @@ def test_ls_start_runs_show_cancel_retry(jobline, sql):
     listed = jobline("pipelines", "ls")
     assert listed.returncode == 0, listed.stderr
     assert "publish" in listed.stdout and "draft+" not in listed.stdout and "title+tags->assemble" in listed.stdout
-    assert {p["name"] for p in json.loads(jobline("pipelines", "ls", "--json").stdout)} == {"publish", "flaky"}
+    assert {p["name"] for p in json.loads(jobline("pipelines", "ls", "--json").stdout)} == {"publish", "flaky", "wide"}
 
     started = jobline("pipelines", "start", "publish", "--payload", '{"topic": "cli"}', "--owner", "alice", "--json")
     assert started.returncode == 0, started.stderr
