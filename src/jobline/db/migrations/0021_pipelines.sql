@@ -7,6 +7,9 @@
 -- status updates took as long with the triggers as without, within the noise of this machine).
 -- Also: Snooze (a handler's "run me again later" that spends no attempt) and the `upstream`
 -- column of the claim.
+-- MERGE NOTE: the claim_jobs at the end of this file is 0018's plus `upstream` only; 0019 (flow
+-- control) rewrites claim_jobs too, and runs before this file, so re-apply the `upstream` change
+-- on 0019's text here (see the note above claim_jobs).
 
 -- The pipelines declared in code. steps is validated in Python (jobline/pipeline.py: unique
 -- names, known `after` names, no cycle, bounded sizes) and stored in an order where every step
