@@ -306,3 +306,14 @@ def test_a_schedule_declared_in_code_can_target_a_pipeline():
         app.schedule("both", "@daily", "draft", pipeline="publish")
     with pytest.raises(InvalidInput, match="pipeline name"):
         app.schedule("bad", "@daily", pipeline=" x")
+
+
+async def test_start_pipeline_async_in_the_callers_transaction_commits_or_rolls_back_with_it(papp, db_url, sql):
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        run = await papp.start_pipeline_async("publish", {"topic": "t"}, owner="carol", conn=conn)
+        assert run == {"id": run["id"], "pipeline": "publish", "owner": "carol", "status": "running"}
+        await conn.rollback()
+        kept = await papp.start_pipeline_async("publish", {"topic": "t"}, conn=conn)
+        await conn.commit()
+    assert sql("SELECT id FROM jobline.pipeline_runs") == [(kept["id"],)]
+    assert sql("SELECT count(*) FROM jobline.jobs") == [(4,)]
