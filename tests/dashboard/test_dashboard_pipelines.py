@@ -4,6 +4,8 @@ and steers only their own runs; names and results are text, never markup."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from dashboard_support import SERVICE_KEY, Server, dashboard_settings, post, sign_in, user_jwt
@@ -99,3 +101,12 @@ def test_actions_need_the_csrf_token_and_pages_a_session(server, alice, sql):
     with httpx.Client(base_url=server.url) as anonymous:
         assert anonymous.get(f"/pipelines/runs/{alices}").status_code == 303
     assert sql("SELECT status FROM jobline.pipeline_runs") == [("running",)]
+
+
+def test_a_snoozed_attempt_shows_on_the_job_page_as_waiting_not_failing(alice, sql):
+    job_id = sql("SELECT jobline.enqueue('echo', owner => 'alice')")[0][0]
+    sql("INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome) "
+        "VALUES (%s, 1, 'w1', now(), now(), 'snoozed')", [job_id])
+    page = alice.get(f"/jobs/{job_id}")
+    assert page.status_code == 200 and "attempt 1 snoozed" in page.text
+    assert re.search(r'<li class="pending"><time>[^<]*</time> attempt 1 snoozed', page.text), page.text[-3000:]
