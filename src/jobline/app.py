@@ -21,16 +21,19 @@ from .auth import SERVICE
 from .db import connect
 from .db import store as store_module
 from .db.store import Store
-from .errors import InvalidInput, JoblineError
+from .errors import InvalidInput, JoblineError, PipelineNotFound
 from .functions import http as http_function
+from .functions import pipeline as pipeline_function
 from .functions import sql as sql_function
 from .job import BUILTIN_FUNCTIONS, Job
 from .limit import LimitSpec, limit_spec
 from .operations import Operations
 from .operations.jobs import plan_batch, plan_job
+from .operations.pipelines import start_params
 from .operations.schedules import schedule_spec
 from .operations.secrets import Rotation
 from .retry import Backoff
+from .pipeline import PipelineSpec, Step, pipeline_spec
 from .schedule import Schedule, ScheduleSpec
 from .runtime.connections import ConnectionLimit
 from .runtime.context import JobContext
@@ -59,7 +62,9 @@ class App:
         self._bridge = SyncBridge()
         self.schedules: dict[str, ScheduleSpec] = {}  # declared in code, by name
         self.limits: dict[tuple[str, str, bool], LimitSpec] = {}  # flow control declared in code
+        self.pipelines: dict[str, PipelineSpec] = {}  # declared in code, by name
         self.registry.add(Function.from_handler(sql_function.NAME, sql_function.run_sql))
+        self.registry.add(Function.from_handler(pipeline_function.NAME, pipeline_function.start_run))
         # One shared HTTP client, closed in close_async; it reads self.settings when used, since
         # the CLI replaces them after loading the user's App.
         self._http = http_function.HttpCaller(lambda: self.settings)
@@ -204,6 +209,98 @@ class App:
                      payload: Mapping[str, Any] | None = None, *, replace: bool = False, **options: Any) -> Schedule:
         return self._bridge.run(self.add_schedule_async(name, expression, function, payload, replace=replace,
                                                         **options), "add_schedule")
+
+    # -- pipelines declared in code (recorded in the database when a worker or serve starts) ----
+
+    def pipeline(self, name: str, steps: list[Step | Mapping[str, Any]]) -> PipelineSpec:
+        """Declare a pipeline: a graph of steps, each a function run after the steps it names
+        in ``after`` (fan-out: several steps after one; fan-in: one step after several). A
+        step's handler reads what those steps returned as ``ctx.upstream["step-name"]``.
+        Recorded in the database when a worker or `jobline serve` of this App starts, so any
+        process (CLI, HTTP, SQL ``jobline.start_pipeline``) can then start a run.
+
+        >>> app.pipeline("publish-content", steps=[
+        ...     Step("generate", function="generate-post"),
+        ...     Step("post", function="post-to-platform", after=["generate"]),
+        ... ])  # doctest: +SKIP
+        """
+        if name in self.pipelines:
+            raise InvalidInput(f"a pipeline named {name!r} is already declared")
+        spec = pipeline_spec(name, steps)
+        self.pipelines[name] = spec
+        return spec
+
+    def _step_defaults(self, function: str) -> dict[str, Any]:
+        registered = self.registry.find(function)
+        if registered is None:
+            return {}
+        return {"queue": registered.queue, "priority": registered.priority, "max_attempts": registered.max_attempts}
+
+    def declared_pipelines(self) -> list[tuple[str, str]]:
+        """(name, steps as stored JSON) of each declared pipeline, defaults resolved from the
+        registry as it is now."""
+        return [(spec.name, spec.stored_json(self._step_defaults)) for spec in self.pipelines.values()]
+
+    async def record_pipelines_async(self) -> list[str]:
+        """Record the declared pipelines now (workers and `jobline serve` do it when they start);
+        returns the names new or changed."""
+        declared = self.declared_pipelines()
+        if not declared:
+            return []
+        return await (await self.open_async()).pipeline_upsert_many([n for n, _ in declared], [s for _, s in declared])
+
+    def record_pipelines(self) -> list[str]:
+        return self._bridge.run(self.record_pipelines_async(), "record_pipelines")
+
+    async def start_pipeline_async(self, name: str, payload: Mapping[str, Any] | None = None, *,
+                                   owner: str | None = None,
+                                   conn: psycopg.AsyncConnection | None = None) -> dict[str, Any]:
+        """Start a run of ``name``: all its steps become jobs in one transaction (with ``conn``,
+        inside that connection's current transaction). Returns the run (``id``, ``status``,
+        ``steps``...; with ``conn``, only its id, pipeline, owner and status).
+
+        >>> run = app.start_pipeline("publish-content", {"topic": "pgvector"}, owner="user-42")  # doctest: +SKIP
+
+        A pipeline this App declares is recorded first if no worker has recorded it yet.
+        """
+        ops = await self.ops_async()
+        try:
+            return await ops.pipelines.start(SERVICE, name, payload, owner=owner, conn=conn)
+        except PipelineNotFound:
+            if conn is not None or name not in self.pipelines:
+                raise
+        await self.record_pipelines_async()
+        return await ops.pipelines.start(SERVICE, name, payload, owner=owner)
+
+    def start_pipeline(self, name: str, payload: Mapping[str, Any] | None = None, *, owner: str | None = None,
+                       conn: psycopg.Connection | None = None) -> dict[str, Any]:
+        """Sync form of :meth:`start_pipeline_async`; ``conn`` may be your own psycopg.Connection."""
+        if isinstance(conn, psycopg.Connection):
+            name, payload_json, owner = start_params(SERVICE, name, payload, owner)
+            run_id = store_module.pipeline_start_sync(conn, name, payload_json, owner)
+            return {"id": run_id, "pipeline": name, "owner": owner, "status": "running"}
+        return self._bridge.run(self.start_pipeline_async(name, payload, owner=owner), "start_pipeline")
+
+    async def get_pipeline_run_async(self, run_id: int) -> dict[str, Any]:
+        """A run with its steps (status, result, attempts, times) and its history."""
+        return await (await self.ops_async()).pipelines.get(SERVICE, run_id)
+
+    def get_pipeline_run(self, run_id: int) -> dict[str, Any]:
+        return self._bridge.run(self.get_pipeline_run_async(run_id), "get_pipeline_run")
+
+    async def cancel_pipeline_run_async(self, run_id: int, reason: str | None = None) -> dict[str, Any]:
+        """Cancel the unfinished steps of a running run."""
+        return await (await self.ops_async()).pipelines.cancel(SERVICE, run_id, reason)
+
+    def cancel_pipeline_run(self, run_id: int, reason: str | None = None) -> dict[str, Any]:
+        return self._bridge.run(self.cancel_pipeline_run_async(run_id, reason), "cancel_pipeline_run")
+
+    async def retry_pipeline_run_async(self, run_id: int) -> dict[str, Any]:
+        """Run a failed or cancelled run again from its failed step(s), keeping earlier results."""
+        return await (await self.ops_async()).pipelines.retry(SERVICE, run_id)
+
+    def retry_pipeline_run(self, run_id: int) -> dict[str, Any]:
+        return self._bridge.run(self.retry_pipeline_run_async(run_id), "retry_pipeline_run")
 
     # -- connection -------------------------------------------------------------------------
 
@@ -421,6 +518,7 @@ class App:
     async def worker_async(self, **options: Any) -> Worker:
         """A worker for this App's functions (see :class:`jobline.runtime.worker.Worker`)."""
         options.setdefault("schedules", list(self.schedules.values()))
+        options.setdefault("pipelines", self.declared_pipelines())
         options.setdefault("owned_functions", [n for n in self.registry.names() if n not in BUILTIN_FUNCTIONS])
         options.setdefault("limits", list(self.limits.values()))
         options.setdefault("owned_queues", self._owned_scopes()[1])

@@ -7,6 +7,10 @@ streak-updater extends or resets streaks from yesterday's activity and grants XP
 token reset (a dependency); cleanup-expired-tokens deletes expired share links, and a second
 run given a bad argument fails without retrying, which cancels the job waiting on it.
 
+Then seed 003's content pipeline, generate -> post -> schedule, runs as a pipeline: each step
+reads what the step before it made (ctx.upstream), the post fails once ("the platform answered
+503") and is retried, and the run's history says so.
+
 Then a schedule fires every 2 seconds; each tick runs the ported pg_net call, whose URL and
 bearer token come from the vault, against a local stand-in for the `adapter-health` Edge
 Function that answers 503 once (so the call is retried) and 200 after.
@@ -28,6 +32,7 @@ from . import vault
 from .app import App
 from .db.store import Store
 from .errors import Fail, JoblineError
+from .pipeline import Step
 from .runtime.context import JobContext
 from .settings import Settings
 
@@ -95,6 +100,31 @@ async def cleanup_expired_tokens(payload: dict, ctx: JobContext) -> dict:
         cur = await conn.execute("DELETE FROM jobline_demo.share_links WHERE expires_at < now() - %s * interval '1 day'",
                                  [grace_days])
         return {"links_deleted": cur.rowcount}
+
+
+# Seed 003's pipeline: generate -> post -> schedule.
+@app.function("generate-content")
+def generate_content(payload: dict) -> dict:
+    return {"text": f"3 tips for a {payload['streak']}-day streak", "provider": "stand-in"}
+
+
+@app.function("post-to-platform", backoff_base=0.2, backoff_jitter=0)
+def post_to_platform(payload: dict, ctx: JobContext) -> dict:
+    if ctx.attempt == 1:
+        raise ConnectionError("the platform answered 503 Service Unavailable")
+    return {"post_id": f"{payload['platform']}-1", "text": ctx.upstream["generate"]["text"]}
+
+
+@app.function("schedule-pipeline")
+def schedule_pipeline(payload: dict, ctx: JobContext) -> dict:
+    return {"posted": ctx.upstream["post"]["post_id"], "next_run_in_hours": 24}
+
+
+app.pipeline("demo-publish-content", steps=[
+    Step("generate", function="generate-content"),
+    Step("post", function="post-to-platform", after=["generate"]),
+    Step("schedule", function="schedule-pipeline", after=["post"]),
+])
 
 
 # Seeds 001 and 002's cron.schedule + net.http_post, with only the schema names changed and the
@@ -179,11 +209,27 @@ async def _run(settings: Settings, endpoint: DemoEndpoint) -> None:
             jobs = await _until(lambda: _all_final(store, ids))
             _print_queue_part(jobs, started)
             await _print_users(store)
+            await _pipeline_part()
             await _schedule_part(store, endpoint)
         finally:
             worker.request_stop()
             await running
         click.echo("\nnext: `jobline jobs list`, `jobline cron runs demo-adapter-check`, `jobline db stop`")
+
+
+async def _pipeline_part() -> None:
+    run = await app.start_pipeline_async("demo-publish-content", {"streak": 9, "platform": "linkedin"},
+                                         owner="ada")
+    click.echo(f"\npipeline demo-publish-content (generate -> post -> schedule), run {run['id']} for ada:")
+
+    async def finished():
+        found = await app.get_pipeline_run_async(run["id"])
+        return found if found["status"] != "running" else None
+
+    done = await _until(finished)
+    for event in done["history"]:
+        click.echo(f"  {event['step'] or 'run':<10}{event['event']:<11}{event['message'] or ''}")
+    click.echo(f"run {done['id']} {done['status']}; the last step got: {json.dumps(done['steps'][-1]['result'])}")
 
 
 async def _all_final(store: Store, ids: list[int]):

@@ -62,6 +62,12 @@ class ScheduleNotFound(NotFound):
     code = "schedule_not_found"
 
 
+class PipelineNotFound(NotFound):
+    """No pipeline of that name is recorded, or no run of that id is the caller's."""
+
+    code = "pipeline_not_found"
+
+
 class SecretNotFound(NotFound):
     code = "secret_not_found"
 
@@ -168,3 +174,19 @@ class Cancel(Exception):
     def __init__(self, reason: str = "cancelled by handler"):
         super().__init__(reason)
         self.reason = reason
+
+
+class Snooze(Exception):
+    """Run the job again after ``seconds`` without spending an attempt: durable waiting (poll an
+    external system, wait for a window). The attempt is recorded with outcome ``snoozed`` and the
+    job's budget grows by one, so max_attempts counts only attempts that ran and failed.
+
+    >>> raise Snooze(300)  # doctest: +SKIP
+    """
+
+    def __init__(self, seconds: float, reason: str | None = None):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 366 * 86400:
+            raise InvalidInput(f"Snooze seconds must be between 0 and one year, got {seconds!r}")
+        super().__init__(reason or f"snoozed for {seconds:g} s")
+        self.seconds = float(seconds)
+        self.reason = reason or f"snoozed for {seconds:g} s"

@@ -41,7 +41,11 @@ class JobStatus(str, enum.Enum):
 
 # Functions every App registers (app.py). Jobs of theirs belong to no App in particular, and
 # only the service may enqueue them over the API.
-BUILTIN_FUNCTIONS = frozenset({"sql", "http"})
+BUILTIN_FUNCTIONS = frozenset({"sql", "http", "pipeline"})
+# The built-ins only the service may make work for: `sql` runs any SQL, `http` sends anywhere with
+# the operator's secrets. `pipeline` (start a run, functions/pipeline.py) is anyone's: its run is
+# the job's owner's, as a run started over the API is the caller's.
+SERVICE_ONLY_FUNCTIONS = frozenset({"sql", "http"})
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 LIVE_STATUSES = frozenset({"waiting", "pending", "running"})

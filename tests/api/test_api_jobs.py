@@ -173,11 +173,15 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
                                                                "function": "render"}).status_code == 201
     sql("INSERT INTO jobline.secrets (name, owner, key_id, nonce, ciphertext) "
         "VALUES ('alices', 'alice', repeat('0', 16), decode(repeat('00', 12), 'hex'), decode(repeat('00', 32), 'hex'))")
-    tables = ("jobs", "schedules", "secrets")
+    sql("INSERT INTO jobline.pipelines (name, steps) VALUES ('p', '[{\"name\": \"s\", \"function\": \"render\"}]')")
+    run_id = sql("SELECT jobline.start_pipeline('p', '{}', 'alice')")[0][0]
+    sql("UPDATE jobline.jobs SET status = 'failed' WHERE pipeline_run_id = %s", [run_id])  # a failed run: retryable
+    tables = ("jobs", "schedules", "secrets", "pipeline_runs")
     before = [sql(f"SELECT * FROM jobline.{table}") for table in tables]
     bodies = {"complete": {"lease_token": "remote:" + "0" * 32}, "fail": {"lease_token": "remote:" + "0" * 32,
                                                                           "error": "x"},
-              "heartbeat": {"lease_token": "remote:" + "0" * 32}}
+              "heartbeat": {"lease_token": "remote:" + "0" * 32},
+              "snooze": {"lease_token": "remote:" + "0" * 32, "seconds": 1}}
     swept = []
     for path, methods in spec["paths"].items():
         if "{" not in path:
@@ -188,11 +192,15 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
             continue  # queues belong to no owner, and only the service steers them: see test_api_queues
         if path.startswith("/api/limits/"):
             continue  # limits belong to no owner, and only the service changes them: see test_api_limits
+        if path.startswith("/api/pipelines/"):
+            continue  # a pipeline is the operator's; a run started of it is the caller's: test_api_pipelines
         if "{ref}" in path:  # a schedule, by name (by id: test_api_schedules)
             param, theirs_ref, missing_ref, code = "{ref}", "alices", "alicez", "schedule_not_found"
         elif path == "/api/secrets/{name}":  # each owner names their own: PUT sets the caller's (test_api_secrets)
             methods = [m for m in methods if m != "put"]
             param, theirs_ref, missing_ref, code = "{name}", "alices", "alicez", "secret_not_found"
+        elif path.startswith("/api/pipeline-runs/"):
+            param, theirs_ref, missing_ref, code = "{id}", str(run_id), str(run_id + 10_000), "pipeline_not_found"
         else:
             assert "{id}" in path, f"{path}: a new kind of path parameter needs its own BOLA check"
             param, theirs_ref, missing_ref, code = "{id}", str(job_id), str(job_id + 10_000), "job_not_found"
@@ -205,7 +213,7 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
             assert theirs.content == missing.content.replace(missing_ref.encode(), theirs_ref.encode()), (method, path)
             assert_error(theirs, 404, code)
             swept.append((method, path))
-    assert len(swept) == 15  # 8 job and task routes, 6 schedule routes, removing a secret
+    assert len(swept) == 19  # 9 job and task routes, 6 schedule routes, removing a secret, 3 pipeline-run routes
     assert [sql(f"SELECT * FROM jobline.{table}") for table in tables] == before
     assert client.post(f"/api/jobs/{job_id}/retry", headers=ALICE).status_code == 200  # the owner can
 

@@ -31,7 +31,7 @@ def test_a_user_claims_their_own_task_and_it_is_claimed(client, sql):
     assert response.status_code == 200
     task = response.json()
     assert set(task) == {"task_id", "params", "task_type", "project_id", "attempt", "max_attempts", "lease_token",
-                         "lease_until"}
+                         "lease_until", "upstream"}
     assert (task["task_id"], task["params"], task["task_type"], task["project_id"], task["attempt"]) == (
         task_id, {"frame": 7}, "render", "alice", 1)
     assert sql("SELECT status, worker_id = %s, lease_until > now() + interval '250 seconds' FROM jobline.jobs",
@@ -110,7 +110,7 @@ def test_a_batch_claim_answers_tasks_in_claim_order_under_one_lease(client, sql)
     tasks = response.json()["tasks"]
     assert [t["task_id"] for t in tasks] == [urgent, early, late]
     assert set(tasks[0]) == {"task_id", "params", "task_type", "project_id", "attempt", "max_attempts",
-                             "lease_token", "lease_until"}
+                             "lease_token", "lease_until", "upstream"}
     assert len({t["lease_token"] for t in tasks}) == 1
     assert sql("SELECT id FROM jobline.jobs WHERE status = 'pending'") == [(left,)]
     # Each task is reported on its own, with the shared token.

@@ -26,6 +26,9 @@ def test_demo_runs_on_a_fresh_embedded_database_and_db_stop_stops_it():
         # 503 and was retried with the same idempotency key.
         assert demo.stdout.count("succeeded  SELECT 1") >= 2
         assert "HTTP 503 Service Unavailable, ok -> 200" in demo.stdout
+        # Seed 003's pipeline: the post is retried once and the run succeeds.
+        assert "post      retrying   ConnectionError: the platform answered 503" in demo.stdout
+        assert "run       succeeded  3 of 3 steps succeeded" in demo.stdout
         assert ("the endpoint got 3 calls, 3 with the vault's bearer token; the retry repeated its "
                 "Idempotency-Key; the job rows hold only {{secret:demo_service_key}}") in demo.stdout
         runs = jobline("cron", "runs", "demo-adapter-check")

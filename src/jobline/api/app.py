@@ -28,7 +28,7 @@ from .guard import Guard
 from .methods import MethodCheck
 from .metrics import Metrics
 from .models import ErrorOut
-from .routes import functions, jobs, limits, notifications, ops, queues, schedules, secrets, tasks
+from .routes import functions, jobs, limits, notifications, ops, pipelines, queues, schedules, secrets, tasks
 from .security import FailureLimiter
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     async def lifespan(_: FastAPI):
         await app.open_async()
         await app.reconcile_limits_async()  # flow control declared in code, as a worker records it
+        await app.record_pipelines_async()  # so any process can start runs of the App's pipelines
         api.threads = ThreadPoolExecutor(max_workers=app.settings.concurrency or SYNC_CONCURRENCY,
                                          thread_name_prefix="jobline-invoke")  # sync functions invoked over HTTP
         api.connections = ConnectionLimit(app.settings.handler_connections, app.settings.pool_timeout)
@@ -126,7 +127,7 @@ def create_app(app: App, *, maintenance: bool = True, clock: Callable[[], float]
     errors.install(server)
     # claim-next-task before /functions/v1/{name}, which would otherwise take its path.
     routers = (tasks.router, functions.router, jobs.router, schedules.router, queues.router, limits.router,
-               secrets.router, ops.router, notifications.router)
+               secrets.router, pipelines.router, ops.router, notifications.router)
     for router in routers:
         server.include_router(router)
     dashboard.install(server)  # the dashboard at /: its pages, /events, /static

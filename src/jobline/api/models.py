@@ -64,6 +64,11 @@ class HeartbeatIn(Body):
     lease_token: str = Field(max_length=100)
 
 
+class SnoozeIn(Body):
+    lease_token: str = Field(max_length=100)
+    seconds: float = Field(ge=0, le=366 * 86400, description="Run the task again this many seconds from now")
+
+
 class EnqueueIn(Body):
     function: Name
     payload: dict[str, Any] | None = Field(None, description="A JSON object, at most 1 MiB")
@@ -87,6 +92,7 @@ class ScheduleIn(Body):
     function: Name | None = Field(None, description="Enqueue this function on each tick")
     payload: dict[str, Any] | None = Field(None, description="The function's payload, a JSON object")
     sql: str | None = Field(None, min_length=1, description="Run this SQL command on each tick (the service only)")
+    pipeline: Name | None = Field(None, description="Start a run of this pipeline with `payload` on each tick")
     timezone: str = Field("UTC", min_length=1, max_length=100, description="IANA time zone of the expression")
     owner: Name | None = Field(None, description="A user's schedule is always theirs; the service may name any owner")
     queue: Annotated[str, Field(min_length=1, max_length=100)] | None = None
@@ -129,6 +135,8 @@ class TaskOut(Out):
     project_id: str | None
     attempt: int
     max_attempts: int
+    upstream: dict[str, Any] | None = Field(
+        None, description="For a pipeline step: the results of the steps it runs after, by step name")
     lease_token: str
     lease_until: str
 
@@ -418,3 +426,94 @@ class NotificationOut(Out):
 class NotificationListOut(Out):
     notifications: list[NotificationOut]
     next_cursor: int | None = Field(description="Pass as `before` for the next page; null on the last page")
+
+
+# -- pipelines -------------------------------------------------------------------------------------
+
+
+class PipelineStartIn(Body):
+    payload: dict[str, Any] | None = Field(None, description="The run's payload: a JSON object, at most 1 MiB")
+    owner: Name | None = Field(None, description="The service: any owner; a user: only their own")
+
+
+class PipelineCancelIn(Body):
+    reason: str | None = Field(None, min_length=1, max_length=500, description="Kept as each cancelled step's error")
+
+
+class PipelineStepOut(Out):
+    name: str
+    function: str
+    after: list[str]
+    delay: float | None = None
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    payload: dict[str, Any] | None = Field(None, description="The step's own payload (the service only)")
+
+
+class PipelineOut(Out):
+    name: str
+    steps: list[PipelineStepOut]
+    updated_at: str
+    runs: int = Field(description="The caller's runs of it")
+    last_run_id: int | None
+    last_run_status: str | None
+    last_run_at: str | None
+
+
+class PipelineListOut(Out):
+    pipelines: list[PipelineOut]
+
+
+class PipelineRunSummaryOut(Out):
+    id: int
+    pipeline: str
+    owner: str | None
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    payload: dict[str, Any]
+    created_at: str
+    finished_at: str | None
+    steps: int
+    succeeded: int = Field(description="How many of its steps succeeded")
+
+
+class PipelineRunListOut(Out):
+    runs: list[PipelineRunSummaryOut]
+    next_cursor: int | None
+
+
+class RunStepOut(Out):
+    name: str
+    function: str
+    after: list[str]
+    delay: float
+    job_id: int | None = Field(description="The step's job (None once retention removed it)")
+    status: str
+    attempts: int | None
+    max_attempts: int | None
+    result: Any = None
+    error: str | None
+    run_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class PipelineEventOut(Out):
+    id: int
+    step: str | None = Field(description="None for an event of the run itself")
+    job_id: int | None
+    event: str
+    message: str | None
+    at: str
+
+
+class PipelineRunOut(Out):
+    id: int
+    pipeline: str
+    owner: str | None
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    payload: dict[str, Any]
+    created_at: str
+    finished_at: str | None
+    steps: list[RunStepOut]
+    history: list[PipelineEventOut]

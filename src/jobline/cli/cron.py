@@ -48,6 +48,8 @@ def _compact(payload: dict) -> str:
 @click.option("--function", help="Enqueue this function on each tick.")
 @click.option("--payload", type=JSON_OBJECT, help="The function's payload, a JSON object; @FILE reads it from a file, - from stdin.")
 @click.option("--sql", "sql_command", help="Run this SQL command on each tick (instead of --function).")
+@click.option("--pipeline", expose_value=False, callback=lambda c, _, v: c.meta.__setitem__("pipeline", v),
+              help="Start a run of this pipeline on each tick, with --payload (instead of --function).")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the expression.")
 @click.option("--owner", help="The user the schedule's jobs belong to.")
 @click.option("--queue", help="Queue of its jobs.")
@@ -71,6 +73,8 @@ def cron_add(ctx: Context, name, expression, function, payload, sql_command, tim
     options = {k: v for k, v in dict(queue=queue, priority=priority, max_attempts=max_attempts,
                                      max_consecutive_failures=max_consecutive_failures).items()
                if v is not None}
+    if click.get_current_context().meta.get("pipeline") is not None:  # --pipeline (kept off the signature)
+        options["pipeline"] = click.get_current_context().meta["pipeline"]
     schedule = run_app(ctx.load_app(), lambda app: app.add_schedule_async(
         name, expression, function, payload, sql=sql_command,
         timezone=timezone, owner=owner, overlap=overlap, catch_up=catch_up, catch_up_max=catch_up_max,

@@ -121,7 +121,7 @@ def cli(ctx: click.Context, database_url, data_dir, app_spec, log_format, log_le
 
 
 def main() -> None:
-    from . import cron, db, dev, jobs, limits, notifications, queues, run, secrets, serve, tokens  # noqa: F401  (they register their commands on `cli`)
+    from . import cron, db, dev, jobs, limits, notifications, pipelines, queues, run, secrets, serve, tokens  # noqa: F401  (they register their commands on `cli`)
 
     # Not click's standalone mode, whose usage errors take four lines: ours are one, as every
     # other error is (exit 2: invalid input).

@@ -240,6 +240,16 @@ class Client:
     def fail(self, task: Task, error: str, *, retryable: bool = True, retry_in: float | None = None) -> str:
         return self._bridge.run(self.fail_async(task, error, retryable=retryable, retry_in=retry_in), "fail")
 
+    async def snooze_async(self, task: Task, seconds: float) -> str:
+        """Put the task back for ``seconds`` without spending an attempt (what a handler's
+        Snooze does); returns its new status, ``pending``."""
+        task_id, lease = _held(task)
+        return await self._run("snooze", f"/api/tasks/{task_id}/snooze", {"lease_token": lease, "seconds": seconds},
+                               _field("status"), lambda ops, who: ops.tasks.snooze(who, task_id, lease, seconds))
+
+    def snooze(self, task: Task, seconds: float) -> str:
+        return self._bridge.run(self.snooze_async(task, seconds), "snooze")
+
     async def heartbeat_async(self, task: Task) -> dt.datetime:
         """Extend the task's lease; returns its new end. LeaseLost if the task was rescued."""
         task_id, lease = _held(task)
@@ -452,7 +462,7 @@ def _read_task(data: Any, response: httpx.Response) -> ClaimedTask:
         task = ClaimedTask(task_id=int(data["task_id"]), task_type=data["task_type"], params=data["params"],
                            project_id=data["project_id"], attempt=int(data["attempt"]),
                            max_attempts=int(data["max_attempts"]), lease_token=data["lease_token"],
-                           lease_until=lease_until)
+                           lease_until=lease_until, upstream=data.get("upstream"))
     except (KeyError, TypeError, ValueError) as exc:
         raise JoblineError(f"{response.request.url} answered with a task missing {exc}: is this URL a jobline "
                            "server of the same version?") from None

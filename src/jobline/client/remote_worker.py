@@ -19,6 +19,7 @@ handler                      report
 returns                      complete(result)
 raises Fail                  fail(retryable=False): final
 raises RetryIn(s)            fail(retry_in=s)
+raises Snooze(s)             snooze(s): no attempt spent
 raises Cancel                fail(retryable=False), error "cancelled: ...": the protocol has
                              no cancel, so the job ends failed (its dependants are cancelled)
 raises, or times out         fail(retry_in=the function's backoff), final on the last attempt
@@ -173,7 +174,8 @@ class RemoteWorker:
     async def _run_task(self, task: Task) -> None:
         function = self.registry.get(task.task_type)
         job = (task.task_id, task.task_type, task.params, task.attempt, task.max_attempts, function.queue,
-               task.project_id, None)  # no trace context: the task API does not carry one (yet)
+               task.project_id, None,  # no trace context: the task API does not carry one (yet)
+               task.upstream)
         log.debug("job.claimed", extra={"job_id": task.task_id, "function": task.task_type, "attempt": task.attempt})
         handler = asyncio.create_task(self.executor.run(job))
         beat = asyncio.create_task(self._heartbeat(task, handler))
@@ -211,6 +213,8 @@ class RemoteWorker:
             try:
                 if outcome.status == "succeeded":
                     await self.client.complete_async(task, None if outcome.result is None else json.loads(outcome.result))
+                elif outcome.outcome == "snoozed":
+                    await self.client.snooze_async(task, outcome.retry_in)
                 elif outcome.status == "pending":
                     await self.client.fail_async(task, outcome.error or outcome.outcome, retry_in=outcome.retry_in)
                 elif outcome.status == "cancelled":
@@ -239,6 +243,8 @@ class RemoteWorker:
         self.reported += 1
         if outcome.status == "succeeded":
             log.info("job.succeeded", extra=facts)
+        elif outcome.outcome == "snoozed":
+            log.info("job.snoozed", extra={**facts, "snooze_s": round(outcome.retry_in, 3)})
         elif outcome.status == "pending":
             log.warning("job.retrying", extra={**facts, "retry_in_s": round(outcome.retry_in, 3),
                                                "error": first_line(outcome.error)})

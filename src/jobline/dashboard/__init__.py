@@ -12,7 +12,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from . import limits, live, notifications, views
+from . import limits, live, notifications, pipelines, views
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -23,6 +23,7 @@ def install(server: FastAPI) -> None:
     server.include_router(views.router)
     server.include_router(limits.router)
     server.include_router(notifications.router)
+    server.include_router(pipelines.router)
     server.add_api_route("/events", live.events, methods=["GET"], include_in_schema=False)
     server.add_api_route("/static/{name}", static, methods=["GET"], include_in_schema=False)
 

@@ -76,9 +76,9 @@ async def render_live(request: Request, path: str) -> dict[str, str] | None:
     route_path, _, query = path.partition("?")
     scope: dict[str, Any] = {**request.scope, "method": "GET", "path": route_path, "raw_path": route_path.encode(),
                              "query_string": query.encode(), "route": None}
-    from .views import router  # the screens' own routes
+    from . import pipelines, views  # the screens' own routes
 
-    for route in router.routes:
+    for route in [*views.router.routes, *pipelines.router.routes]:
         if "GET" not in getattr(route, "methods", ()):
             continue
         match, child = route.matches(scope)

@@ -309,7 +309,7 @@ def _timeline(found, attempts: list[dict]) -> list[tuple[Any, str, str]]:
     for a in attempts:
         events.append((dt.datetime.fromisoformat(a["started_at"]), f"attempt {a['attempt']} started", "running"))
         events.append((dt.datetime.fromisoformat(a["finished_at"]), f"attempt {a['attempt']} {a['outcome']}",
-                       a["outcome"] if a["outcome"] in STATUSES else "failed"))
+                       a["outcome"] if a["outcome"] in STATUSES else "pending" if a["outcome"] == "snoozed" else "failed"))
     if found.status == "running" and found.started_at:
         events.append((found.started_at, f"attempt {found.attempts} running", "running"))
     if found.finished_at and found.status in ("succeeded", "failed", "cancelled"):

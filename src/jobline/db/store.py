@@ -20,8 +20,8 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .. import tracing
-from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, ScheduleNotFound,
-                      SecretNotFound)
+from ..errors import (Conflict, DatabaseError, Forbidden, InvalidInput, JobNotFound, NotFound, PipelineNotFound,
+                      ScheduleNotFound, SecretNotFound)
 from ..job import Attempt, Batch, Job, NewJob
 from ..limit import LimitSpec
 from ..schedule import Plan, Schedule, ScheduleRun, ScheduleSpec, name_seen_by, owned_name
@@ -218,7 +218,8 @@ class Store:
     async def job_claim_many(self, *, worker_id: str, functions: list[str], queues: list[str] | None,
                              limit: int, lease_seconds: float) -> list[tuple]:
         """Claimed jobs as tuples (id, function, payload, attempts, max_attempts, queue, owner,
-        trace_context): positional, read so by runtime/ (producer, executor, metrics)."""
+        trace_context, upstream): positional, read so by runtime/ (producer, executor, metrics);
+        upstream is a pipeline step's upstream results (0021), None for other jobs."""
         params = {"worker_id": worker_id, "functions": functions, "queues": queues,
                   "limit": limit, "lease_seconds": lease_seconds}
         return await self._fetch(q.JOB_CLAIM_MANY, params, rows=tuple_row)
@@ -458,6 +459,47 @@ class Store:
             with translate_errors():
                 cur = await c.execute(q.LIMIT_START_PRUNE)
                 return cur.rowcount
+
+    # -- pipelines (0021_pipelines.sql) -------------------------------------------------------------
+
+    async def pipeline_upsert_many(self, names: Sequence[str], steps: Sequence[str]) -> list[str]:
+        """Record declared pipelines (steps as JSON text); returns the names new or changed."""
+        rows = await self._fetch(q.PIPELINE_UPSERT_MANY, {"names": list(names), "steps": list(steps)})
+        return [row["name"] for row in rows]
+
+    async def pipeline_list(self, *, owner: str | None = None) -> list[dict]:
+        return await self._fetch(q.PIPELINE_LIST, {"owner": owner})
+
+    async def pipeline_start(self, name: str, payload: str, *, owner: str | None = None) -> int:
+        """Start a run (payload as JSON text); PipelineNotFound when no pipeline has that name."""
+        async with self.connection() as c:
+            return await pipeline_start_on(c, name, payload, owner)
+
+    async def pipeline_run_get(self, run_id: int, *, owner: str | None = None) -> dict:
+        rows = await self._fetch(q.PIPELINE_RUN_GET, {"id": run_id, "owner": owner})
+        if not rows:
+            raise PipelineNotFound(f"no pipeline run with id {run_id}")
+        return rows[0]
+
+    async def pipeline_run_list(self, *, owner: str | None = None, pipeline: str | None = None,
+                                status: str | None = None, before_id: int | None = None, limit: int = 50) -> list[dict]:
+        return await self._fetch(q.PIPELINE_RUN_LIST, {"owner": owner, "pipeline": pipeline, "status": status,
+                                                       "before_id": before_id, "limit": limit})
+
+    async def pipeline_run_steps(self, run_id: int) -> list[dict]:
+        return await self._fetch(q.PIPELINE_RUN_STEPS, {"id": run_id})
+
+    async def pipeline_history_list(self, run_id: int, *, limit: int = 1000) -> list[dict]:
+        return await self._fetch(q.PIPELINE_HISTORY_LIST, {"id": run_id, "limit": limit})
+
+    async def pipeline_run_cancel(self, run_id: int, reason: str | None = None) -> int:
+        return (await self._fetch(q.PIPELINE_RUN_CANCEL, {"id": run_id, "reason": reason}))[0]["cancelled"]
+
+    async def pipeline_run_prune(self, *, seconds: float, limit: int = 5000) -> None:
+        await self._fetch(q.PIPELINE_RUN_PRUNE, {"seconds": seconds, "limit": limit})
+
+    async def pipeline_run_retry(self, run_id: int) -> int:
+        return (await self._fetch(q.PIPELINE_RUN_RETRY, {"id": run_id}))[0]["steps"]
 
     # -- remote tasks: claim-next-task and its reports (see tasks.py) -----------------------------
 
@@ -1010,6 +1052,31 @@ def _place(ids: list[int], positions: list[int], rows: list[tuple]) -> None:
     for position, job_id in zip(positions, sorted(row[0] for row in rows)):
         ids[position] = job_id
 
+
+
+@contextlib.contextmanager
+def _pipeline_errors(name: str) -> Iterator[None]:
+    try:
+        with translate_errors():
+            yield
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, pg_errors.NoDataFound):
+            raise PipelineNotFound(f"no pipeline named {name!r}: pipelines are recorded when a worker or "
+                                   "`jobline serve` of the app that declares them starts") from exc.__cause__
+        raise
+
+
+async def pipeline_start_on(conn: psycopg.AsyncConnection, name: str, payload: str, owner: str | None) -> int:
+    """Start a run in ``conn``'s current transaction (jobline.start_pipeline); returns its id."""
+    with _pipeline_errors(name):
+        cur = await conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner})
+        return (await cur.fetchone())[0]
+
+
+def pipeline_start_sync(conn: psycopg.Connection, name: str, payload: str, owner: str | None) -> int:
+    """The sync twin of pipeline_start_on, for the caller's own psycopg.Connection."""
+    with _pipeline_errors(name):
+        return conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner}).fetchone()[0]
 
 
 def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:

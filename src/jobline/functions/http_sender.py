@@ -33,7 +33,8 @@ import httpcore
 import httpx
 
 from .. import egress, vault
-from ..errors import DestinationBlocked, Fail, RetryIn
+from ..errors import DestinationBlocked, Fail, InvalidInput, RetryIn
+from ..pipeline import render_template
 from ..runtime.context import JobContext
 from ..settings import Settings
 from .http import _BAD_HEADER_VALUE, Call, HttpCallFailed
@@ -294,6 +295,13 @@ class Sender:
                     written: _Written, timing: _Timing) -> dict:
         url, headers, *data = vault.substitute(call.template, secrets)
         params, body = (call.params, call.body) if call.literal_data else data
+        if ctx.upstream and call.has_body:
+            # A pipeline step's {{upstream.STEP.FIELD}}, filled in after the secrets: upstream
+            # results are data, so the text they bring is never searched for references.
+            try:
+                body = render_template(body, ctx.upstream)
+            except InvalidInput as exc:
+                raise Fail(f"http payload: body: {exc}") from None
         secret_headers = {name.lower() for name, value in call.headers.items() if vault.references(value)}
         for name, value in headers.items():
             if _BAD_HEADER_VALUE.search(value):

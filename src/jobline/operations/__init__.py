@@ -20,6 +20,7 @@ from .activity import Activity
 from .jobs import Jobs, Page
 from .limits import Limits
 from .notifications import Notifications
+from .pipelines import Pipelines
 from .queues import Queues
 from .schedules import Schedules
 from .secrets import Secrets
@@ -39,6 +40,7 @@ class Operations:
         self.schedules = Schedules(store, registry)
         self.queues = Queues(store)
         self.limits = Limits(store)
+        self.pipelines = Pipelines(store)
         self.tasks = Tasks(store, settings.remote_lease_seconds)
         self.secrets = Secrets(store, settings)
         self.tokens = Tokens(store)

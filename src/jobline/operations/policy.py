@@ -17,7 +17,7 @@ from typing import Any
 
 from ..auth import Principal
 from ..errors import Forbidden
-from ..job import BUILTIN_FUNCTIONS, Attempt, Job
+from ..job import SERVICE_ONLY_FUNCTIONS, Attempt, Job
 from ..schedule import Schedule, ScheduleRun
 
 
@@ -49,7 +49,7 @@ def check_target(caller: Principal, function: str | None, *, sql: bool = False, 
         return
     if sql:
         raise Forbidden(f"only the service may {what} SQL commands")
-    if function in BUILTIN_FUNCTIONS:
+    if function in SERVICE_ONLY_FUNCTIONS:
         raise Forbidden(f"only the service may {what} the built-in {function!r} function")
 
 

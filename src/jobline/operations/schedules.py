@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..auth import Principal
+from ..errors import InvalidInput
+from ..pipeline import PIPELINE_FUNCTION, starter_payload
 from ..db.store import Store
 from ..runtime.registry import Registry
 from ..schedule import Schedule, ScheduleRun, ScheduleSpec, in_namespace, new_schedule
@@ -23,7 +25,15 @@ from .jobs import Page
 def schedule_spec(registry: Registry, name: str | None, expression: str, function: str | None,
                   payload: Mapping[str, Any] | None, options: Mapping[str, Any]) -> ScheduleSpec:
     """Validate a schedule; its jobs take queue, priority and max_attempts from the target
-    function's registration when it is known here and the caller did not say."""
+    function's registration when it is known here and the caller did not say. With the option
+    ``pipeline``, each tick starts a run of that pipeline with ``payload`` (a job of the
+    built-in ``pipeline`` function, pipeline.starter_payload)."""
+    if options.get("pipeline") is not None:
+        options = dict(options)
+        if function is not None or options.get("sql") is not None:
+            raise InvalidInput("a schedule targets one of a function, a SQL command or a pipeline")
+        function, payload = PIPELINE_FUNCTION, starter_payload(options.pop("pipeline"), payload)
+    options = {k: v for k, v in options.items() if k != "pipeline"}
     registered = registry.find(function) if isinstance(function, str) else None
     if registered is not None:
         options = {"queue": registered.queue, "priority": registered.priority,

@@ -45,6 +45,8 @@ class Task:
     max_attempts: int
     lease_token: str
     lease_until: dt.datetime
+    # A pipeline step's upstream results by step name (ctx.upstream); None for other tasks.
+    upstream: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -78,7 +80,7 @@ class Tasks:
                                                 lease_seconds=self.lease_seconds)
         return [Task(task_id=row["id"], task_type=row["function"], params=row["payload"], project_id=row["owner"],
                      attempt=row["attempts"], max_attempts=row["max_attempts"], lease_token=lease,
-                     lease_until=row["lease_until"]) for row in rows]
+                     lease_until=row["lease_until"], upstream=row["upstream"]) for row in rows]
 
     async def complete(self, caller: Principal, task_id: int, lease_token: str, result: Any = None) -> str:
         """Record success with ``result`` (JSON, at most 1 MiB); returns the job's status."""
@@ -139,6 +141,13 @@ class Tasks:
         return await self._report(scope(caller), task_id, lease_token, "failed", error=error[:MAX_ERROR_CHARS],
                                   retryable=bool(retryable), retry_in=retry_in)
 
+    async def snooze(self, caller: Principal, task_id: int, lease_token: str, seconds: float) -> str:
+        """Put the task back to pending for ``seconds`` without spending an attempt (a handler's
+        Snooze); recorded as a ``snoozed`` attempt. Returns the job's new status, ``pending``."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_RETRY_IN:
+            raise InvalidInput(f"seconds must be a number of seconds from 0 to {MAX_RETRY_IN}, got {seconds!r}")
+        return await self._report(scope(caller), task_id, lease_token, "snoozed", retry_in=float(seconds))
+
     async def heartbeat(self, caller: Principal, task_id: int, lease_token: str) -> dt.datetime:
         """Extend the lease by the lease time from now; returns its new end."""
         self._check(task_id, lease_token)
@@ -159,6 +168,8 @@ class Tasks:
         attempt = held["attempts"]
         if outcome == "succeeded":
             status = "succeeded"
+        elif outcome == "snoozed":
+            status = "pending"  # job_complete_many gives the snoozed attempt back to the budget
         elif retries(attempt, held["max_attempts"], retryable):
             status = "pending"
             retry_in = DEFAULT_BACKOFF.delay(attempt) if retry_in is None else float(retry_in)

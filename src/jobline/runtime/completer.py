@@ -110,6 +110,8 @@ class Completer(Service):
             log.warning("job.report_rejected", extra={**facts, "reason": "lease lost (rescued or cancelled)"})
         elif outcome.status == "succeeded":
             log.info("job.succeeded", extra=facts)
+        elif outcome.outcome == "snoozed":
+            log.info("job.snoozed", extra={**facts, "snooze_s": round(outcome.retry_in, 3)})
         elif outcome.status == "pending":
             log.warning("job.retrying", extra={**facts, "retry_in_s": round(outcome.retry_in, 3),
                                                "error": first_line(outcome.error)})

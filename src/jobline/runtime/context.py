@@ -34,6 +34,9 @@ class JobContext:
     store: Store | None = dataclasses.field(repr=False)   # None in a remote worker
     # The process's bound on handler connections (None: unbounded, for a context made by hand).
     connections: ConnectionLimit | None = dataclasses.field(default=None, repr=False, compare=False)
+    # A pipeline step's view of the steps it runs after: their results by step name
+    # (``ctx.upstream["generate"]``); empty for a job that is no pipeline step.
+    upstream: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
     _opened: list = dataclasses.field(default_factory=list, init=False, repr=False, compare=False)
 
     @property

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import tracing
 from ..db.store import Store
-from ..errors import Cancel, Fail, InvalidInput, Retry, RetryIn
+from ..errors import Cancel, Fail, InvalidInput, Retry, RetryIn, Snooze
 from ..job import MAX_ERROR_CHARS, encode_result
 from ..retry import retries
 from .connections import ConnectionLimit
@@ -102,7 +102,7 @@ class Executor:
 
     async def run(self, job: tuple) -> Outcome:
         """Run a claimed job: (id, function, payload, attempt, max_attempts, queue, owner,
-        trace_context), in an attempt span when the application traces (jobline/tracing.py)."""
+        trace_context[, upstream]), in an attempt span when the application traces (jobline/tracing.py)."""
         with tracing.attempt(job) as span:
             outcome = await self._run(job)
             span.finished(outcome)
@@ -125,6 +125,10 @@ class Executor:
                                  result=_kept_result(signal.result))
         except Cancel as signal:
             return self._outcome(job, started_at, "cancelled", "cancelled", error=signal.reason)
+        except Snooze as signal:
+            # Back to pending without spending an attempt (job_complete_many.sql); whatever the
+            # attempt number, even the last.
+            return self._outcome(job, started_at, "pending", "snoozed", retry_in=signal.seconds)
         except RetryIn as signal:
             return self._failure(job, function, started_at, signal.reason, signal, retry_in=signal.seconds,
                                  result=_kept_result(signal.result))
@@ -146,9 +150,10 @@ class Executor:
     async def _call(self, function: Function, payload: dict, job: tuple) -> Any:
         ctx = None
         if function.wants_context:
-            job_id, name, _, attempt, max_attempts, queue, owner, _ = job
+            job_id, name, _, attempt, max_attempts, queue, owner = job[:7]
+            upstream = job[8] if len(job) > 8 and job[8] is not None else {}
             ctx = JobContext(job_id, attempt, max_attempts, name, queue, owner, self.worker_id, self.store,
-                             self.connections)
+                             self.connections, upstream=upstream)
         return await call_handler(function, payload, ctx, self._threads)
 
     def _failure(self, job: tuple, function: Function, started_at: float, error: str, exc: BaseException, *,

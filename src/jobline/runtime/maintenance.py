@@ -98,6 +98,9 @@ class Maintenance(Service):
         while await self.store.notification_prune(seconds=s.retain_failed_seconds, limit=PRUNE_BATCH) == PRUNE_BATCH:
             if self.stopping.is_set():
                 break
+        # Pipeline runs go once their steps' jobs have gone (each with its own state's retention).
+        await self.store.pipeline_run_prune(seconds=min(s.retain_succeeded_seconds, s.retain_failed_seconds,
+                                                        s.retain_cancelled_seconds), limit=PRUNE_BATCH)
         await self.store.worker_prune_dead(dead_seconds=max(3600.0, 10 * s.lease_seconds))
         await self.store.queue_exemption_prune()
         await self.store.limit_start_prune()  # rate windows' starts no window counts any more

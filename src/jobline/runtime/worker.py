@@ -90,6 +90,7 @@ class Worker:
                  maintenance: bool = True, scheduler: bool = True, jobs: bool = True,
                  schedules: Sequence[ScheduleSpec] = (), owned_functions: Sequence[str] = (),
                  limits: Sequence[LimitSpec] = (), owned_queues: Sequence[str] = (),
+                 pipelines: Sequence[tuple[str, str]] = (),
                  worker_id: str | None = None, metrics_socket: socket.socket | None = None):
         self.store = store  # durable: handlers and the sql built-in use it
         # The worker's own bookkeeping (claims, outcomes, leases, rescue) goes through a pool
@@ -134,6 +135,8 @@ class Worker:
         # Flow-control limits the App declares, and the queues of its functions (0019).
         self.declared_limits = list(limits)
         self.owned_queues = list(owned_queues)
+        # Pipelines the App declares, as (name, stored steps JSON): recorded at start (0021).
+        self.declared_pipelines = list(pipelines)
         self.heartbeat = Heartbeat(self.bookkeeping, self.inflight, self.id, settings.lease_seconds)
         self.maintenance = Maintenance(self.bookkeeping, settings, metrics=self.metrics) if maintenance else None
         self.producer = self._producer()
@@ -151,6 +154,7 @@ class Worker:
         if reconcile:
             await self._reconcile_schedules()
             await self._reconcile_limits()
+            await self._record_pipelines()
         services = [self.metrics_server, self.notifier, self.scheduler, self.maintenance]
         if self.jobs:
             await self.bookkeeping.worker_register(id=self.id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -181,6 +185,14 @@ class Worker:
                                                      "the declaration in code is ignored"})
             else:
                 log.info(f"limit.{change}", extra={**facts, "source": "code"})
+
+    async def _record_pipelines(self) -> None:
+        if not self.declared_pipelines:
+            return
+        changed = await self.store.pipeline_upsert_many([n for n, _ in self.declared_pipelines],
+                                                        [s for _, s in self.declared_pipelines])
+        for name in changed:
+            log.info("pipeline.recorded", extra={"pipeline": name, "source": "code"})
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop() or a signal."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from ...errors import Cancel, Fail, FunctionNotFound, InvalidInput, RetryIn
+from ...errors import Cancel, Fail, FunctionNotFound, InvalidInput, RetryIn, Snooze
 from ...job import BUILTIN_FUNCTIONS, MAX_PAYLOAD_BYTES
 from ...runtime.executor import first_line
 from ...runtime.registry import Function
@@ -110,7 +110,7 @@ async def _invoke(request: Request, function: Function, payload: dict, owner: st
         raise ApiError(400, "fail", signal.reason) from None
     except Cancel as signal:
         raise ApiError(400, "cancel", signal.reason) from None
-    except RetryIn as signal:
+    except (RetryIn, Snooze) as signal:  # no job to put back: the caller is told when to call again
         seconds = max(1, math.ceil(signal.seconds))
         raise ApiError(503, "retry", signal.reason, {"Retry-After": str(seconds)}) from None
     except TimeoutError:

@@ -44,7 +44,7 @@ async def list_schedules(request: Request, caller: Principal = Depends(principal
                                              "among global names); replace: true replaces it"}})
 async def add_schedule(request: Request, body: ScheduleIn, caller: Principal = Depends(principal)) -> JSONResponse:
     """Add a schedule: each tick enqueues ``function`` with ``payload`` (or runs ``sql``)."""
-    options = {k: v for k, v in body.model_dump(include={"queue", "priority", "max_attempts",
+    options = {k: v for k, v in body.model_dump(include={"queue", "priority", "max_attempts", "pipeline",
                                                                 "max_consecutive_failures"}).items() if v is not None}
     schedule = await api_state(request).ops.schedules.add(
         caller, body.name, body.expression, body.function, body.payload, sql=body.sql, timezone=body.timezone,

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ...auth import Principal
 from ..models import (MAX_ID, ClaimIn, CompleteIn, CompleteManyIn, ErrorOut, FailIn, HeartbeatIn, HeartbeatOut,
-                      ReportManyOut, ReportOut, TaskOut, TasksOut)
+                      ReportManyOut, ReportOut, SnoozeIn, TaskOut, TasksOut)
 from ..security import api_state, principal
 
 AUTH_ERRORS = {401: {"model": ErrorOut, "description": "Missing or invalid credential"},
@@ -77,6 +77,14 @@ async def fail_task(request: Request, id: TaskId, body: FailIn, caller: Principa
     ``retry_in`` seconds, or the backoff), else ``failed``."""
     status = await api_state(request).ops.tasks.fail(caller, id, body.lease_token, body.error,
                                                      retryable=body.retryable, retry_in=body.retry_in)
+    return {"task_id": id, "status": status}
+
+
+@router.post("/api/tasks/{id}/snooze", response_model=ReportOut, responses=REPORT_ERRORS)
+async def snooze_task(request: Request, id: TaskId, body: SnoozeIn, caller: Principal = Depends(principal)) -> dict:
+    """Put the task back for ``seconds`` without spending an attempt (a handler's Snooze):
+    recorded as a ``snoozed`` attempt; ``status`` is ``pending``."""
+    status = await api_state(request).ops.tasks.snooze(caller, id, body.lease_token, body.seconds)
     return {"task_id": id, "status": status}
 
 

@@ -18,6 +18,8 @@ WITH outcome AS (
   SET status = o.status,
       run_at = CASE WHEN o.status = 'pending' THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
       result = o.result,
+      -- A snooze (the handler's Snooze) spends no attempt: its number is used, the budget grows by one.
+      max_attempts = j.max_attempts + CASE WHEN o.outcome = 'snoozed' THEN 1 ELSE 0 END,
       last_error = coalesce(o.error, j.last_error),
       finished_at = CASE WHEN o.status = 'pending' THEN NULL ELSE now() END,
       worker_id = NULL,

@@ -26,8 +26,10 @@ WITH next AS (
   -- By an id array, never a join back to jobline.jobs: that plan read all of jobs_pkey (0018).
   WHERE j.id = ANY(ARRAY(SELECT next.id FROM next))
   RETURNING j.id, j.function, j.payload, j.owner, j.attempts, j.max_attempts, j.lease_until, j.started_at,
-            j.priority, j.run_at
+            j.priority, j.run_at, j.pipeline_run_id, j.depends_on
 )
 -- In claim order (the update returns rows as it finds them), so a worker starts them in that order.
-SELECT c.id, c.function, c.payload, c.owner, c.attempts, c.max_attempts, c.lease_until, c.started_at
+-- upstream: a pipeline step's upstream results by step name, NULL for other jobs (0021).
+SELECT c.id, c.function, c.payload, c.owner, c.attempts, c.max_attempts, c.lease_until, c.started_at,
+       CASE WHEN c.pipeline_run_id IS NOT NULL THEN jobline.pipeline_upstream(c.depends_on) END AS upstream
 FROM claimed c ORDER BY c.priority DESC, c.run_at, c.id
