@@ -317,3 +317,22 @@ async def test_start_pipeline_async_in_the_callers_transaction_commits_or_rolls_
         await conn.commit()
     assert sql("SELECT id FROM jobline.pipeline_runs") == [(kept["id"],)]
     assert sql("SELECT count(*) FROM jobline.jobs") == [(4,)]
+
+
+async def test_a_finished_run_raises_its_event_to_its_owner(papp, sql):
+    """pipeline.succeeded and pipeline.failed (0020's record_event, called where 0021 settles a run)."""
+    ok = await papp.start_pipeline_async("publish", {"topic": "x"}, owner="alice")
+    bad = await papp.start_pipeline_async("flaky", {"fail": True}, owner="bob")
+    async with running(papp):
+        await eventually(lambda: run_status(sql, ok["id"]) != "running" and run_status(sql, bad["id"]) != "running",
+                         timeout=60)
+    events = sql("SELECT kind, owner, subject, data FROM jobline.notifications WHERE kind LIKE 'pipeline.%%' "
+                 "ORDER BY id")
+    assert {(kind, owner, subject) for kind, owner, subject, _ in events} == {
+        ("pipeline.succeeded", "alice", f"publish #{ok['id']}"), ("pipeline.failed", "bob", f"flaky #{bad['id']}")}
+    assert len(events) == 2
+    data = {kind: d for kind, _, _, d in events}
+    assert data["pipeline.failed"] == {"run_id": bad["id"], "pipeline": "flaky", "status": "failed",
+                                       "failed_steps": ["shaky"]}
+    # The step's own final failure is a job.failed of its own, to the same owner.
+    assert sql("SELECT count(*) FROM jobline.notifications WHERE kind = 'job.failed' AND owner = 'bob'") == [(1,)]
