@@ -176,7 +176,11 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
     sql("INSERT INTO jobline.pipelines (name, steps) VALUES ('p', '[{\"name\": \"s\", \"function\": \"render\"}]')")
     run_id = sql("SELECT jobline.start_pipeline('p', '{}', 'alice')")[0][0]
     sql("UPDATE jobline.jobs SET status = 'failed' WHERE pipeline_run_id = %s", [run_id])  # a failed run: retryable
-    tables = ("jobs", "schedules", "secrets", "pipeline_runs")
+    subscription = client.post("/api/notifications/subscriptions", headers=ALICE,
+                               json={"url": "https://hooks.example.com/alice"})
+    assert subscription.status_code == 201, subscription.text
+    subscription_id = subscription.json()["id"]
+    tables = ("jobs", "schedules", "secrets", "pipeline_runs", "notification_subscriptions")
     before = [sql(f"SELECT * FROM jobline.{table}") for table in tables]
     bodies = {"complete": {"lease_token": "remote:" + "0" * 32}, "fail": {"lease_token": "remote:" + "0" * 32,
                                                                           "error": "x"},
@@ -199,6 +203,8 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
         elif path == "/api/secrets/{name}":  # each owner names their own: PUT sets the caller's (test_api_secrets)
             methods = [m for m in methods if m != "put"]
             param, theirs_ref, missing_ref, code = "{name}", "alices", "alicez", "secret_not_found"
+        elif path == "/api/notifications/subscriptions/{id}":
+            param, theirs_ref, missing_ref, code = "{id}", str(subscription_id), str(subscription_id + 10_000), "not_found"
         elif path.startswith("/api/pipeline-runs/"):
             param, theirs_ref, missing_ref, code = "{id}", str(run_id), str(run_id + 10_000), "pipeline_not_found"
         else:
@@ -213,7 +219,8 @@ def test_bola_sweep_another_users_job_answers_exactly_as_a_missing_one(client, s
             assert theirs.content == missing.content.replace(missing_ref.encode(), theirs_ref.encode()), (method, path)
             assert_error(theirs, 404, code)
             swept.append((method, path))
-    assert len(swept) == 19  # 9 job and task routes, 6 schedule routes, removing a secret, 3 pipeline-run routes
+    assert len(swept) == 20  # 9 job and task routes, 6 schedule routes, removing a secret, 3 pipeline-run routes,
+    #                          removing a subscription
     assert [sql(f"SELECT * FROM jobline.{table}") for table in tables] == before
     assert client.post(f"/api/jobs/{job_id}/retry", headers=ALICE).status_code == 200  # the owner can
 
