@@ -279,9 +279,22 @@ def new_job(
         owner=None if owner is None else check_name(owner, "owner"),
         max_attempts=check_int(max_attempts, "max_attempts", *MAX_ATTEMPTS_RANGE),
         depends_on=tuple(dict.fromkeys(deps)),
-        unique_key=None if unique_key is None else check_name(unique_key, "unique_key"),
+        unique_key=None if unique_key is None else check_unique_key(unique_key),
         concurrency_key=None if concurrency_key is None else check_name(concurrency_key, "concurrency_key"),
     )
+
+
+# Unique keys of jobline's own jobs (a notification's delivery, migration 0020) start so; a caller's
+# key may not, or it could keep jobline from queueing one (the database refuses it to plain roles).
+RESERVED_KEY_PREFIX = "jobline-"
+
+
+def check_unique_key(key: Any) -> str:
+    key = check_name(key, "unique_key")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise InvalidInput(f"unique_key {key!r} starts with {RESERVED_KEY_PREFIX!r}, which jobline keeps for its own "
+                           "jobs (notification deliveries); choose another")
+    return key
 
 
 def parse_run_at(text: str) -> dt.datetime:

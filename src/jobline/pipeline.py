@@ -214,7 +214,8 @@ def _render_string(text: str, upstream: Mapping[str, Any]) -> Any:
         before, _, after = rest.partition(_OPEN)
         path, found, rest = after.partition(_CLOSE)
         if not found:
-            raise InvalidInput(f"unterminated placeholder {{{{upstream.{path[:50]}")
+            # Not quoted: in an http step's body, what follows may be a secret's value.
+            raise InvalidInput("a {{upstream. placeholder is not closed with }}")
         value = _lookup(path, upstream)
         out += [before, value if isinstance(value, str) else json.dumps(value)]
     out.append(rest)

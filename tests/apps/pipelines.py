@@ -4,7 +4,7 @@ returns what it made with the pid that made it, so a test can tell which process
 
 publish:  draft ─┬─ title ──┬─ assemble
                  └─ tags  ──┘
-flaky:    first ── shaky (fails while payload["fail"] and this is its first attempt) ── last
+flaky:    first ── shaky (fails the first time when payload["fail"], every time when it is "always") ── last
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def first(payload, ctx):
 
 @app.function("shaky", max_attempts=1)
 def shaky(payload, ctx):
+    if payload.get("fail") == "always":
+        raise RuntimeError("the platform said no, again")
     if payload.get("fail"):
         with ctx.connect() as conn:  # fail only the first time: a row remembers it
             conn.execute("CREATE TABLE IF NOT EXISTS shaky_failed (run int)")

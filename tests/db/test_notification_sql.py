@@ -130,3 +130,26 @@ def test_a_plain_role_can_neither_record_events_nor_read_them(db_url, sql):
             assert "permission denied" in refused(as_mallory, f"SELECT * FROM jobline.{table}")
         assert "permission denied" in refused(
             as_mallory, "INSERT INTO jobline.notification_subscriptions (url) VALUES ('https://evil.example.com/')")
+
+
+def test_a_plain_role_can_neither_hold_a_deliverys_key_nor_join_a_pipeline_run(db_url, sql):
+    """A plain role's own http job may not take a unique key of jobline's own: holding
+    `jobline-notification-<event>-<subscription>` before the event would keep its delivery from
+    being queued. Nor may it add a step to someone's pipeline run (0021's policy)."""
+    sql("INSERT INTO jobline.notification_subscriptions (url) VALUES ('https://ops.example.com/hook')")
+    sql("INSERT INTO jobline.pipelines (name, steps) VALUES ('p', '[{\"name\": \"s\", \"function\": \"render\"}]')")
+    run_id = sql("SELECT jobline.start_pipeline('p', '{}', 'alice')")[0][0]
+    with roles_of(db_url) as roles:
+        as_mallory = roles.sql(roles.make("mallory"))
+        next_event = sql("SELECT coalesce(max(id), 0) + 1 FROM jobline.notifications")[0][0]
+        assert "row-level security" in refused(
+            as_mallory, "SELECT jobline.enqueue('http', '{\"url\": \"https://evil.example.com/\"}', "
+                        "unique_key => %s)", [f"jobline-notification-{next_event}-1"])
+        for column, value in (("pipeline_run_id", run_id), ("step", "s")):
+            assert "row-level security" in refused(
+                as_mallory, f"INSERT INTO jobline.jobs (function, payload, username, {column}) "
+                            f"VALUES ('sql', '{{\"command\": \"SELECT 1\"}}', current_user, %s)", [value])
+    event = sql("SELECT jobline.record_event('function.failing', NULL, 'render', '{}')")[0][0]
+    assert sql("SELECT count(*) FROM jobline.jobs WHERE unique_key = %s",
+               [f"jobline-notification-{event}-1"]) == [(1,)]
+    assert sql("SELECT count(*) FROM jobline.jobs WHERE pipeline_run_id = %s", [run_id]) == [(1,)]

@@ -191,6 +191,20 @@ async def test_snooze_waits_without_spending_attempts_and_shows_in_the_history(p
     assert outcomes == ["snoozed", "snoozed", "snoozed", "succeeded"]
 
 
+async def test_a_retried_job_gets_its_declared_budget_again_however_often_it_snoozed(papp, sql):
+    """jobline.retry_budget, for job_retry.sql and retry_pipeline_run alike: attempts made plus the
+    budget less the snoozes (each raised max_attempts by one without being a try)."""
+    job = await papp.enqueue_async("draft", {"topic": "t"}, max_attempts=3)
+    # Two snoozes, then three failed tries: the budget of 3 is spent (attempts 5 of max 5).
+    sql("UPDATE jobline.jobs SET status = 'failed', attempts = 5, max_attempts = 5, finished_at = now() "
+        "WHERE id = %s", [job.id])
+    sql("INSERT INTO jobline.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome) "
+        "SELECT %s, n, 'w', now(), now(), CASE WHEN n <= 2 THEN 'snoozed' ELSE 'failed' END "
+        "FROM generate_series(1, 5) n", [job.id])
+    again = await papp.ops.jobs.retry(SERVICE, job.id)
+    assert (again.status, again.attempts, again.max_attempts) == ("pending", 5, 8)  # three more tries
+
+
 def test_snooze_refuses_a_bad_duration():
     with pytest.raises(InvalidInput):
         Snooze(-1)
@@ -336,3 +350,36 @@ async def test_a_finished_run_raises_its_event_to_its_owner(papp, sql):
                                        "failed_steps": ["shaky"]}
     # The step's own final failure is a job.failed of its own, to the same owner.
     assert sql("SELECT count(*) FROM jobline.notifications WHERE kind = 'job.failed' AND owner = 'bob'") == [(1,)]
+
+
+async def test_a_schedule_of_a_pipeline_reports_the_runs_outcome_and_pauses_after_failed_runs(papp, sql):
+    """A tick's job (the built-in `pipeline`) makes the run's steps its children: the tick's run
+    status follows the pipeline's (pg_cron's job_run_details), and failed runs count against
+    max_consecutive_failures."""
+    await papp.ops.schedules.add(SERVICE, "flaky-weekly", "0 6 * * MON", pipeline="flaky", payload={"fail": "always"},
+                                 owner="alice", max_consecutive_failures=2)
+    async with running(papp):
+        for n in range(2):
+            _, job_id = await papp.ops.schedules.trigger(SERVICE, "flaky-weekly")
+            await eventually(lambda: sql("SELECT status FROM jobline.job_run_details WHERE runid = "
+                                         "(SELECT max(id) FROM jobline.schedule_runs)")[0][0] in ("succeeded", "failed"),
+                             timeout=60)
+            assert sql("SELECT status FROM jobline.job_run_details WHERE runid = (SELECT max(id) FROM "
+                       "jobline.schedule_runs)") == [("failed",)]
+            # The run's steps are the tick job's children.
+            assert sql("SELECT count(*) FROM jobline.jobs WHERE parent_id = %s AND pipeline_run_id IS NOT NULL",
+                       [job_id]) == [(3,)]
+    schedule = await papp.ops.schedules.get(SERVICE, "flaky-weekly")
+    assert not schedule.active and schedule.deactivated_reason.startswith("2 runs in a row failed")
+
+
+def test_start_pipeline_refuses_a_parent_that_is_not_a_running_job_of_the_owner(papp, sql):
+    job_id = sql("SELECT jobline.enqueue('draft', owner => 'alice')")[0][0]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a running job of the same owner"):
+        sql("SELECT jobline.start_pipeline('publish', '{}', 'alice', %s)", [job_id])
+    sql("UPDATE jobline.jobs SET status = 'running' WHERE id = %s", [job_id])
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a running job of the same owner"):
+        sql("SELECT jobline.start_pipeline('publish', '{}', 'bob', %s)", [job_id])
+    run_id = sql("SELECT jobline.start_pipeline('publish', '{\"topic\": \"t\"}', 'alice', %s)", [job_id])[0][0]
+    assert sql("SELECT count(*) FROM jobline.jobs WHERE pipeline_run_id = %s AND parent_id = %s",
+               [run_id, job_id]) == [(4,)]

@@ -39,6 +39,7 @@ def test_bad_payloads_are_refused_with_the_reason(payload, message):
     ({"delay": -1}, "delay"), ({"delay": 1e12}, "delay"), ({"queue": "q" * 101}, "queue"),
     ({"run_at": dt.datetime.now(), "delay": 5}, "either run_at or delay"), ({"depends_on": ["1"]}, "depends_on"),
     ({"owner": ""}, "owner"), ({"unique_key": "k\n"}, "unique_key"),
+    ({"unique_key": "jobline-notification-1-1"}, "jobline keeps for its own jobs"),
     ({"run_at": parse_run_at("9999-12-31T23:59:59-14:00")}, "outside the years 1 to 9999"),
     ({"run_at": parse_run_at("0001-01-01T00:00:00+14:00")}, "outside the years 1 to 9999"),
 ])

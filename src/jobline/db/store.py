@@ -470,10 +470,12 @@ class Store:
     async def pipeline_list(self, *, owner: str | None = None) -> list[dict]:
         return await self._fetch(q.PIPELINE_LIST, {"owner": owner})
 
-    async def pipeline_start(self, name: str, payload: str, *, owner: str | None = None) -> int:
-        """Start a run (payload as JSON text); PipelineNotFound when no pipeline has that name."""
+    async def pipeline_start(self, name: str, payload: str, *, owner: str | None = None,
+                             parent: int | None = None) -> int:
+        """Start a run (payload as JSON text), as a child of job ``parent`` if given (a schedule's
+        tick); PipelineNotFound when no pipeline has that name."""
         async with self.connection() as c:
-            return await pipeline_start_on(c, name, payload, owner)
+            return await pipeline_start_on(c, name, payload, owner, parent)
 
     async def pipeline_run_get(self, run_id: int, *, owner: str | None = None) -> dict:
         rows = await self._fetch(q.PIPELINE_RUN_GET, {"id": run_id, "owner": owner})
@@ -1066,17 +1068,20 @@ def _pipeline_errors(name: str) -> Iterator[None]:
         raise
 
 
-async def pipeline_start_on(conn: psycopg.AsyncConnection, name: str, payload: str, owner: str | None) -> int:
+async def pipeline_start_on(conn: psycopg.AsyncConnection, name: str, payload: str, owner: str | None,
+                            parent: int | None = None) -> int:
     """Start a run in ``conn``'s current transaction (jobline.start_pipeline); returns its id."""
     with _pipeline_errors(name):
-        cur = await conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner})
+        cur = await conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner,
+                                                    "parent": parent})
         return (await cur.fetchone())[0]
 
 
 def pipeline_start_sync(conn: psycopg.Connection, name: str, payload: str, owner: str | None) -> int:
     """The sync twin of pipeline_start_on, for the caller's own psycopg.Connection."""
     with _pipeline_errors(name):
-        return conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner}).fetchone()[0]
+        return conn.execute(q.PIPELINE_START, {"name": name, "payload": payload, "owner": owner,
+                                               "parent": None}).fetchone()[0]
 
 
 def job_insert_sync(conn: psycopg.Connection, new: NewJob) -> Job:

@@ -300,8 +300,8 @@ class Sender:
             # results are data, so the text they bring is never searched for references.
             try:
                 body = render_template(body, ctx.upstream)
-            except InvalidInput as exc:
-                raise Fail(f"http payload: body: {exc}") from None
+            except InvalidInput as exc:  # it quotes the body, whose secrets are filled in by now
+                raise Fail(f"http payload: body: {scrubber.scrub(str(exc))}") from None
         secret_headers = {name.lower() for name, value in call.headers.items() if vault.references(value)}
         for name, value in headers.items():
             if _BAD_HEADER_VALUE.search(value):

@@ -26,6 +26,8 @@ async def start_run(payload: dict, ctx: JobContext) -> dict:
     if unknown:
         raise Fail(f"pipeline payload: unknown field(s) {', '.join(unknown)}; known: payload, pipeline")
     # PipelineNotFound is retried with the backoff: the pipeline may be recorded by a worker starting soon.
+    # The run's steps are this job's children: a schedule's tick then reports the run's outcome,
+    # and a failed step counts against the schedule's max_consecutive_failures.
     run_id = await ctx.require_store().pipeline_start(start["pipeline"], encode_payload(start["payload"]),
-                                                      owner=ctx.owner)
+                                                      owner=ctx.owner, parent=ctx.job_id)
     return {"pipeline": start["pipeline"], "run_id": run_id}

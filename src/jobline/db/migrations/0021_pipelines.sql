@@ -57,6 +57,24 @@ CREATE INDEX pipeline_history_run_idx ON jobline.pipeline_history (run_id, id);
 ALTER TABLE jobline.jobs ADD COLUMN pipeline_run_id bigint, ADD COLUMN step text;
 CREATE INDEX jobs_pipeline_run_idx ON jobline.jobs (pipeline_run_id) WHERE pipeline_run_id IS NOT NULL;
 
+-- A plain role's own jobs (0011, 0019) never join a run (only start_pipeline makes steps: a
+-- step added by hand would change another user's run, its status and its events), and never take
+-- a unique key of jobline's own (`jobline-...`, such as a notification's delivery, 0020: holding
+-- one would keep jobline from queueing that delivery).
+DROP POLICY jobs_own_insert ON jobline.jobs;
+CREATE POLICY jobs_own_insert ON jobline.jobs FOR INSERT
+  WITH CHECK (username = current_user AND function IN ('sql', 'http') AND owner IS NULL AND depends_on IS NULL
+              AND status = 'pending' AND attempts = 0 AND deps_remaining = 0 AND worker_id IS NULL
+              AND lease_until IS NULL AND started_at IS NULL AND finished_at IS NULL AND result IS NULL
+              AND last_error IS NULL AND archived_at IS NULL AND concurrency_key IS NULL
+              AND pipeline_run_id IS NULL AND step IS NULL
+              AND (unique_key IS NULL OR unique_key NOT LIKE 'jobline-%')
+              AND (parent_id IS NULL OR jobline.job_acts_for(parent_id, current_user)));
+
+-- The built-in `pipeline` function (a schedule's start of a run) is jobline's own: never handed
+-- to a remote worker that names no task types (task_claim_many.sql), as `sql` and `http` (0005).
+INSERT INTO jobline.local_functions (function) VALUES ('pipeline') ON CONFLICT DO NOTHING;
+
 -- Snooze: a snoozed attempt is recorded (attempts outcome 'snoozed', so it shows in the job's
 -- history) and its attempt number is used, since attempts' key is (job_id, attempt); instead of
 -- counting against the budget, the snooze raises max_attempts by one (job_complete_many.sql).
@@ -64,6 +82,16 @@ CREATE INDEX jobs_pipeline_run_idx ON jobline.jobs (pipeline_run_id) WHERE pipel
 -- (job.py and jobline.enqueue keep that bound on input).
 ALTER TABLE jobline.jobs DROP CONSTRAINT jobs_max_attempts_check;
 ALTER TABLE jobline.jobs ADD CONSTRAINT jobs_max_attempts_check CHECK (max_attempts >= 1) NOT VALID;
+
+-- retry_budget: the max_attempts of a job a person retries (job_retry.sql, retry_pipeline_run):
+-- the attempts it made, plus its budget again. Its budget is max_attempts less its snoozes, which
+-- each raised max_attempts by one without being a try; so a retried job gets as many tries as it
+-- was declared with, however often it snoozed. Reads the attempts' primary key.
+CREATE FUNCTION jobline.retry_budget(job_id bigint, attempts integer, max_attempts integer) RETURNS integer
+LANGUAGE sql STABLE AS $$
+  SELECT retry_budget.attempts + greatest(1, retry_budget.max_attempts
+    - (SELECT count(*)::int FROM jobline.attempts a WHERE a.job_id = retry_budget.job_id AND a.outcome = 'snoozed'))
+$$;
 
 -- pipeline_upstream: the results of the jobs `deps` (a step's depends_on: the steps it runs
 -- after), keyed by step name, e.g. {"generate": {"text": "..."}}. Read at claim time (below),
@@ -80,7 +108,12 @@ $$;
 -- error, nothing. A step's payload is the run's payload with the step's own declared payload on
 -- top (the declaration wins); a step of a built-in function (sql, http) gets only its declared
 -- payload, so whoever starts a run can never choose a URL, a header or a command.
-CREATE FUNCTION jobline.start_pipeline(name text, payload jsonb DEFAULT '{}', owner text DEFAULT NULL)
+-- parent: the running job that starts the run (the built-in `pipeline` function's, which a
+-- schedule's tick enqueues), of the same owner. Its steps become that job's children (parent_id,
+-- as a `sql` command's jobs are, 0012), so the tick's outcome follows the run (job_outcome), and a
+-- failed step counts against the schedule's max_consecutive_failures (0020).
+CREATE FUNCTION jobline.start_pipeline(name text, payload jsonb DEFAULT '{}', owner text DEFAULT NULL,
+                                       parent bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 DECLARE
@@ -110,6 +143,11 @@ BEGIN
   IF owner IS NOT NULL AND NOT jobline.is_valid_name(owner, 200) THEN
     RAISE EXCEPTION 'jobline.start_pipeline: owner % is not a valid name', quote_literal(owner) USING ERRCODE = '22023';
   END IF;
+  IF parent IS NOT NULL AND NOT EXISTS (SELECT FROM jobline.jobs j WHERE j.id = parent AND j.status = 'running'
+                                           AND j.owner IS NOT DISTINCT FROM start_pipeline.owner) THEN
+    RAISE EXCEPTION 'jobline.start_pipeline: parent % is not a running job of the same owner', parent
+      USING ERRCODE = '22023';
+  END IF;
 
   INSERT INTO jobline.pipeline_runs (pipeline, owner, payload, steps)
   VALUES (start_pipeline.name, owner, payload, declared)
@@ -128,7 +166,7 @@ BEGIN
     END LOOP;
     delay := coalesce((s->>'delay')::float8, 0);
     INSERT INTO jobline.jobs (function, payload, status, run_at, queue, priority, owner, max_attempts,
-                              depends_on, deps_remaining, pipeline_run_id, step)
+                              depends_on, deps_remaining, pipeline_run_id, step, parent_id)
     VALUES (s->>'function',
             CASE WHEN s->>'function' IN ('sql', 'http') THEN coalesce(s->'payload', '{}')
                  ELSE payload || coalesce(s->'payload', '{}') END,
@@ -138,7 +176,7 @@ BEGIN
             now() + make_interval(secs => CASE WHEN cardinality(deps) = 0 THEN delay ELSE 0 END),
             coalesce(s->>'queue', 'default'), coalesce((s->>'priority')::int, 0), owner,
             coalesce((s->>'max_attempts')::int, 3),
-            CASE WHEN cardinality(deps) = 0 THEN NULL ELSE deps END, cardinality(deps), run_id, s->>'name')
+            CASE WHEN cardinality(deps) = 0 THEN NULL ELSE deps END, cardinality(deps), run_id, s->>'name', parent)
     RETURNING id INTO job_id;
     ids := ids || jsonb_build_object(s->>'name', job_id);
   END LOOP;
@@ -320,8 +358,7 @@ BEGIN
        SET deps_remaining = r.remaining,
            status = CASE WHEN r.remaining = 0 THEN 'pending' ELSE 'waiting' END,
            run_at = now(), finished_at = NULL, archived_at = NULL, worker_id = NULL, lease_until = NULL,
-           -- A fresh budget of attempts; a budget Snooze grew past 1000 stays as it is.
-           max_attempts = j.attempts + least(j.max_attempts, 1000)
+           max_attempts = jobline.retry_budget(j.id, j.attempts, j.max_attempts)
       FROM (SELECT w.id, (SELECT count(*) FROM jobline.jobs d
                            WHERE d.id = ANY(w.depends_on) AND d.status <> 'succeeded')::int AS remaining
               FROM jobline.jobs w
