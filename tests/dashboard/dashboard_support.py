@@ -9,6 +9,7 @@ import re
 import sys
 
 import httpx
+import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "api"))  # the API tests' server and credentials
 from api_support import SERVICE_KEY, Server, api_settings, user_jwt  # noqa: F401
@@ -37,3 +38,35 @@ def post(client: httpx.Client, path: str, **fields) -> httpx.Response:
 
 def dashboard_settings(settings, **changes):
     return dataclasses.replace(api_settings(settings), **changes)
+
+
+# Fixtures for every dashboard test module (import the ones a module uses): the server of the
+# test's App, and a browser signed in as the service, as alice and as bob. A module that needs
+# another App defines its own `server`.
+
+@pytest.fixture
+def server(settings):
+    running = Server(dashboard_settings(settings)).start()
+    yield running
+    running.stop()
+
+
+def _signed_in(server, credential: str):
+    client = sign_in(server.url, credential)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def service(server):
+    yield from _signed_in(server, SERVICE_KEY)
+
+
+@pytest.fixture
+def alice(server):
+    yield from _signed_in(server, user_jwt("alice"))
+
+
+@pytest.fixture
+def bob(server):
+    yield from _signed_in(server, user_jwt("bob"))

@@ -4,28 +4,8 @@ through forms carrying the CSRF token; bad values answer with what was wrong."""
 from __future__ import annotations
 
 import pytest
-from dashboard_support import SERVICE_KEY, Server, dashboard_settings, post, sign_in, user_jwt
-
-
-@pytest.fixture
-def server(settings):
-    running = Server(dashboard_settings(settings)).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def service(server):
-    client = sign_in(server.url, SERVICE_KEY)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def alice(server):
-    client = sign_in(server.url, user_jwt("alice"))
-    yield client
-    client.close()
+from dashboard_support import post
+from dashboard_support import server, service, alice  # noqa: F401  (fixtures)
 
 
 def test_the_service_sets_and_removes_limits_and_a_user_only_sees_them(service, alice, sql):

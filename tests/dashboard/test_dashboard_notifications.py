@@ -3,29 +3,7 @@ a deactivated schedule's page (when and why it paused itself)."""
 
 from __future__ import annotations
 
-import pytest
-from dashboard_support import SERVICE_KEY, Server, dashboard_settings, sign_in, user_jwt
-
-
-@pytest.fixture
-def server(settings):
-    running = Server(dashboard_settings(settings)).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def service(server):
-    client = sign_in(server.url, SERVICE_KEY)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def alice(server):
-    client = sign_in(server.url, user_jwt("alice"))
-    yield client
-    client.close()
+from dashboard_support import server, service, alice  # noqa: F401  (fixtures)
 
 
 def test_a_user_sees_only_their_own_notifications_and_subscriptions(service, alice, sql):

@@ -8,7 +8,8 @@ import re
 
 import httpx
 import pytest
-from dashboard_support import SERVICE_KEY, Server, dashboard_settings, post, sign_in, user_jwt
+from dashboard_support import Server, dashboard_settings, post
+from dashboard_support import service, alice, bob  # noqa: F401  (fixtures)
 
 from apps.api import register
 from jobline import Step
@@ -27,27 +28,6 @@ def server(settings):
     running = Server(dashboard_settings(settings), functions=with_pipelines).start()
     yield running
     running.stop()
-
-
-@pytest.fixture
-def service(server):
-    client = sign_in(server.url, SERVICE_KEY)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def alice(server):
-    client = sign_in(server.url, user_jwt("alice"))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def bob(server):
-    client = sign_in(server.url, user_jwt("bob"))
-    yield client
-    client.close()
 
 
 def start(sql, owner: str | None) -> int:

@@ -7,42 +7,14 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
-from dashboard_support import SERVICE_KEY, Server, csrf_of, dashboard_settings, post, sign_in, user_jwt
+from dashboard_support import SERVICE_KEY, Server, csrf_of, dashboard_settings, post, sign_in
+from dashboard_support import server, service, alice, bob  # noqa: F401  (fixtures)
 
 from conftest import enqueue
 
 from jobline import auth
 
-SCREENS = ["/", "/jobs", "/schedules", "/http", "/queues", "/workers"]
-
-
-@pytest.fixture
-def server(settings):
-    running = Server(dashboard_settings(settings)).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def service(server):
-    client = sign_in(server.url, SERVICE_KEY)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def alice(server):
-    client = sign_in(server.url, user_jwt("alice"))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def bob(server):
-    client = sign_in(server.url, user_jwt("bob"))
-    yield client
-    client.close()
+SCREENS = ["/", "/jobs", "/schedules", "/http", "/queues", "/workers", "/pipelines", "/limits", "/notifications"]
 
 
 def failed_job(sql, owner, function="send-email", error="ValueError: no such address") -> int:
