@@ -92,15 +92,18 @@ def drained(pg_server_url, pg_template):
 def test_a_concurrency_limit_holds_across_four_worker_processes(drained):
     sql, _ = drained
     intervals = [(s, f) for s, f, _ in intervals_of(sql, "capped")]
-    # Each job ran once (no attempt was spent waiting, none was lost): else say what happened.
-    assert len(intervals) == 1200, sql("SELECT a.job_id, a.attempt, a.worker_id, a.outcome, a.error, a.started_at, "
-                                       "a.finished_at FROM jobline.attempts a WHERE a.job_id IN "
-                                       "(SELECT job_id FROM jobline.attempts WHERE attempt > 1)")
+    # Every job succeeded once, and no attempt was spent waiting for a slot. On a machine loaded
+    # hard enough that a worker misses its 30 s lease, a job is rescued and runs again (at least
+    # once, as always): such an earlier attempt is `lost`, never anything else. It counts as
+    # running until its rescue, as the limit counted it.
+    outcomes = dict(sql("SELECT a.outcome, count(*) FROM jobline.attempts a JOIN jobline.jobs j ON j.id = a.job_id "
+                        "WHERE j.function = 'capped' GROUP BY 1"))
+    assert outcomes.pop("succeeded") == 1200 and set(outcomes) <= {"lost"}, outcomes
     assert max_overlap(intervals) <= flow.CAPPED
     # Every process took part: the limit is shared, not one process running them all.
     assert len({w for (w,) in sql("SELECT DISTINCT worker_id FROM jobline.attempts")}) == 4
-    # No attempt was spent waiting: each job ran once.
-    assert sql("SELECT max(attempts) FROM jobline.jobs") == [(1,)]
+    assert sql("SELECT count(*) FROM jobline.jobs j WHERE j.attempts > 1 AND NOT EXISTS (SELECT FROM "
+               "jobline.attempts a WHERE a.job_id = j.id AND a.outcome = 'lost')") == [(0,)]
 
 
 def test_a_concurrency_key_runs_one_job_at_a_time_per_key_while_keys_run_in_parallel(drained):

@@ -74,7 +74,9 @@ class Producer(Service):
                 if self.inflight.more_due and self.inflight.free() > 0:
                     continue
                 held = await self._held_back()
-                if self.until_idle and not jobs and not self.inflight and held is None:
+                # wake (cleared before the claim) is set when our last held job was let go
+                # meanwhile: its outcome may have released others, so look once more.
+                if self.until_idle and not jobs and not self.inflight and held is None and not wake.is_set():
                     return
             if self.limit is not None and self.claimed >= self.limit and not self.inflight:
                 return
