@@ -192,16 +192,25 @@ $$;
 -- rate frees a start, or 'Infinity' when only concurrency is full (a job must finish first).
 -- NULL when no limit in its scope is full: the claim was short for want of due jobs.
 CREATE FUNCTION jobline.limits_wait(functions text[], queues text[]) RETURNS double precision
-LANGUAGE sql STABLE AS $$
-  SELECT CASE WHEN count(*) = 0 THEN NULL
-              WHEN min(r.opens_at) IS NULL THEN 'Infinity'::double precision
-              ELSE greatest(0, extract(epoch FROM min(r.opens_at) - clock_timestamp()))::double precision END
-  FROM jobline.limit_room(ARRAY(SELECT l.id FROM jobline.limits l
-                                WHERE CASE l.scope WHEN 'function' THEN functions IS NULL OR l.target = ANY(functions)
-                                               ELSE queues IS NULL OR l.target = ANY(queues) END),
-                          clock_timestamp()) r
-  WHERE r.room <= 0
-$$;
+LANGUAGE plpgsql STABLE AS $$
+-- PL/pgSQL, not SQL: it asks after every short claim, and most workers have no limit at all. Its
+-- plans are kept for the session, and without a limit in scope it stops at one lookup (as a SQL
+-- function it planned limit_room on every call: 0.7 ms per call against 0.14 ms for SELECT 1).
+DECLARE
+  ids bigint[];
+BEGIN
+  ids := ARRAY(SELECT l.id FROM jobline.limits l
+               WHERE CASE l.scope WHEN 'function' THEN functions IS NULL OR l.target = ANY(functions)
+                                  ELSE queues IS NULL OR l.target = ANY(queues) END);
+  IF cardinality(ids) = 0 THEN
+    RETURN NULL;
+  END IF;
+  RETURN (SELECT CASE WHEN count(*) = 0 THEN NULL
+                      WHEN min(r.opens_at) IS NULL THEN 'Infinity'::double precision
+                      ELSE greatest(0, extract(epoch FROM min(r.opens_at) - clock_timestamp()))::double precision END
+          FROM jobline.limit_room(ids, clock_timestamp()) r
+          WHERE r.room <= 0);
+END $$;
 
 -- claim_jobs_free: 0018's claim_jobs unchanged, for claims no limit applies to (the fast path).
 CREATE FUNCTION jobline.claim_jobs_free(worker text, functions text[], queues text[], lim integer,
