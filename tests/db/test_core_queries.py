@@ -188,10 +188,12 @@ def test_every_query_file_prepares(db_url):
 
 
 @pytest.mark.parametrize("statistics", ["stale", "fresh"])
-def test_a_claim_walks_the_due_index_and_updates_by_key_whatever_the_statistics(db_url, statistics):
+def test_a_claim_reads_each_served_functions_range_and_updates_by_key_whatever_the_statistics(db_url, statistics):
     """jobline.claim_jobs as the server runs it: its body, prepared with its own settings and
     planned generically (a function's plan is cached after five calls), with statistics of an
-    empty table or fresh ones (ANALYZE, as autovacuum runs it), over 40,000 pending jobs."""
+    empty table or fresh ones (ANALYZE, as autovacuum runs it), over 40,000 pending jobs of two
+    functions. A claim of one of them, or of functions with no pending job, reads what it
+    claims, never the other function's backlog (0023)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         if statistics == "stale":
             conn.execute("ANALYZE jobline.jobs")
@@ -199,7 +201,7 @@ def test_a_claim_walks_the_due_index_and_updates_by_key_whatever_the_statistics(
                      "unnest('{f,g}'::text[]) f")
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
-        # Claims no flow-control limit applies to run claim_jobs_free (0019), 0018's statement.
+        # Claims no flow-control limit applies to run claim_jobs_free (0019, 0023).
         body, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'claim_jobs_free'"
                                       ).fetchone()
         for name, parameter in (("worker", "$1"), ("functions", "$2"), ("queues", "$3"), ("lim", "$4"),
@@ -211,22 +213,28 @@ def test_a_claim_walks_the_due_index_and_updates_by_key_whatever_the_statistics(
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute(f"PREPARE claim(text, text[], text[], integer, float8) AS {body}")
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE claim('w', '{f}', NULL, 10, 30)"))
-        with conn.transaction(force_rollback=True):
-            ran = "\n".join(r[0] for r in conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE claim('w', '{f}', NULL, 10, 30)"))
-    assert "Index Scan using jobs_due_idx" in plan, plan
+        runs = {}
+        for functions in ("{f}", "{f,sql,http,pipeline}", "{h,sql,http}"):
+            with conn.transaction(force_rollback=True):
+                runs[functions] = "\n".join(r[0] for r in conn.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE claim('w', '{functions}', NULL, 10, 30)"))
+    assert "Index Scan using jobs_function_due_idx" in plan and "jobs_due_idx" not in plan, plan
     assert "Index Scan using jobs_pkey" in plan and "Index Cond: (id = ANY" in plan, plan
     assert not re.search(r"Hash Join|Merge Join|Seq Scan", plan), plan
     # enable_sort = off prices a sort at 1e10, over jit_above_cost: without jit = off, a server
     # built with LLVM would JIT-compile every claim (190 ms each on PostgreSQL 15 here).
     assert "jit=off" in settings
-    # The one sort is of the claimed rows (at most `lim`), into claim order, never of the pending ones.
-    assert [line.strip() for line in plan.splitlines() if "Sort Key" in line] == [
-        "Sort Key: c.priority DESC, c.run_at, c.id"], plan
-    # What it costs: the 10 claimed rows and their index entries, not the 40,000 pending.
-    first_buffers = next(line for line in ran.splitlines() if "Buffers:" in line)  # the whole claim's
-    touched = sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first_buffers))
-    assert "rows=10 " in ran and touched < 500, ran
+    # The sorts are of candidates (at most `lim` per function) and of the claimed rows, into
+    # claim order, never of the pending ones.
+    assert sorted(line.strip() for line in plan.splitlines() if "Sort Key" in line) == [
+        "Sort Key: c.priority DESC, c.run_at, c.id", "Sort Key: d.priority DESC, d.run_at, d.id"], plan
+    # What it costs: the rows claimed and their index entries, not the 40,000 pending, also when
+    # the served functions include some with no pending job, or all do.
+    for functions, ran in runs.items():
+        first_buffers = next(line for line in ran.splitlines() if "Buffers:" in line)  # the whole claim's
+        touched = sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first_buffers))
+        assert touched < 500, (functions, ran)
+    assert "rows=10 " in runs["{f}"] and "rows=10 " in runs["{f,sql,http,pipeline}"]
 
 
 @pytest.mark.parametrize("statistics", ["stale", "fresh"])
