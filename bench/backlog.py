@@ -4,11 +4,10 @@
 
 Drain: one `jobline worker` process with its defaults drains 20,000 no-op jobs, with no other
 jobs in the table or with --unserved pending jobs of a function no worker serves, ahead of them
-in claim order; fresh statistics (ANALYZE) in every cell. "0001" is the claim as migration 0001
-wrote it (one walk of jobs_due_idx, filtered by function), put back in the cell's database;
-"now" is today's claim (migration 0018: the same walk, updating by key). Every
-repetition runs every cell once, in a shuffled order; each cell gets
-a fresh database on --server-url.
+in claim order; fresh statistics (ANALYZE) in every cell. "walk" is the claim before migration
+0023 (one walk of jobs_due_idx, filtered by function), put back in the cell's database; "now" is
+today's (0023: each served function's own range of jobs_function_due_idx). Every repetition runs
+every cell once, in a shuffled order; each cell gets a fresh database on --server-url.
 """
 
 from __future__ import annotations
@@ -27,21 +26,19 @@ from systems import Jobline
 MIGRATIONS = pathlib.Path(__file__).parent.parent / "src" / "jobline" / "db" / "migrations"
 
 
-def claim_of_0001() -> str:
-    """0001's claim statement, with the trace_context column that a claim now returns (0017, 0018)."""
-    text = (MIGRATIONS / "0001_jobs.sql").read_text()
-    start = text.index("CREATE FUNCTION jobline.claim_jobs")
-    return (text[start:text.index("$$;", start) + 3]
-            .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
-            .replace("queue text, owner text)", "queue text, owner text, trace_context jsonb)")
-            .replace("j.queue, j.owner\n$$", "j.queue, j.owner, j.trace_context\n$$"))
+def claim_walk() -> str:
+    """0021's claim_jobs_free: one walk of jobs_due_idx in claim order, filtered by function (the
+    claim before migration 0023), put back in place of today's."""
+    text = (MIGRATIONS / "0021_pipelines.sql").read_text()
+    start = text.index("CREATE FUNCTION jobline.claim_jobs_free")
+    return text[start:text.index("$$;", start) + 3].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
 
 
 def drain(server_url: str, claim: str, unserved: int, jobs: int) -> float:
     def prepare(url: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
-            if claim == "0001":
-                conn.execute(claim_of_0001())
+            if claim == "walk":
+                conn.execute(claim_walk())
             if unserved:
                 conn.execute("INSERT INTO jobline.jobs (function, run_at) SELECT 'unserved', now() - interval '1 day' "
                              "FROM generate_series(1, %s)", [unserved])
@@ -59,7 +56,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--unserved", type=int, default=200_000)
     args = parser.parse_args()
-    cells = [("drain", claim, unserved) for claim in ("0001", "now") for unserved in (0, args.unserved)]
+    cells = [("drain", claim, unserved) for claim in ("walk", "now") for unserved in (0, args.unserved)]
     rates: dict[tuple, list[float]] = {}
     for rep in range(args.repeat):
         random.shuffle(cells)
@@ -70,7 +67,7 @@ def main() -> None:
 
     print(f"\n| claim | empty table (jobs/s) | {args.unserved:,} unserved ahead | ratio |")
     print("|---|---|---|---|")
-    for claim in ("0001", "now"):
+    for claim in ("walk", "now"):
         empty, loaded = rates[("drain", claim, 0)], rates[("drain", claim, args.unserved)]
         ratios = [b / a for a, b in zip(empty, loaded)]
         print(f"| {claim} | {spread(empty)} | {spread(loaded)} | {statistics.median(ratios):.2f}x "
