@@ -77,13 +77,19 @@ def duration(seconds: float | None) -> str:
         return "—"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
-    return f"{seconds // 86400:.0f} d {seconds % 86400 // 3600:.0f} h"
+    whole = round(seconds)  # once, so 119.6 s is "2 min", not "1 min 60 s"
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return _two_units(whole // 60, "min", whole % 60, "s")
+    if whole < 86400:
+        return _two_units(whole // 3600, "h", whole % 3600 // 60, "min")
+    return _two_units(whole // 86400, "d", whole % 86400 // 3600, "h")
+
+
+def _two_units(first: int, unit: str, rest: int, rest_unit: str) -> str:
+    """"10 min 5 s", and "10 min" when the rest is nothing (a window of 600 s)."""
+    return f"{first} {unit}" + (f" {rest} {rest_unit}" if rest else "")
 
 
 def _pretty(value: Any) -> str:
