@@ -21,7 +21,6 @@ import statistics
 import psycopg
 
 import run
-from systems import Jobline
 
 MIGRATIONS = pathlib.Path(__file__).parent.parent / "src" / "jobline" / "db" / "migrations"
 
@@ -42,8 +41,10 @@ def drain(server_url: str, claim: str, unserved: int, jobs: int) -> float:
             if unserved:
                 conn.execute("INSERT INTO jobline.jobs (function, run_at) SELECT 'unserved', now() - interval '1 day' "
                              "FROM generate_series(1, %s)", [unserved])
+    # Done when every served job has its attempt: a count over at most `jobs` rows in every cell,
+    # not over the unserved backlog (a count of the jobs table read all 220,000 rows every 5 ms).
     return run.measure_drain("jobline", server_url, jobs, 1, {}, analyze=True, prepare=prepare,
-                             remaining_sql=Jobline.remaining_sql + " AND function = 'noop'")["jobs_per_s"]
+                             remaining_sql=f"SELECT {jobs} - count(*) FROM jobline.attempts")["jobs_per_s"]
 
 
 def spread(values: list[float]) -> str:
