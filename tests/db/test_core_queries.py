@@ -187,10 +187,29 @@ def test_every_query_file_prepares(db_url):
             conn.execute(f"PREPARE p{index} AS {body}".encode())
 
 
-def claim_function(conn: psycopg.Connection, name: str) -> tuple[str, list[str]]:
-    """The statement a PL/pgSQL claim function returns (RETURN QUERY ...; 0024) and its settings."""
-    source, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = %s", [name]).fetchone()
-    return re.search(r"RETURN QUERY\s+(.*);\s*END\s*$", source, re.S)[1], settings
+def prepare_claim(conn: psycopg.Connection, function: str) -> list[str]:
+    """Prepare, as `claim`, the statement that the PL/pgSQL claim function `function` returns
+    (RETURN QUERY ...; 0024), with its arguments as parameters, under the function's own planner
+    settings and planned generically (PL/pgSQL keeps a generic plan after five calls), as the
+    server runs it. Returns those settings."""
+    source, settings, names, types = conn.execute(
+        "SELECT prosrc, proconfig, proargnames[1:pronargs], string_to_array(oidvectortypes(proargtypes), ', ') "
+        "FROM pg_proc WHERE proname = %s", [function]).fetchone()
+    body = re.search(r"RETURN QUERY\s+(.*);\s*END\s*$", source, re.S)[1]
+    for number, name in enumerate(names, 1):
+        body = re.sub(rf"\b{name}\b", f"${number}", body)
+    for setting in settings:
+        name, value = setting.split("=")
+        conn.execute(f"SET {name} = {value}")
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute(f"PREPARE claim({', '.join(types)}) AS {body}")
+    return settings
+
+
+def buffers_touched(ran: str) -> int:
+    """The buffers the whole statement read or found (its plan's first Buffers line)."""
+    first = next(line for line in ran.splitlines() if "Buffers:" in line)
+    return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first))
 
 
 @pytest.mark.parametrize("statistics", ["stale", "fresh"])
@@ -208,15 +227,7 @@ def test_a_claim_reads_each_served_functions_range_and_updates_by_key_whatever_t
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
         # Claims no flow-control limit applies to run claim_jobs_free (0019, 0023).
-        body, settings = claim_function(conn, "claim_jobs_free")
-        for name, parameter in (("worker", "$1"), ("functions", "$2"), ("queues", "$3"), ("lim", "$4"),
-                                ("lease_seconds", "$5")):
-            body = re.sub(rf"\b{name}\b", parameter, body)
-        for setting in settings:
-            name, value = setting.split("=")
-            conn.execute(f"SET {name} = {value}")
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(f"PREPARE claim(text, text[], text[], integer, float8) AS {body}")
+        settings = prepare_claim(conn, "claim_jobs_free")
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE claim('w', '{f}', NULL, 10, 30)"))
         runs = {}
         for functions in ("{f}", "{f,sql,http,pipeline}", "{h,sql,http}"):
@@ -236,9 +247,7 @@ def test_a_claim_reads_each_served_functions_range_and_updates_by_key_whatever_t
     # What it costs: the rows claimed and their index entries, not the 40,000 pending, also when
     # the served functions include some with no pending job, or all do.
     for functions, ran in runs.items():
-        first_buffers = next(line for line in ran.splitlines() if "Buffers:" in line)  # the whole claim's
-        touched = sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first_buffers))
-        assert touched < 500, (functions, ran)
+        assert buffers_touched(ran) < 500, (functions, ran)
     assert "rows=10 " in runs["{f}"] and "rows=10 " in runs["{f,sql,http,pipeline}"]
 
 
@@ -257,15 +266,7 @@ def test_a_limited_claim_reads_each_served_functions_range_and_touches_only_what
                                    "VALUES ('function', 'f', true, 2) RETURNING id").fetchone()
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
-        body, settings = claim_function(conn, "claim_jobs_limited")
-        for name, parameter in (("worker", "$1"), ("functions", "$2"), ("queues", "$3"), ("lim", "$4"),
-                                ("lease_seconds", "$5"), ("limit_ids", "$6"), ("at", "$7")):
-            body = re.sub(rf"\b{name}\b", parameter, body)
-        for setting in settings:
-            name, value = setting.split("=")
-            conn.execute(f"SET {name} = {value}")
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(f"PREPARE claim(text, text[], text[], integer, float8, bigint[], timestamptz) AS {body}")
+        settings = prepare_claim(conn, "claim_jobs_limited")
         call = f"EXECUTE claim('w', '{{f}}', NULL, 10, 30, '{{{limit_id}}}', clock_timestamp())"
         plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {call}"))
         with conn.transaction(force_rollback=True):
@@ -279,9 +280,52 @@ def test_a_limited_claim_reads_each_served_functions_range_and_touches_only_what
                                     "Index Scan using jobs_lease_idx", "Update"}, plan
     assert "Seq Scan" not in plan and "jit=off" in settings
     # Ten claimed (two per key of the first five keys), from forty candidates, not 40,000.
-    first_buffers = next(line for line in ran.splitlines() if "Buffers:" in line)
-    touched = sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", first_buffers))
-    assert "rows=10 " in ran and touched < 1500, ran
+    assert "rows=10 " in ran and buffers_touched(ran) < 1500, ran
+
+
+@pytest.mark.parametrize("statistics", ["stale", "fresh"])
+@pytest.mark.parametrize("function", ["claim_tasks", "claim_tasks_limited"])
+def test_a_remote_claim_reads_only_claimable_functions_or_the_users_own_jobs(db_url, statistics, function):
+    """The remote claims (0025), planned as the server runs them, over 20,000 pending jobs of a
+    function in-process workers serve, ahead in claim order, and 20,000 of a remote task type of
+    bob's: the service key's claim, with or without task types, reads the claimable function's
+    range of jobs_function_due_idx and never the in-process backlog; alice's reads her own jobs
+    through jobs_owner_due_idx, never bob's. Under a limit (claim_tasks_limited) as well."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if statistics == "stale":
+            conn.execute("ANALYZE jobline.jobs")
+        conn.execute("INSERT INTO jobline.local_functions (function) VALUES ('inprocess')")
+        conn.execute("INSERT INTO jobline.jobs (function, priority) SELECT 'inprocess', 9 FROM generate_series(1, 20000)")
+        conn.execute("INSERT INTO jobline.jobs (function, owner) SELECT 'render', 'bob' FROM generate_series(1, 20000)")
+        conn.execute("INSERT INTO jobline.jobs (function, owner) SELECT 'render', 'alice' FROM generate_series(1, 10)")
+        (limit_id,) = conn.execute("INSERT INTO jobline.limits (scope, target, concurrency) "
+                                   "VALUES ('function', 'render', 100) RETURNING id").fetchone()
+        if statistics == "fresh":
+            conn.execute("ANALYZE jobline.jobs")
+        prepare_claim(conn, function)
+        limited = f", '{{{limit_id}}}', clock_timestamp()" if function == "claim_tasks_limited" else ""
+        calls = {who: f"EXECUTE claim('w', {owner}, {types}, 10, 30{limited})"
+                 for who, owner, types in (("service", "NULL", "NULL"), ("service, render", "NULL", "'{render}'"),
+                                           ("alice", "'alice'", "NULL"))}
+        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {calls['service']}"))
+        runs = {}
+        for who, call in calls.items():
+            with conn.transaction(force_rollback=True):
+                runs[who] = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {call}"))
+                runs[who + " claimed"] = conn.execute(
+                    "SELECT DISTINCT function, owner FROM jobline.jobs WHERE status = 'running'").fetchall()
+    # jobline.jobs is read through indexes only (under a limit, limit_room's joins are of the
+    # few rows of limits and their usage).
+    reads = set(re.findall(r"(\w[\w ]*?) on jobs \w+", plan))
+    assert reads >= {"Index Scan using jobs_function_due_idx", "Index Scan using jobs_owner_due_idx"}, plan
+    assert reads <= {"Index Scan using jobs_function_due_idx", "Index Scan using jobs_owner_due_idx",
+                     "Index Only Scan using jobs_function_due_idx", "Index Scan using jobs_pkey",
+                     "Index Scan using jobs_lease_idx", "Update"}, plan
+    assert "Seq Scan" not in plan, plan
+    assert runs["service claimed"] == runs["service, render claimed"] == [("render", "bob")]
+    assert runs["alice claimed"] == [("render", "alice")]
+    for who in calls:
+        assert "rows=10 " in runs[who] and buffers_touched(runs[who]) < 500, (who, runs[who])
 
 
 async def test_a_missing_table_suggests_migrating_only_when_it_is_jobline_s(bookkeeping, empty_db_url):

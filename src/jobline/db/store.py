@@ -518,12 +518,10 @@ class Store:
                     cur = c.cursor(row_factory=dict_row)
                     await cur.execute(q.LIMIT_TAKE, {"task_types": task_types})
                     limit_ids = (await cur.fetchone())["limit_ids"]
-                    # Not prepared: a custom plan sees whether the owner is given and picks its index.
                     if limit_ids is None:
-                        await cur.execute(q.TASK_CLAIM_MANY, params, prepare=False)
+                        await cur.execute(q.TASK_CLAIM_MANY, params)
                     else:
-                        await cur.execute(q.TASK_CLAIM_MANY_LIMITED, {**params, "limit_ids": limit_ids},
-                                          prepare=False)
+                        await cur.execute(q.TASK_CLAIM_MANY_LIMITED, {**params, "limit_ids": limit_ids})
                     return await cur.fetchall()
 
     async def task_hold(self, job_id: int, *, worker_id: str, owner: str | None) -> dict | None:
