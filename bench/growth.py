@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import time
 
 import psycopg
@@ -34,21 +33,22 @@ SELECT pg_total_relation_size('jobline.jobs'), pg_total_relation_size('jobline.a
 
 
 def claim_buffers(url: str) -> str:
-    """The buffers one claim of 10 reads: claim_jobs's body, run under its own settings."""
+    """The buffers one claim of 10 reads: jobline.claim_jobs as a worker calls it, its nested
+    statements' plans logged by auto_explain to this session (rolled back)."""
     with psycopg.connect(url) as conn:
-        body, settings = conn.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'claim_jobs'").fetchone()
-        values = {"worker": "'bench'", "functions": "'{noop}'::text[]", "queues": "NULL::text[]", "lim": "10",
-                  "lease_seconds": "30"}
-        for name, value in values.items():
-            body = re.sub(rf"\b{name}\b", value, body)
-        for setting in settings or []:
-            name, value = setting.split("=")
-            conn.execute(f"SET LOCAL {name} = {value}")
-        plan = [row[0] for row in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) {body}")]
+        logged: list[str] = []
+        conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
+        conn.execute("LOAD 'auto_explain'")
+        for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_analyze = on",
+                        "log_buffers = on"):
+            conn.execute(f"SET auto_explain.{setting}")
+        conn.execute("SET client_min_messages = log")
+        conn.execute("SELECT * FROM jobline.claim_jobs('bench', '{noop}', NULL, 10, 30)")
         conn.rollback()
+    # The claim's own statement: the nested plan that updates jobline.jobs.
+    plan = next(text for text in logged if "Update on jobs" in text).splitlines()
     top = next((line for line in plan if "Buffers:" in line), "")
-    timing = next((line for line in plan if line.startswith("Execution Time")), "")
-    return f"{top.strip()} ; {timing}"
+    return f"{top.strip()} ; {plan[0].split(' plan:')[0]}"  # "duration: 0.512 ms"
 
 
 def drain(url: str, jobs: int) -> tuple[float, float]:
