@@ -25,6 +25,12 @@ CELLS = {
     "jobline tuned": ("jobline", {"concurrency": 1000, "batch": 500}),
     "PgQueuer defaults": ("pgqueuer", {}),
 }
+# With --sync: a plain `def` handler, which jobline runs in threads (20 by default); "tuned" is
+# the best of the settings tried (bench/README.md).
+SYNC_CELLS = {
+    "jobline defaults, sync": ("jobline", {"sync": True}),
+    "jobline tuned, sync": ("jobline", {"sync": True, "concurrency": 100, "batch": 100}),
+}
 
 
 def main() -> None:
@@ -32,13 +38,15 @@ def main() -> None:
     parser.add_argument("--server-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--sync", action="store_true", help="also sync handlers' defaults and tuned setting")
     args = parser.parse_args()
+    cells = {**CELLS, **(SYNC_CELLS if args.sync else {})}
     rates: dict[tuple[str, str], list[float]] = {}
     for rep in range(args.repeat):
-        order = [(cell, stats) for cell in CELLS for stats in ("stale", "fresh")]
+        order = [(cell, stats) for cell in cells for stats in ("stale", "fresh")]
         random.shuffle(order)
         for cell, stats in order:
-            system, options = CELLS[cell]
+            system, options = cells[cell]
             rate = measure_drain(system, args.server_url, args.jobs, 1, options, analyze=stats == "fresh")["jobs_per_s"]
             rates.setdefault((cell, stats), []).append(rate)
             print(json.dumps({"rep": rep, "cell": cell, "statistics": stats, "jobs_per_s": round(rate)}), flush=True)
@@ -56,6 +64,17 @@ def main() -> None:
         print(f"| {stats} | {spread(mine)} | {spread(peer)} | {spread(tuned)} | "
               f"{statistics.median(versus_peer):.2f}x ({min(versus_peer):.2f}-{max(versus_peer):.2f}) | "
               f"{statistics.median(versus_tuned):.2f}x ({min(versus_tuned):.2f}-{max(versus_tuned):.2f}) |")
+    if args.sync:
+        print("\n| statistics | sync defaults | sync tuned | sync defaults / PgQueuer | sync defaults / sync tuned |")
+        print("|---|---|---|---|---|")
+        for stats in ("stale", "fresh"):
+            mine, tuned, peer = (rates[(c, stats)] for c in ("jobline defaults, sync", "jobline tuned, sync",
+                                                               "PgQueuer defaults"))
+            versus_peer = [a / b for a, b in zip(mine, peer)]
+            versus_tuned = [a / b for a, b in zip(mine, tuned)]
+            print(f"| {stats} | {spread(mine)} | {spread(tuned)} | "
+                  f"{statistics.median(versus_peer):.2f}x ({min(versus_peer):.2f}-{max(versus_peer):.2f}) | "
+                  f"{statistics.median(versus_tuned):.2f}x ({min(versus_tuned):.2f}-{max(versus_tuned):.2f}) |")
 
 
 if __name__ == "__main__":

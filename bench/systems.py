@@ -85,14 +85,18 @@ class Jobline:
     name = "jobline"
     remaining_sql = "SELECT count(*) FROM jobline.jobs WHERE status NOT IN ('succeeded', 'failed')"
 
-    def app(self, url, out=None, function="noop"):
+    def app(self, url, out=None, function="noop", sync=False):
         from jobline import App
 
         app = App(url)
-
-        @app.function(function)
-        async def noop(payload):
-            note_start(payload.get("i"), out)
+        if sync:  # a plain def: the worker runs it in its thread pool (defaults sized for that)
+            @app.function(function)
+            def noop(payload):
+                note_start(payload.get("i"), out)
+        else:
+            @app.function(function)
+            async def noop(payload):
+                note_start(payload.get("i"), out)
 
         return app
 
@@ -112,7 +116,7 @@ class Jobline:
             return await _single_loop(lambda i: app.enqueue_async("noop", {"i": i}), n, latency_log, gap)
 
     async def worker(self, url, mode, out, options):
-        async with self.app(url, out, options.get("function", "noop")) as app:
+        async with self.app(url, out, options.get("function", "noop"), options.get("sync", False)) as app:
             worker = await app.worker_async(concurrency=options.get("concurrency"),
                                             batch_size=options.get("batch"), maintenance=False)
             if mode == "drain":
