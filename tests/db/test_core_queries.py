@@ -187,22 +187,22 @@ def test_every_query_file_prepares(db_url):
             conn.execute(f"PREPARE p{index} AS {body}".encode())
 
 
-def prepare_body(conn: psycopg.Connection, function: str, name: str = "claim") -> list[str]:
-    """Prepare, as `name`, the statement that the PL/pgSQL function `function` returns (RETURN
-    QUERY ...; 0024), with its arguments as parameters, under the function's own planner settings
-    and planned as the server plans it: generically (PL/pgSQL keeps a generic plan after five
-    calls) unless the function says otherwise. Returns those settings."""
+def prepare_claim(conn: psycopg.Connection, function: str) -> list[str]:
+    """Prepare, as `claim`, the statement that the PL/pgSQL claim function `function` returns
+    (RETURN QUERY ...; 0024), with its arguments as parameters, under the function's own planner
+    settings and planned generically (PL/pgSQL keeps a generic plan after five calls), as the
+    server runs it. Returns those settings."""
     source, settings, names, types = conn.execute(
         "SELECT prosrc, proconfig, proargnames[1:pronargs], string_to_array(oidvectortypes(proargtypes), ', ') "
         "FROM pg_proc WHERE proname = %s", [function]).fetchone()
     body = re.search(r"RETURN QUERY\s+(.*);\s*END\s*$", source, re.S)[1]
-    for number, argument in enumerate(names, 1):
-        body = re.sub(rf"\b{argument}\b", f"${number}", body)
-    conn.execute("SET plan_cache_mode = force_generic_plan")
+    for number, name in enumerate(names, 1):
+        body = re.sub(rf"\b{name}\b", f"${number}", body)
     for setting in settings:
-        key, value = setting.split("=")
-        conn.execute(f"SET {key} = {value}")
-    conn.execute(f"PREPARE {name}({', '.join(types)}) AS {body}")
+        name, value = setting.split("=")
+        conn.execute(f"SET {name} = {value}")
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute(f"PREPARE claim({', '.join(types)}) AS {body}")
     return settings
 
 
@@ -227,7 +227,7 @@ def test_a_claim_reads_each_served_functions_range_and_updates_by_key_whatever_t
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
         # Claims no flow-control limit applies to run claim_jobs_free (0019, 0023).
-        settings = prepare_body(conn, "claim_jobs_free")
+        settings = prepare_claim(conn, "claim_jobs_free")
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE claim('w', '{f}', NULL, 10, 30)"))
         runs = {}
         for functions in ("{f}", "{f,sql,http,pipeline}", "{h,sql,http}"):
@@ -266,7 +266,7 @@ def test_a_limited_claim_reads_each_served_functions_range_and_touches_only_what
                                    "VALUES ('function', 'f', true, 2) RETURNING id").fetchone()
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
-        settings = prepare_body(conn, "claim_jobs_limited")
+        settings = prepare_claim(conn, "claim_jobs_limited")
         call = f"EXECUTE claim('w', '{{f}}', NULL, 10, 30, '{{{limit_id}}}', clock_timestamp())"
         plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {call}"))
         with conn.transaction(force_rollback=True):
@@ -302,7 +302,7 @@ def test_a_remote_claim_reads_only_claimable_functions_or_the_users_own_jobs(db_
                                    "VALUES ('function', 'render', 100) RETURNING id").fetchone()
         if statistics == "fresh":
             conn.execute("ANALYZE jobline.jobs")
-        prepare_body(conn, function)
+        prepare_claim(conn, function)
         limited = f", '{{{limit_id}}}', clock_timestamp()" if function == "claim_tasks_limited" else ""
         calls = {who: f"EXECUTE claim('w', {owner}, {types}, 10, 30{limited})"
                  for who, owner, types in (("service", "NULL", "NULL"), ("service, render", "NULL", "'{render}'"),
@@ -326,34 +326,6 @@ def test_a_remote_claim_reads_only_claimable_functions_or_the_users_own_jobs(db_
     assert runs["alice claimed"] == [("render", "alice")]
     for who in calls:
         assert "rows=10 " in runs[who] and buffers_touched(runs[who]) < 500, (who, runs[who])
-
-
-@pytest.mark.parametrize("statistics", ["stale", "fresh"])
-def test_completing_a_batch_finds_its_jobs_by_id_whatever_the_statistics(db_url, statistics):
-    """jobline.complete_jobs (0026), planned as the server runs it, with 20,000 running jobs and
-    the dead entries of 20,000 completed ones in jobs_lease_idx: a batch of 50 is found through
-    the primary key, never by reading the table or every running job (stale statistics led the
-    planner to both), and the completion still settles dependants through their GIN index."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        if statistics == "stale":
-            conn.execute("ANALYZE jobline.jobs")
-        conn.execute("INSERT INTO jobline.jobs (function, status, attempts, worker_id) "
-                     "SELECT 'f', 'running', 1, 'w' FROM generate_series(1, 40000)")
-        conn.execute("UPDATE jobline.jobs SET status = 'succeeded', worker_id = NULL WHERE id > 20000")
-        if statistics == "fresh":
-            conn.execute("ANALYZE jobline.jobs")
-        settings = prepare_body(conn, "complete_jobs", "complete")
-        ids = "{" + ",".join(str(i) for i in range(1, 51)) + "}"
-        call = (f"EXECUTE complete('w', '{ids}', array_fill(1, '{{50}}'), "
-                "array_fill('succeeded'::text, '{50}'), array_fill(0::float8, '{50}'), "
-                "array_fill(NULL::jsonb, '{50}'), array_fill(NULL::text, '{50}'), array_fill(NULL::text, '{50}'), "
-                "array_fill('succeeded'::text, '{50}'), array_fill(0::float8, '{50}'), array_fill(0::float8, '{50}'))")
-        with conn.transaction(force_rollback=True):
-            ran = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {call}"))
-    assert "plan_cache_mode=force_custom_plan" in settings and "enable_seqscan=off" in settings
-    reads = set(re.findall(r"(\w[\w ]*?) on jobs \w+", ran))
-    assert reads <= {"Index Scan using jobs_pkey", "Update"} and "Update" in reads, ran
-    assert "Seq Scan" not in ran and "rows=50 " in ran and buffers_touched(ran) < 1500, ran
 
 
 async def test_a_missing_table_suggests_migrating_only_when_it_is_jobline_s(bookkeeping, empty_db_url):
