@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import InvalidInput
 
+MAX_ID = 2**63 - 1  # a bigint id
 MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 64 * 1024       # an attempt's error message (and its traceback), each
 MAX_NAME_LENGTH = 200
@@ -268,7 +269,7 @@ def new_job(
     else:
         deps = tuple(depends_on)
     for dep in deps:
-        check_int(dep, "depends_on id", 1, 2**63 - 1)
+        check_int(dep, "depends_on id", 1, MAX_ID)
     return NewJob(
         function=check_name(function, "function name"),
         payload={} if payload is None else payload,
@@ -297,14 +298,15 @@ def check_unique_key(key: Any) -> str:
     return key
 
 
-def parse_run_at(text: str) -> dt.datetime:
-    """An ISO 8601 instant from the CLI or HTTP; naive times are taken as UTC."""
+def parse_run_at(text: str, what: str = "run_at") -> dt.datetime:
+    """An ISO 8601 instant from the CLI or HTTP (``what`` names it in the error); naive times are
+    taken as UTC."""
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError as exc:
-        raise InvalidInput(f"run_at {text!r} is not an ISO 8601 date-time such as 2026-01-31T03:00:00Z") from exc
+        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 date-time such as 2026-01-31T03:00:00Z") from exc
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def check_ids(ids: Sequence[Any], what: str = "job id") -> list[int]:
-    return [check_int(i, what, 1, 2**63 - 1) for i in ids]
+    return [check_int(i, what, 1, MAX_ID) for i in ids]

@@ -82,6 +82,8 @@ def test_hostile_subscriptions_are_refused_with_what_was_wrong(client, sql):
         ({"url": "https://user:pw@hooks.example.com/"}, 422, "user:password@"),
         ({"url": "http://169.254.169.254/latest/meta-data"}, 422, "169.254.169.254"),
         ({"url": "http://127.0.0.1:5432/"}, 422, "127.0.0.1"),
+        # A secret in the path hides nothing of the host: it is checked all the same.
+        ({"url": "http://169.254.169.254/latest/{{owner_secret:hook}}"}, 422, "169.254.169.254"),
         ({"url": HOOK + "\n/x"}, 422, "control character"),
         ({"url": "https://x.example.com/" + "a" * 2100}, 422, "url"),
         ({"url": HOOK, "events": ["job.exploded"]}, 422, "events"),

@@ -47,6 +47,7 @@ def test_subscribe_list_and_unsubscribe(jobline, sql):
     (["https://x.example.com/", "--event", "job.exploded"], "job.exploded"),
     (["https://x.example.com/", "--header", "no colon"], "write it as 'Name: value'"),
     (["https://x.example.com/", "--header", "X-A: 1", "--header", "X-A: 2"], "given twice"),
+    (["https://x.example.com/", "--header", "X-A: 1", "--header", "x-a: 2"], "given twice"),
     (["https://x.example.com/", "--owner", "alice", "--header", "X: {{secret:t}}"], "{{owner_secret:NAME}}"),
     (["http://169.254.169.254/"], "169.254.169.254"),
 ])
@@ -56,6 +57,16 @@ def test_a_bad_subscription_is_one_line_naming_what_is_wrong_and_stores_nothing(
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line, line
     assert sql("SELECT count(*) FROM jobline.notification_subscriptions") == [(0,)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--since", "garbage"], "--since 'garbage' is not an ISO 8601 date-time"),
+    (["--before", "99999999999999999999"], "--before"),
+])
+def test_a_bad_listing_option_is_one_line_naming_it(jobline, args, message):
+    refused = jobline("notifications", "ls", *args)
+    assert refused.returncode in (1, 2), refused
+    assert message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
 
 
 def test_notifications_lists_events_newest_first(jobline, sql):

@@ -52,6 +52,9 @@ def test_record_event_queues_one_delivery_per_matching_subscription(sql):
                                                              ("alice", "https://alice.example.com/")]
     owner, url, key, literal, body = deliveries[1]
     assert key == f"jobline-notification-{event}-{subs[url]}" and literal is True
+    # A user reads their delivery's job: it keeps only the answer's status (0026); the operator's all.
+    assert sql("SELECT owner, payload->'keep_response' FROM jobline.jobs WHERE function = 'http' ORDER BY id") == [
+        (None, True), ("alice", False)]
     assert {k: body[k] for k in ("id", "kind", "owner", "subject", "data")} == {
         "id": event, "kind": "job.failed", "owner": "alice", "subject": "job 7", "data": {"job_id": 7}}
     # Operators only: the operator's subscriptions, no user's.
@@ -90,6 +93,24 @@ async def test_a_lost_lease_that_ends_a_job_counts_for_deactivation_and_notifies
     assert sql("SELECT active FROM jobline.job") == [(False,)]
     sql("SELECT jobline.alter_job(%s, active := true)", [schedule])
     assert sql("SELECT active, deactivated_at, deactivated_reason FROM jobline.schedules") == [(True, None, None)]
+
+
+def test_a_run_whose_queued_job_fails_before_the_run_itself_finishes_counts_as_failed(sql):
+    """A schedule's command queues a job that fails while the command's own job is still running
+    (its outcome not yet written): the run has failed all the same, and the schedule pauses at
+    once rather than never (0026)."""
+    schedule = sql("SELECT jobline.schedule('fan-out', '0 3 * * *', 'SELECT 1')")[0][0]
+    sql("SELECT jobline.set_max_consecutive_failures(%s, 1)", [schedule])
+    parent = sql("SELECT jobline.trigger_schedule(%s)", [schedule])[0][0]
+    sql("UPDATE jobline.jobs SET status = 'running', attempts = 1, worker_id = 'w' WHERE id = %s", [parent])
+    child = sql("INSERT INTO jobline.jobs (function, parent_id, status, attempts, worker_id) "
+                "VALUES ('http', %s, 'running', 1, 'w') RETURNING id", [parent])[0][0]
+    sql("UPDATE jobline.jobs SET status = 'failed', last_error = 'HTTP 404', finished_at = now() WHERE id = %s",
+        [child])
+    active, reason = sql("SELECT active, deactivated_reason FROM jobline.schedules")[0]
+    assert not active and reason.startswith(f"1 runs in a row failed (max_consecutive_failures 1); the last, job {parent}")
+    sql("UPDATE jobline.jobs SET status = 'succeeded', finished_at = now() WHERE id = %s", [parent])
+    assert sql("SELECT active FROM jobline.schedules") == [(False,)]
 
 
 def test_set_max_consecutive_failures_sets_and_clears_it_and_alter_job_keeps_pg_crons_signature(sql):

@@ -132,6 +132,11 @@ async def test_a_jobs_final_failure_notifies_its_owner_and_the_operator_but_not_
         assert [n["subject"] for n in (await app.ops.notifications.list(ALICE)).rows] == [f"job {job.id}"]
         assert (await app.ops.notifications.list(BOB)).rows == []
         assert [n["owner"] for n in await app.notifications_async(kind="job.failed")] == ["alice"]
+        # Alice reads her delivery's job: the status and timing of the answer, not what her URL said.
+        results = dict(sql("SELECT owner, result FROM jobline.jobs WHERE function = 'http' AND status = 'succeeded' "
+                           "AND payload->>'url' IN (%s, %s)", [alice_hook.url(), ops_hook.url()]))
+        assert set(results["alice"]) == {"status", "reason", "elapsed_ms", "url"} and results["alice"]["status"] == 200
+        assert {"headers", "body"} <= set(results[None])
 
 
 async def test_event_data_is_sent_as_written_and_never_fills_in_a_secret(db_url, sql):
@@ -255,6 +260,9 @@ def test_an_http_payloads_literal_body_must_be_a_boolean():
         "https://x.example.com/", {}]
     with pytest.raises(Fail, match="literal_body must be true or false, got 'yes'"):
         parse_call({"url": "https://x.example.com/", "literal_body": "yes"})
+    assert parse_call({"url": "https://x.example.com/"}).keep_response is True
+    with pytest.raises(Fail, match="keep_response must be true or false, got 1"):
+        parse_call({"url": "https://x.example.com/", "keep_response": 1})
 
 
 async def test_cron_ticks_whose_jobs_time_out_deactivate_the_schedule_on_the_third(db_url, sql):

@@ -465,7 +465,7 @@ class PipelineListOut(Out):
     pipelines: list[PipelineOut]
 
 
-class PipelineRunSummaryOut(Out):
+class PipelineRunBase(Out):
     id: int
     pipeline: str
     owner: str | None
@@ -473,6 +473,9 @@ class PipelineRunSummaryOut(Out):
     payload: dict[str, Any]
     created_at: str
     finished_at: str | None
+
+
+class PipelineRunSummaryOut(PipelineRunBase):
     steps: int
     succeeded: int = Field(description="How many of its steps succeeded")
 
@@ -507,13 +510,6 @@ class PipelineEventOut(Out):
     at: str
 
 
-class PipelineRunOut(Out):
-    id: int
-    pipeline: str
-    owner: str | None
-    status: Literal["running", "succeeded", "failed", "cancelled"]
-    payload: dict[str, Any]
-    created_at: str
-    finished_at: str | None
+class PipelineRunOut(PipelineRunBase):
     steps: list[RunStepOut]
     history: list[PipelineEventOut]

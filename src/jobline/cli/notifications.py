@@ -9,7 +9,7 @@ import click
 
 from ..auth import SERVICE
 from ..errors import InvalidInput
-from ..job import parse_run_at
+from ..job import MAX_ID, parse_run_at
 from ..operations.notifications import EVENT_KINDS
 from .main import Context, cli, pass_context, run_ops
 from .output import emit_json, short_time, table
@@ -21,7 +21,7 @@ def _list_options(command):
             click.option("--since", help="Only events at or after this time, ISO 8601 (naive times are UTC)."),
             click.option("--owner", help="Only this user's events."),
             click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True),
-            click.option("--before", "before_id", type=click.IntRange(min=1),
+            click.option("--before", "before_id", type=click.IntRange(1, MAX_ID),
                          help="Events with ids below this (the next page)."),
             click.option("--json", "as_json", is_flag=True, help="Print JSON.")]):
         command = option(command)
@@ -46,7 +46,7 @@ def notifications_ls(ctx: Context, **options) -> None:
 
 
 def _list(ctx: Context, kind, since, owner, limit, before_id, as_json) -> None:
-    since_at = parse_run_at(since) if since else None
+    since_at = parse_run_at(since, "--since") if since else None
     page = run_ops(ctx.load_app(), lambda ops: ops.notifications.list(
         SERVICE, kind=kind, since=since_at, owner=owner, limit=limit, before_id=before_id))
     if as_json:
@@ -85,7 +85,7 @@ def notifications_subscribe(ctx: Context, url: str, events: tuple[str, ...], hea
         name, colon, value = header.partition(":")
         if not colon or not name.strip():
             raise InvalidInput(f"--header {header!r}: write it as 'Name: value'")
-        if name.strip() in parsed:
+        if name.strip().lower() in (given.lower() for given in parsed):
             raise InvalidInput(f"--header: {name.strip()} is given twice")
         parsed[name.strip()] = value.strip()
     row = run_ops(ctx.load_app(), lambda ops: ops.notifications.subscribe(

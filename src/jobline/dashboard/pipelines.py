@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from ..pipeline import RUN_STATUSES
 from . import web
-from .views import PAGE_SIZE, Refused, _action, _page
+from .views import MAX_ID, PAGE_SIZE, Refused, _action, _page
 from .web import first, render
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,6 @@ router = APIRouter(include_in_schema=False)
 
 RUN_ACTIONS = {"cancel": "Cancel", "retry": "Retry"}
 NOT_FOUND = "No pipeline run with this id is visible to you."
-MAX_ID = 2**63 - 1
 
 # The graph's geometry, in SVG user units.
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 170, 46, 60, 22, 12

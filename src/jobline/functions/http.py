@@ -51,7 +51,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_TIMEOUT_MS = 5000         # pg_net's default
 MAX_TIMEOUT_MS = 600_000
 PAYLOAD_FIELDS = frozenset({"url", "method", "headers", "params", "body", "timeout_ms", "idempotency_key",
-                            "literal_body"})
+                            "literal_body", "keep_response"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_HEADER_VALUE = re.compile(r"[\x00\r\n]")
 _URL_START = re.compile(r"(?i)https?://|\{\{secret:")
@@ -81,6 +81,10 @@ class Call:
     # a user, so they are sent as given and never searched for references. Only the parts the
     # operator wrote (url and headers here; everything in an `http` job) are resolved.
     literal_data: bool = False
+    # False for a user's notification delivery (0026): the result and error keep the status and
+    # timing only, so the job's owner never reads what a host behind the operator's egress policy
+    # answered.
+    keep_response: bool = True
 
     @property
     def template(self) -> list[Any]:
@@ -114,6 +118,9 @@ def parse_call(payload: Any) -> Call:
     literal = payload.get("literal_body", False)
     if not isinstance(literal, bool):
         raise Fail(f"http payload: literal_body must be true or false, got {_clip(literal)}")
+    keep_response = payload.get("keep_response", True)
+    if not isinstance(keep_response, bool):
+        raise Fail(f"http payload: keep_response must be true or false, got {_clip(keep_response)}")
     url = payload.get("url")
     if not isinstance(url, str) or not url.strip() or len(url) > 8192:
         # The scheme and host are the egress policy's to judge (DestinationBlocked), once any
@@ -122,7 +129,7 @@ def parse_call(payload: Any) -> Call:
     return Call(url=url.strip(), method=method.upper(),
                 headers=check_headers(payload.get("headers"), "http payload: headers"),
                 params=_check_params(payload.get("params")), body=payload.get("body"), has_body=has_body,
-                timeout_ms=timeout_ms, idempotency_key=key, literal_data=literal)
+                timeout_ms=timeout_ms, idempotency_key=key, literal_data=literal, keep_response=keep_response)
 
 
 def check_url_field(url: Any, what: str) -> str:

@@ -405,6 +405,8 @@ class Sender:
             result["body_withheld"] = withheld
         log.debug("http.responded", extra={"job_id": ctx.job_id, "attempt": ctx.attempt, "status": status,
                                            "elapsed_ms": result["elapsed_ms"], "bytes": len(raw), "redirects": hops})
+        if not call.keep_response:
+            result = {key: result[key] for key in ("status", "reason", "elapsed_ms", "url")}
         if status < 400:
             return result
         # The first line is what logs show (runtime.executor.first_line): status and timing only.
@@ -414,7 +416,9 @@ class Sender:
         delay = retry_after(response.headers.get("retry-after")) if status == 429 else None
         if delay is not None:
             summary += f" (Retry-After: {delay:g} s)"
-        if withheld is not None:
+        if not call.keep_response:
+            excerpt = ""
+        elif withheld is not None:
             excerpt = f"(body withheld: {withheld['reason']})"
         else:
             excerpt = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
