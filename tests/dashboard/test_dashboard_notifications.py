@@ -37,3 +37,11 @@ def test_a_deactivated_schedule_shows_when_and_why(service, sql):
     assert "deactivated" in page.text and "3 runs in a row failed (max_consecutive_failures 3)" in page.text
     assert "3 failed runs in a row" in page.text
     assert "deactivated" in service.get("/schedules").text
+
+
+def test_a_pipeline_runs_event_links_to_the_run_and_names_its_failed_steps(service, sql):
+    sql("""SELECT jobline.record_event('pipeline.failed', NULL, 'publish-content #7',
+                                       '{"run_id": 7, "failed_steps": ["post", "notify"]}')""")
+    page = service.get("/notifications")
+    assert 'href="/pipelines/runs/7">publish-content #7</a>' in page.text
+    assert "failed: post, notify" in page.text

@@ -355,6 +355,12 @@ def test_the_live_stream_sends_a_page_again_when_it_changes(service, sql):
 
 def test_the_live_stream_is_only_for_dashboard_pages(service, alice, sql):
     theirs = failed_job(sql, "bob")
+    # Every screen with a live part streams it, whichever module serves the page.
+    for path in ("/notifications", "/pipelines", "/queues"):
+        with service.stream("GET", f"/events?path={path}&digest=stale") as stream:
+            assert stream.status_code == 200, path
+            assert next(line for line in stream.iter_lines() if line.startswith("data: ")).startswith(
+                'data: {"regions"'), path
     assert service.get("/events?path=/api/stats").status_code == 404
     assert service.get("/events?path=//evil.example/").status_code == 404
     assert alice.get(f"/events?path=/jobs/{theirs}").status_code == 404

@@ -15,15 +15,14 @@ from fastapi.responses import Response
 from . import limits, live, notifications, pipelines, views
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+SCREENS = (views, limits, notifications, pipelines)  # each module's `router` serves its pages (and live.py's)
 
 
 def install(server: FastAPI) -> None:
     """Add the dashboard's routes to ``server`` (whose ``state.jobline`` has ``ops``, ``settings``,
     ``limiter`` and ``metrics``, as api.app.Api does)."""
-    server.include_router(views.router)
-    server.include_router(limits.router)
-    server.include_router(notifications.router)
-    server.include_router(pipelines.router)
+    for screen in SCREENS:
+        server.include_router(screen.router)
     server.add_api_route("/events", live.events, methods=["GET"], include_in_schema=False)
     server.add_api_route("/static/{name}", static, methods=["GET"], include_in_schema=False)
 

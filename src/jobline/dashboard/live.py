@@ -76,9 +76,9 @@ async def render_live(request: Request, path: str) -> dict[str, str] | None:
     route_path, _, query = path.partition("?")
     scope: dict[str, Any] = {**request.scope, "method": "GET", "path": route_path, "raw_path": route_path.encode(),
                              "query_string": query.encode(), "route": None}
-    from . import pipelines, views  # the screens' own routes
+    from . import SCREENS  # the screens' own routes (imported here: the package imports this module)
 
-    for route in [*views.router.routes, *pipelines.router.routes]:
+    for route in (route for screen in SCREENS for route in screen.router.routes):
         if "GET" not in getattr(route, "methods", ()):
             continue
         match, child = route.matches(scope)
