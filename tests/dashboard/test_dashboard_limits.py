@@ -1,5 +1,5 @@
-"""The dashboard's /limits screen: anyone sees the limits; only the service sets or removes one,
-through forms carrying the CSRF token; bad values answer with what was wrong."""
+"""The dashboard's /limits screen: a user sees the limits on their own jobs; only the service sets
+or removes one, through forms carrying the CSRF token; bad values answer with what was wrong."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def test_the_service_sets_and_removes_limits_and_a_user_only_sees_them(service, 
 @pytest.mark.parametrize("fields, message", [
     ({"scope": "function", "target": "post"}, "needs a concurrency, a rate, or both"),
     ({"scope": "function", "target": "post", "concurrency": "two"}, "concurrency must be a whole number"),
+    ({"scope": "function", "target": "post", "concurrency": "²"}, "concurrency must be a whole number"),
     ({"scope": "function", "target": "post", "rate": "30"}, "COUNT/PERIOD"),
     ({"scope": "table", "target": "post", "concurrency": "1"}, "scope must be"),
 ])

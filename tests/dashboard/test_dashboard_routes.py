@@ -364,3 +364,11 @@ def test_the_live_stream_is_only_for_dashboard_pages(service, alice, sql):
     assert service.get("/events?path=/api/stats").status_code == 404
     assert service.get("/events?path=//evil.example/").status_code == 404
     assert alice.get(f"/events?path=/jobs/{theirs}").status_code == 404
+
+
+def test_ids_that_only_look_like_digits_are_refused_not_a_server_error(service):
+    # "²" passes str.isdigit() and then fails int(): a 404 or an ignored cursor, never a 500.
+    assert service.get("/jobs/%C2%B2").status_code == 404
+    assert service.get("/pipelines/runs/%C2%B2").status_code == 404
+    for page in ("/jobs", "/http", "/notifications", "/pipelines"):
+        assert service.get(page, params={"before": "²"}).status_code == 200, page

@@ -1,5 +1,5 @@
-"""The dashboard's flow-control screen (/limits): every limit the claim holds, for anyone; the
-service sets and removes them with plain forms (the same operations as `jobline limits` and
+"""The dashboard's flow-control screen (/limits): the limits the claim holds (a user sees
+those on their own jobs); the service sets and removes them with plain forms (the same operations as `jobline limits` and
 /api/limits). Its own module, so the screen's routes live apart from views.py's."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ async def limits(request: Request) -> Response:
 def _whole_number(text: str | None, what: str) -> int | None:
     if text is None or not text.strip():
         return None
-    if not text.strip().isdigit():
+    if not (text.strip().isascii() and text.strip().isdigit()):
         raise InvalidInput(f"{what} must be a whole number, got {text!r}")
     return int(text)
 

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from ..operations.notifications import EVENT_KINDS
 from . import web
-from .views import MAX_ID, PAGE_SIZE, _page
+from .views import PAGE_SIZE, _page
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,7 +24,7 @@ async def notifications(request: Request) -> Response:
         before = request.query_params.get("before")
         page = await ops.notifications.list(
             session.caller, kind=kind, limit=PAGE_SIZE,
-            before_id=int(before) if before and before.isdigit() and int(before) <= MAX_ID else None)
+            before_id=web.id_in(before))
         return "notifications.html", {"rows": page.rows, "next_cursor": page.next_cursor, "kind": kind,
                                       "kinds": EVENT_KINDS, "nav": "notifications",
                                       "subscriptions": await ops.notifications.subscriptions(session.caller)}

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from ..pipeline import RUN_STATUSES
 from . import web
-from .views import MAX_ID, PAGE_SIZE, Refused, _action, _page
+from .views import PAGE_SIZE, Refused, _action, _page
 from .web import first, render
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ def layout(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _run_id(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+    found = web.id_in(value)
+    if found is None:
         raise Refused(404, "Not found", NOT_FOUND)
-    return int(value)
+    return found
 
 
 @router.get("/pipelines")
@@ -77,7 +78,7 @@ async def pipelines(request: Request) -> Response:
         if status is not None and status not in RUN_STATUSES:
             raise Refused(422, "Invalid input", f"status must be one of {', '.join(RUN_STATUSES)}")
         before = params.get("before")
-        before_id = int(before) if before and before.isdigit() and 1 <= int(before) <= MAX_ID else None
+        before_id = web.id_in(before)
         ops = web.ops(request).pipelines
         declared = await ops.list(session.caller)
         page = await ops.runs(session.caller, pipeline=pipeline, status=status, before_id=before_id, limit=PAGE_SIZE)

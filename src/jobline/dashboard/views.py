@@ -37,7 +37,6 @@ SCHEDULE_ACTIONS = {"pause": "Pause", "resume": "Resume", "trigger": "Trigger no
 QUEUE_ACTIONS = {"pause": "Pause", "resume": "Resume"}
 PAGE_SIZE = 50
 MAX_BULK = 200
-MAX_ID = 2**63 - 1
 NOT_FOUND = {"job": "No job with this id is visible to you.",
              "schedule": "No schedule with this name or id is visible to you."}
 
@@ -119,9 +118,10 @@ def _safe_next(value: str | None) -> str:
 
 
 def _id(value: str | None, what: str = "job") -> int:
-    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+    found = web.id_in(value)
+    if found is None:
         raise Refused(404, "Not found", NOT_FOUND[what])
-    return int(value)
+    return found
 
 
 # -- sign-in ----------------------------------------------------------------------------------
@@ -259,8 +259,8 @@ async def jobs(request: Request) -> Response:
         page = await web.ops(request).jobs.list(
             session.caller, statuses=filters["status"] or None, function=filters["function"],
             queue=filters["queue"], owner=filters["owner"], created_after=_moment(filters["from"], "From"),
-            created_before=_moment(filters["to"], "To"), before_id=int(before) if before and before.isdigit()
-            and int(before) <= MAX_ID else None, include_archived=filters["archived"], limit=PAGE_SIZE,
+            created_before=_moment(filters["to"], "To"), before_id=web.id_in(before),
+            include_archived=filters["archived"], limit=PAGE_SIZE,
             error=filters["error"])
         kept = {**{k: v for k, v in filters.items() if k != "archived"},
                 "archived": "1" if filters["archived"] else None}
@@ -352,7 +352,7 @@ async def jobs_bulk(request: Request) -> Response:
         action = first(fields, "bulk_action")
         if action not in ("retry", "cancel", "archive"):
             raise Refused(422, "Invalid input", "Choose retry, cancel or archive.")
-        ids = sorted({int(v) for v in fields.get("id", []) if v.isdigit() and 1 <= int(v) <= MAX_ID})
+        ids = sorted({found for found in map(web.id_in, fields.get("id", [])) if found is not None})
         if not ids:
             raise Refused(422, "Nothing selected", "Select the jobs to act on first.")
         if len(ids) > MAX_BULK:
@@ -398,7 +398,7 @@ async def schedule(request: Request, schedule_id: str) -> Response:
         found = await ops.schedules.get(session.caller, _id(schedule_id, "schedule"))
         before = request.query_params.get("before")
         runs = await ops.schedules.runs(session.caller, found.id, limit=PAGE_SIZE,
-                                        before_id=int(before) if before and before.isdigit() else None)
+                                        before_id=web.id_in(before))
         now = dt.datetime.now(dt.timezone.utc)
         return "schedule.html", {"s": public_schedule(found, session.caller, None, now), "runs": runs.rows,
                                  "next_cursor": runs.next_cursor, "upcoming": _upcoming(found, now),
@@ -447,7 +447,7 @@ async def http_calls(request: Request) -> Response:
     async def build(session):
         before = request.query_params.get("before")
         page = await web.ops(request).activity.http_calls(
-            session.caller, before_id=int(before) if before and before.isdigit() and int(before) <= MAX_ID else None,
+            session.caller, before_id=web.id_in(before),
             limit=PAGE_SIZE)
         return "http.html", {"rows": page.rows, "next_cursor": page.next_cursor, "nav": "http"}
     return await _page(request, build)

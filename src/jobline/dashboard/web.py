@@ -24,6 +24,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..auth import Principal
+from ..job import MAX_ID
 from ..operations import Operations, Session
 from .charts import bars
 from .describe import describe
@@ -47,6 +48,15 @@ PAGE_HEADERS = {
 }
 
 _LIVE = re.compile(r"<!--live:([a-z0-9-]+)-->(.*?)<!--/live-->", re.S)
+
+
+def id_in(text: str | None) -> int | None:
+    """The id (1 to MAX_ID) that ``text`` spells in ASCII digits, else None (str.isdigit alone
+    also takes '²', which int() then refuses)."""
+    if not text or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def _static_version() -> str:

@@ -1,5 +1,5 @@
-"""Flow-control limits (0019_flow_control.sql): anyone reads them (a user learns why their jobs
-wait); setting or removing one holds back every owner's work, so it is the service's. The target
+"""Flow-control limits (0019_flow_control.sql): a user reads those on their own jobs (to learn
+why they wait), the service every one; setting or removing one holds back every owner's work, so it is the service's. The target
 (a function or a queue name) may hold a slash, so it is the rest of the path."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ router = APIRouter(tags=["limits"])
 
 @router.get("/api/limits", response_model=None, responses={200: {"model": LimitListOut}, **AUTH_ERRORS})
 async def list_limits(request: Request, caller: Principal = Depends(principal)) -> JSONResponse:
-    """Every limit: on what (a function or a queue), how many running at once, how many starts
+    """The limits the caller may see (every one for the service, those on a user's own jobs): on what (a function or a queue), how many running at once, how many starts
     per window, per key or not, and whether code or an operator set it."""
     return JSONResponse({"limits": await api_state(request).ops.limits.list(caller)})
 

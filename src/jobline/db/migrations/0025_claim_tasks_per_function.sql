@@ -36,7 +36,8 @@ CREATE FUNCTION jobline.claim_tasks(worker text, owner_scope text, task_types te
                                     lease_seconds double precision)
 RETURNS TABLE (id bigint, function text, payload jsonb, owner text, attempts integer, max_attempts integer,
                lease_until timestamptz, started_at timestamptz, upstream jsonb)
-LANGUAGE plpgsql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
+LANGUAGE plpgsql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off
+SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
@@ -99,7 +100,8 @@ CREATE FUNCTION jobline.claim_tasks_limited(worker text, owner_scope text, task_
                                             lease_seconds double precision, limit_ids bigint[], at timestamptz)
 RETURNS TABLE (id bigint, function text, payload jsonb, owner text, attempts integer, max_attempts integer,
                lease_until timestamptz, started_at timestamptz, upstream jsonb)
-LANGUAGE plpgsql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
+LANGUAGE plpgsql SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off
+SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY

@@ -1,5 +1,6 @@
--- index_upkeep_list: the partial indexes of jobline.jobs (which hold only live work, such as
--- jobs_due_idx) with their size and their entries as last counted by VACUUM or ANALYZE; and
+-- index_upkeep_list: the B-tree indexes of jobline.jobs that hold only jobs of a live status
+-- (their predicate is on status: jobs_due_idx, jobs_function_due_idx, jobs_lease_idx) with their
+-- size and their entries as last counted by VACUUM or ANALYZE; and
 -- the invalid indexes of jobline's tables that an interrupted REINDEX CONCURRENTLY leaves
 -- behind (named *_ccnew or *_ccold), which cost every write until they are dropped; not while
 -- an index of that table is being built (a rebuild in progress has such an index too).
@@ -10,7 +11,9 @@ JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 WHERE n.nspname = 'jobline'
-  AND ((t.relname = 'jobs' AND x.indpred IS NOT NULL AND x.indisvalid)
+  -- Not a GIN index (whose reltuples counts rows, not entries) nor one that keeps history.
+  AND ((t.relname = 'jobs' AND x.indisvalid AND i.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
+        AND pg_get_expr(x.indpred, x.indrelid) ~ '^\(?status = ''(pending|running|waiting)''::text\)?$')
        OR (NOT x.indisvalid AND i.relname ~ '_cc(new|old)[0-9]*$'
            AND NOT EXISTS (SELECT FROM pg_stat_progress_create_index p WHERE p.relid = t.oid)))
 ORDER BY i.relname
