@@ -20,8 +20,9 @@ router = APIRouter(tags=["limits"])
 
 @router.get("/api/limits", response_model=None, responses={200: {"model": LimitListOut}, **AUTH_ERRORS})
 async def list_limits(request: Request, caller: Principal = Depends(principal)) -> JSONResponse:
-    """The limits the caller may see (every one for the service, those on a user's own jobs): on what (a function or a queue), how many running at once, how many starts
-    per window, per key or not, and whether code or an operator set it."""
+    """The limits the caller may see (every one for the service, those on a user's own jobs): on
+    what (a function or a queue), how many running at once, how many starts per window, per key
+    or not, and whether code or an operator set it."""
     return JSONResponse({"limits": await api_state(request).ops.limits.list(caller)})
 
 
