@@ -13,6 +13,7 @@ from jobline.db import queries as q
 from jobline.db.store import Store
 from jobline.errors import DatabaseError
 from jobline.retry import retries
+from role_support import roles_of
 
 
 @pytest.fixture
@@ -340,3 +341,22 @@ async def test_a_missing_table_suggests_migrating_only_when_it_is_jobline_s(book
             await unmigrated.job_get(1)
     finally:
         await unmigrated.close()
+
+
+def test_a_plain_role_cannot_stall_a_limited_claim(db_url, sql):
+    """A claim under a limit serialises on the limit's row (0027), which only jobline's own role may
+    lock: a plain role's advisory lock on the limit's old key holds nothing back, and its attempt
+    to lock the row is refused."""
+    (limit_id,) = sql("INSERT INTO jobline.limits (scope, target, concurrency) VALUES ('function', 'f', 5) "
+                      "RETURNING id")[0]
+    sql("INSERT INTO jobline.jobs (function) VALUES ('f')")
+    with roles_of(db_url) as roles:
+        mallory = roles.make("mallory")
+        with psycopg.connect(roles.url(mallory), autocommit=True) as hostile:
+            hostile.execute("SELECT pg_advisory_lock(1785950019, %s)", [limit_id])
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                hostile.execute("SELECT 1 FROM jobline.limits FOR NO KEY UPDATE")
+            with psycopg.connect(db_url, autocommit=True) as worker:
+                worker.execute("SET lock_timeout = '5s'")  # a stall fails the test, not the suite
+                claimed = worker.execute("SELECT id FROM jobline.claim_jobs('w', '{f}', NULL, 10, 30)").fetchall()
+    assert len(claimed) == 1
