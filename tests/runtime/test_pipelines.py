@@ -15,7 +15,7 @@ from conftest import eventually, running, start_jobline
 from jobline import App, Conflict, InvalidInput, PipelineNotFound, Snooze, Step
 from jobline.auth import SERVICE
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)  # a test may wait 120 s for four processes on a loaded machine
 
 
 @pytest.fixture
@@ -309,6 +309,27 @@ async def test_retention_removes_a_run_once_its_step_jobs_are_gone_and_a_pruned_
     await Maintenance(papp.store, settings).prune()
     assert sql("SELECT id FROM jobline.pipeline_runs") == [(kept["id"],)]   # a run with steps left stays
     assert sql("SELECT count(*) FROM jobline.pipeline_history WHERE run_id = %s", [gone["id"]]) == [(0,)]
+
+
+async def test_retention_keeps_the_finished_steps_of_a_run_still_running(papp, sql):
+    """A later step may wait days (a delay, a snooze): the results it reads as its upstream are
+    kept past their retention while its run is running, and pruned once it has finished."""
+    from jobline.runtime.maintenance import Maintenance
+
+    run = await papp.start_pipeline_async("flaky")
+    sql("UPDATE jobline.jobs SET status = 'succeeded', result = '{\"n\": 1}', finished_at = now() - interval '8 days' "
+        "WHERE pipeline_run_id = %s AND step = 'first'", [run["id"]])
+    assert run_status(sql, run["id"]) == "running"
+    day = 86400.0
+    settings = dataclasses.replace(papp.settings, retain_succeeded_seconds=day, retain_failed_seconds=day,
+                                   retain_cancelled_seconds=day)
+    await Maintenance(papp.store, settings).prune()
+    assert sql("SELECT step FROM jobline.jobs WHERE pipeline_run_id = %s AND status = 'succeeded'", [run["id"]]) == [
+        ("first",)]
+    sql("UPDATE jobline.pipeline_runs SET status = 'failed', finished_at = now() WHERE id = %s", [run["id"]])
+    await Maintenance(papp.store, settings).prune()
+    assert sql("SELECT count(*) FROM jobline.jobs WHERE pipeline_run_id = %s AND step = 'first'", [run["id"]]) == [
+        (0,)]
 
 
 def test_a_schedule_declared_in_code_can_target_a_pipeline():
